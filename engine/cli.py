@@ -1,0 +1,368 @@
+"""The ``ntd`` command line.
+
+Exit codes: 0 ok, 1 operational failure, 2 bad usage or bad input (the message names the file,
+line or key at fault). Every listing has ``--json``. The database is ``--db PATH`` (before the
+subcommand) or ``NTD_DATABASE_URL``; configuration is ``--config`` or ``NTD_CONFIG``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from engine.errors import ConfigError, InputError, NtdError, PluginError
+from engine.models import CHANNELS
+
+JSON_OPT = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+
+
+def emit_json(value: Any) -> None:
+    """Print a JSON document to stdout."""
+    click.echo(json.dumps(value, indent=2, ensure_ascii=False, default=str))
+
+
+def _console() -> Any:
+    from rich.console import Console
+
+    return Console(stderr=False, highlight=False)
+
+
+class Obj:
+    """Lazily opened runtime shared by the subcommands of one invocation."""
+
+    def __init__(self, db: str | None, config: str | None) -> None:
+        self.db = db
+        self.config = config
+        self._runtime: Any = None
+
+    def runtime(self) -> Any:
+        """The opened ``Runtime`` (plugins, config, store)."""
+        if self._runtime is None:
+            from engine.runtime import Runtime
+
+            self._runtime = Runtime.open(db=self.db, config_path=self.config)
+        return self._runtime
+
+    def close(self) -> None:
+        """Close the store if it was opened."""
+        if self._runtime is not None:
+            self._runtime.close()
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--db", "db", metavar="PATH", default=None,
+              help="Database path or URL (default: $NTD_DATABASE_URL or ./ntd.db).")
+@click.option("--config", "config", metavar="FILE", default=None,
+              help="Configuration file (default: $NTD_CONFIG or ./ntd.toml).")
+@click.version_option(package_name="ntd", prog_name="ntd")
+@click.pass_context
+def cli(ctx: click.Context, db: str | None, config: str | None) -> None:
+    """ntd — notice-and-takedown engine for hotlines handling reports of CSAM URLs."""
+    ctx.obj = Obj(db, config)
+    ctx.call_on_close(ctx.obj.close)
+
+
+# -- intake ------------------------------------------------------------------------------------
+@cli.command()
+@click.argument("files", nargs=-1, required=True)
+@click.option("--channel", type=click.Choice(CHANNELS), default="analyst", show_default=True,
+              help="Where the reports came from.")
+@click.option("--format", "fmt", type=click.Choice(["text", "csv", "json", "ndjson"]),
+              default=None, help="Input format (default: from the file name or content).")
+@JSON_OPT
+@click.pass_obj
+def submit(obj: Obj, files: tuple[str, ...], channel: str, fmt: str | None,
+           as_json: bool) -> None:
+    """Submit URLs from FILES (text, CSV, JSON, NDJSON; '-' reads stdin)."""
+    from engine.intake import submit_files
+
+    rt = obj.runtime()
+    with _progress("Submitting", _count_lines(files)) as advance:
+        result = submit_files(rt.store, files, channel=channel, fmt=fmt, clock=rt.clock,
+                              progress=advance)
+    if as_json:
+        emit_json(result.to_dict())
+        return
+    click.echo(f"batch {result.batch}: {result.accepted} accepted, "
+               f"{result.duplicates} duplicates, {len(result.rejected)} rejected")
+    for rej in result.rejected[:50]:
+        where = f"{rej['file']}:" if "file" in rej else ""
+        click.echo(f"  {where}line {rej['line']}: {rej['reason']}: {rej['input']}", err=True)
+    if len(result.rejected) > 50:
+        click.echo(f"  … {len(result.rejected) - 50} more (use --json)", err=True)
+
+
+def _count_lines(files: tuple[str, ...]) -> int | None:
+    """Total lines of regular files, for the progress bar (None when unknown or not a tty)."""
+    if not sys.stderr.isatty():
+        return None
+    total = 0
+    for name in files:
+        if name == "-" or not os.path.isfile(name):
+            return None
+        with open(name, "rb") as fh:
+            for block in iter(lambda fh=fh: fh.read(1 << 20), b""):
+                total += block.count(b"\n")
+    return total
+
+
+class _progress:
+    """A rich progress bar on a terminal; a no-op otherwise."""
+
+    def __init__(self, label: str, total: int | None) -> None:
+        self.label = label
+        self.total = total
+        self._progress: Any = None
+
+    def __enter__(self) -> Callable[[int], None]:
+        if not sys.stderr.isatty():
+            return lambda done: None
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+        self._progress = Progress("[progress.description]{task.description}", BarColumn(),
+                                  MofNCompleteColumn(), TimeElapsedColumn(),
+                                  console=Console(stderr=True), transient=True)
+        self._progress.start()
+        task = self._progress.add_task(self.label, total=self.total)
+        return lambda done: self._progress.update(task, completed=done)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+
+
+# -- running -----------------------------------------------------------------------------------
+@cli.command()
+@click.option("--until-idle", is_flag=True, help="Stop when no case is due in any stage.")
+@click.option("--workers", type=click.IntRange(min=1), default=None,
+              help="Workers per stage (default: [pipeline] workers).")
+@JSON_OPT
+@click.pass_obj
+def run(obj: Obj, until_idle: bool, workers: int | None, as_json: bool) -> None:
+    """Run the pipeline (until idle, or until SIGINT/SIGTERM)."""
+    rt = obj.runtime()
+    on_progress = _run_progress() if sys.stderr.isatty() and not as_json else None
+    summary = rt.run_pipeline_sync(until_idle=until_idle, workers=workers,
+                                   on_progress=on_progress)
+    if as_json:
+        emit_json(summary.to_dict())
+        return
+    done = ", ".join(f"{k} {v}" for k, v in sorted(summary.processed.items())) or "nothing"
+    click.echo(f"processed: {done} in {summary.seconds:.1f}s")
+    if summary.errors:
+        click.echo("errors: " + ", ".join(f"{k} {v}" for k, v in summary.errors.items()))
+    if summary.parked:
+        click.echo("parked (no plugin for the stage): "
+                   + ", ".join(f"{k} {v}" for k, v in summary.parked.items()))
+    if summary.stopped_by_signal:
+        click.echo(f"stopped by signal; {summary.released} queued cases released")
+
+
+def _run_progress() -> Callable[[Any], None]:
+    last = [0.0]
+
+    def show(summary: Any) -> None:
+        import time
+
+        now = time.monotonic()
+        if now - last[0] < 0.5:
+            return
+        last[0] = now
+        text = " ".join(f"{k}:{v}" for k, v in sorted(summary.processed.items()))
+        click.echo(f"\r\x1b[K{text}", nl=False, err=True)
+
+    return show
+
+
+# -- reading -----------------------------------------------------------------------------------
+@cli.command()
+@JSON_OPT
+@click.pass_obj
+def status(obj: Obj, as_json: bool) -> None:
+    """Counts of cases per state."""
+    counts = obj.runtime().store.count_by_state()
+    total = sum(counts.values())
+    if as_json:
+        emit_json({"cases": total, "by_state": counts})
+        return
+    from rich.table import Table
+
+    table = Table(title=f"{total} cases")
+    table.add_column("state")
+    table.add_column("cases", justify="right")
+    for state, n in counts.items():
+        table.add_row(state, str(n))
+    _console().print(table)
+
+
+@cli.command()
+@click.option("--state", default=None, help="Only cases in this state.")
+@click.option("--limit", type=click.IntRange(min=1), default=None)
+@JSON_OPT
+@click.pass_obj
+def cases(obj: Obj, state: str | None, limit: int | None, as_json: bool) -> None:
+    """List cases (oldest first)."""
+    from engine.models import STATES
+
+    if state and state not in STATES:
+        raise InputError(f"--state: unknown state {state!r} (known: {', '.join(STATES)})")
+    rows = obj.runtime().store.list_cases(state=state, limit=limit)
+    if as_json:
+        emit_json(rows)
+        return
+    from rich.table import Table
+
+    table = Table()
+    for col in ("id", "state", "domain", "url", "created"):
+        table.add_column(col, overflow="fold")
+    for c in rows:
+        table.add_row(c["id"], c["state"], c["domain"], c["canonical_url"], c["created_at"])
+    _console().print(table)
+
+
+@cli.command()
+@click.argument("case_id")
+@JSON_OPT
+@click.pass_obj
+def case(obj: Obj, case_id: str, as_json: bool) -> None:
+    """Show one case with its full event trail."""
+    found = obj.runtime().store.get_case(case_id)
+    if found is None:
+        raise InputError(f"no case {case_id!r}")
+    if as_json:
+        emit_json(found)
+        return
+    con = _console()
+    con.print(f"[bold]{found['id']}[/bold]  {found['state']}"
+              + (f" ({found['state_reason']})" if found.get("state_reason") else ""))
+    con.print(f"url:       {found['canonical_url']}\ndomain:    {found['domain']}")
+    con.print(f"reports:   {len(found['reports'])}    items: {len(found['items'])}")
+    from rich.table import Table
+
+    table = Table(title="trail")
+    for col in ("at", "stage", "actor", "action", "detail"):
+        table.add_column(col, overflow="fold")
+    for e in found["events"]:
+        table.add_row(e["at"], e["stage"], e["actor"], e["action"],
+                      json.dumps(e["detail"], ensure_ascii=False) if e["detail"] else "")
+    con.print(table)
+
+
+@cli.command()
+@JSON_OPT
+@click.pass_obj
+def plugins(obj: Obj, as_json: bool) -> None:
+    """List plugins with their version and the hooks each implements."""
+    from engine.plugin_manager import plugin_infos
+
+    infos = plugin_infos(obj.runtime().pm)
+    if as_json:
+        emit_json([i.to_dict() for i in infos])
+        return
+    from rich.table import Table
+
+    table = Table()
+    for col in ("name", "version", "distribution", "hooks"):
+        table.add_column(col, overflow="fold")
+    for i in infos:
+        table.add_row(i.name, i.version or "-", i.distribution or "-", ", ".join(i.hooks))
+    _console().print(table)
+
+
+@cli.group("config")
+def config_group() -> None:
+    """Configuration commands."""
+
+
+@config_group.command("check")
+@JSON_OPT
+@click.pass_obj
+def config_check(obj: Obj, as_json: bool) -> None:
+    """Validate the configuration and print the effective values."""
+    from engine.plugin_manager import get_plugin_manager
+    from engine.runtime import load_config
+
+    config = load_config(get_plugin_manager(), obj.config)
+    if as_json:
+        emit_json({"file": str(config.path) if config.path else None, "values": config.values})
+        return
+    click.echo(f"configuration OK ({config.path or 'defaults, no file'})")
+    for section, values in sorted(config.values.items()):
+        click.echo(f"[{section}]")
+        for key, value in sorted(values.items()):
+            click.echo(f"  {key} = {json.dumps(value, default=str)}")
+
+
+@cli.command()
+@click.option("--urls", type=click.IntRange(min=1), default=300, show_default=True)
+@click.option("--keep", type=click.Path(), default=None,
+              help="Keep the demo database at this path (default: a temporary folder).")
+def demo(urls: int, keep: str | None) -> None:
+    """Run a synthetic, offline demonstration of what ntd does so far."""
+    from engine.demo import run_demo
+
+    run_demo(urls=urls, keep=keep)
+
+
+@cli.group()
+def bench() -> None:
+    """Benchmarks (speed targets live here, not in tests)."""
+
+
+@bench.command("intake")
+@click.option("--urls", type=click.IntRange(min=1), default=100_000, show_default=True)
+@JSON_OPT
+def bench_intake(urls: int, as_json: bool) -> None:
+    """Time `submit` of N generated URLs: seconds, URLs/s, peak memory."""
+    from engine.bench import bench_intake as run_bench
+
+    result = run_bench(urls)
+    if as_json:
+        emit_json(result)
+    else:
+        for key, value in result.items():
+            click.echo(f"{key}: {value}")
+
+
+def _register_plugin_commands() -> None:
+    """Let plugins add subcommands (``ntd_register_commands``)."""
+    from engine.plugin_manager import call_all_sync, get_plugin_manager
+
+    call_all_sync(get_plugin_manager(), "ntd_register_commands", cli=cli)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point: maps ntd errors to exit codes 1 and 2."""
+    try:
+        _register_plugin_commands()
+        code = cli.main(args=argv, prog_name="ntd", standalone_mode=False)
+        if isinstance(code, int) and code:
+            sys.exit(code)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(1)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(2 if isinstance(exc, click.UsageError) or exc.exit_code == 2 else 1)
+    except (InputError, ConfigError) as exc:
+        click.echo(f"ntd: error: {exc}", err=True)
+        sys.exit(2)
+    except PluginError as exc:
+        click.echo(f"ntd: plugin error: {exc}\n(block a plugin with NTD_DISABLE_PLUGINS=name)",
+                   err=True)
+        sys.exit(1)
+    except NtdError as exc:
+        click.echo(f"ntd: error: {exc}", err=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,57 @@
+"""Time in one place: UTC timestamps as sortable ISO-8601 text, and a clock tests can move.
+
+Every timestamp ntd stores is ``YYYY-MM-DDTHH:MM:SS.ffffffZ`` so that text order is time order in
+both SQLite and PostgreSQL. ``NTD_FAKE_NOW`` (ISO-8601) pins the clock for demos and tests of
+schedules; code takes its time from ``Clock.now()``, never from ``datetime.now()`` directly.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from datetime import UTC, datetime, timedelta
+
+_FMT = "%Y-%m-%dT%H:%M:%S.%fZ"
+
+
+def fmt(moment: datetime) -> str:
+    """Format an aware datetime as ntd's sortable UTC text."""
+    return moment.astimezone(UTC).strftime(_FMT)
+
+
+def parse(text: str) -> datetime:
+    """Parse ntd's timestamp text (or any ISO-8601 with offset) into an aware UTC datetime."""
+    value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
+
+
+class Clock:
+    """Wall clock, or a fixed/advanceable one for tests (``advance``)."""
+
+    def __init__(self, fixed: datetime | None = None) -> None:
+        env = os.environ.get("NTD_FAKE_NOW")
+        if fixed is None and env:
+            fixed = parse(env)
+        self._offset = timedelta(0)
+        self._fixed = fixed
+
+    def now(self) -> datetime:
+        """The current time as an aware UTC datetime."""
+        if self._fixed is not None:
+            return self._fixed + self._offset
+        return datetime.now(UTC) + self._offset
+
+    def now_text(self) -> str:
+        """The current time as ntd timestamp text."""
+        return fmt(self.now())
+
+    def advance(self, seconds: float) -> None:
+        """Move this clock forward (tests and simulations only)."""
+        self._offset += timedelta(seconds=seconds)
+
+    @staticmethod
+    def monotonic() -> float:
+        """A monotonic reading for measuring durations."""
+        return time.monotonic()

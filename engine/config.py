@@ -1,0 +1,203 @@
+"""Configuration: ``ntd.toml`` plus environment, validated at start-up against declared schemas.
+
+The engine declares its own sections here; every plugin may declare more through the
+``ntd_config_schema`` hook. Unknown sections and keys, wrong types and bad values are errors that
+name the key (``[fetch] max_bytes: expected an integer, got 'lots'``). Secrets never live in the
+file: options whose name ends in ``_env`` name an environment variable that holds the secret.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from engine.errors import ConfigError
+
+DEFAULT_CONFIG_NAME = "ntd.toml"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Option:
+    """One configuration key: its type, default and an optional value check."""
+
+    type: type | tuple[type, ...]
+    default: Any = None
+    help: str = ""
+    check: Callable[[Any], str | None] | None = None  # returns an error message or None
+
+    def validate(self, where: str, value: Any) -> Any:
+        """Return ``value`` if it fits, else raise ConfigError naming ``where``."""
+        types = self.type if isinstance(self.type, tuple) else (self.type,)
+        # bool is an int in Python; a TOML `true` must not pass as a count.
+        if isinstance(value, bool) and bool not in types:
+            raise ConfigError(f"{where}: expected {_type_names(types)}, got {value!r}")
+        if float in types and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, types):
+            raise ConfigError(f"{where}: expected {_type_names(types)}, got {value!r}")
+        if self.check is not None:
+            problem = self.check(value)
+            if problem:
+                raise ConfigError(f"{where}: {problem}")
+        return value
+
+
+def _type_names(types: tuple[type, ...]) -> str:
+    names = {bool: "true/false", int: "an integer", float: "a number", str: "a string",
+             list: "a list", dict: "a table"}
+    return " or ".join(names.get(t, t.__name__) for t in types)
+
+
+def positive(value: Any) -> str | None:
+    """Option check: the value must be greater than zero."""
+    return None if value > 0 else "must be greater than 0"
+
+
+def non_negative(value: Any) -> str | None:
+    """Option check: the value must be zero or more."""
+    return None if value >= 0 else "must be 0 or more"
+
+
+def one_of(*choices: str) -> Callable[[Any], str | None]:
+    """Option check: the value must be one of ``choices``."""
+
+    def check(value: Any) -> str | None:
+        return None if value in choices else f"must be one of {', '.join(choices)}"
+
+    return check
+
+
+# A section schema maps key -> Option. A section whose schema has the key "*" accepts free-form
+# keys validated by that option (used for host maps and per-stage concurrency tables).
+Schema = Mapping[str, Mapping[str, Option]]
+
+ENGINE_SCHEMA: dict[str, dict[str, Option]] = {
+    "pipeline": {
+        "workers": Option(type=int, default=16, check=positive,
+                          help="default workers per stage"),
+        "queue_size": Option(type=int, default=256, check=positive,
+                             help="bound of each stage's queue"),
+        "per_host_limit": Option(type=int, default=4, check=positive,
+                                 help="outbound requests in flight per host"),
+        "cpu_workers": Option(type=int, default=0, check=non_negative,
+                              help="process-pool size for CPU-bound work; 0 = number of cores"),
+        "lease_seconds": Option(type=int, default=300, check=positive,
+                                help="how long a claimed case stays leased to a worker"),
+        "poll_seconds": Option(type=float, default=1.0, check=positive,
+                               help="how often idle stages look for new work"),
+        "shutdown_grace_seconds": Option(type=float, default=30.0, check=positive,
+                                         help="how long in-flight work may finish on SIGTERM"),
+    },
+    "pipeline.concurrency": {
+        "*": Option(type=int, check=positive, help="workers for the named stage"),
+    },
+    "lab": {
+        "allow_private_networks": Option(
+            type=bool, default=False,
+            help="allow fetching loopback/private addresses: tests and benchmarks only"),
+    },
+    "logging": {
+        "level": Option(type=str, default="WARNING",
+                        check=one_of("DEBUG", "INFO", "WARNING", "ERROR")),
+    },
+}
+
+
+@dataclass
+class Config:
+    """Validated configuration: ``config.section("fetch")["max_bytes"]``."""
+
+    path: Path | None = None
+    values: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def section(self, name: str) -> dict[str, Any]:
+        """The named section with defaults filled in (empty dict if undeclared)."""
+        return self.values.get(name, {})
+
+    def get(self, name: str, key: str, default: Any = None) -> Any:
+        """One value of a section, or ``default``."""
+        return self.values.get(name, {}).get(key, default)
+
+
+def find_config_path(explicit: str | os.PathLike[str] | None) -> Path | None:
+    """The config file to read: ``--config``, then ``NTD_CONFIG``, then ``./ntd.toml`` if present."""
+    if explicit:
+        return Path(explicit)
+    env = os.environ.get("NTD_CONFIG")
+    if env:
+        return Path(env)
+    default = Path(DEFAULT_CONFIG_NAME)
+    return default if default.exists() else None
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    """Parse a TOML file; errors name the file and the parser's position."""
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError as exc:
+        raise ConfigError(f"{path}: config file not found") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from exc
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc}") from exc
+
+
+def _flatten_sections(raw: Mapping[str, Any], schema: Schema, prefix: str = "") -> dict[str, Any]:
+    """Map nested TOML tables to dotted section names known to the schema."""
+    out: dict[str, Any] = {}
+    for key, value in raw.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and name in schema:
+            plain = {k: v for k, v in value.items()
+                     if not (isinstance(v, dict) and f"{name}.{k}" in schema)}
+            nested = {k: v for k, v in value.items() if k not in plain}
+            out[name] = plain
+            out.update(_flatten_sections(nested, schema, prefix=f"{name}."))
+        elif isinstance(value, dict) and any(s.startswith(name + ".") for s in schema):
+            out.update(_flatten_sections(value, schema, prefix=f"{name}."))
+        else:
+            out[name] = value
+    return out
+
+
+def validate(raw: Mapping[str, Any], schema: Schema, *, path: Path | None = None) -> Config:
+    """Validate raw TOML data against ``schema`` and fill in defaults."""
+    where_file = f"{path}: " if path else ""
+    flat = _flatten_sections(raw, schema)
+    values: dict[str, dict[str, Any]] = {}
+    for section, body in flat.items():
+        if section not in schema:
+            known = ", ".join(sorted(schema))
+            raise ConfigError(f"{where_file}[{section}]: unknown section (known: {known})")
+        if not isinstance(body, dict):
+            raise ConfigError(f"{where_file}{section}: expected a [table]")
+        options = schema[section]
+        checked: dict[str, Any] = {}
+        for key, value in body.items():
+            option = options.get(key) or options.get("*")
+            if option is None:
+                known = ", ".join(sorted(options))
+                raise ConfigError(f"{where_file}[{section}] {key}: unknown key (known: {known})")
+            checked[key] = option.validate(f"{where_file}[{section}] {key}", value)
+        values[section] = checked
+    for section, options in schema.items():
+        sect = values.setdefault(section, {})
+        for key, option in options.items():
+            if key != "*" and key not in sect:
+                sect[key] = option.default
+    return Config(path=path, values=values)
+
+
+def secret_from_env(section: str, key: str, env_name: str | None) -> str | None:
+    """Read a secret from the environment variable named by a ``*_env`` option."""
+    if not env_name:
+        return None
+    value = os.environ.get(env_name)
+    if value is None:
+        raise ConfigError(f"[{section}] {key}: environment variable {env_name} is not set")
+    return value

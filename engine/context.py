@@ -1,0 +1,120 @@
+"""The run context handed to every stage hook: configuration, clock, store, fetcher, CPU pool.
+
+Plugins reach the outside world only through what this offers: ``ctx.fetcher`` is the SSRF-safe
+fetcher (one shared instance per run), ``ctx.run_cpu`` runs CPU-bound work in the process pool so
+the event loop never blocks, ``ctx.store`` is the asynchronous facade of the case store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import multiprocessing
+import os
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from functools import partial
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import pluggy
+
+from engine.clock import Clock
+from engine.config import Config
+from engine.store import Store
+
+if TYPE_CHECKING:
+    from engine.safe_fetch import SafeFetcher
+
+T = TypeVar("T")
+log = logging.getLogger("ntd")
+
+
+class AsyncStore:
+    """Runs ``Store`` methods on one dedicated thread: the loop never waits on the database."""
+
+    def __init__(self, store: Store) -> None:
+        self.sync = store
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ntd-db")
+
+    async def call(self, method: str, /, *args: Any, **kwargs: Any) -> Any:
+        """Await ``store.method(*args, **kwargs)`` run on the database thread."""
+        fn = getattr(self.sync, method)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, partial(fn, *args, **kwargs))
+
+    def __getattr__(self, name: str) -> Callable[..., Any]:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return partial(self.call, name)
+
+    def close(self) -> None:
+        """Stop the database thread (the store itself stays open)."""
+        self._executor.shutdown(wait=True)
+
+
+class StageContext:
+    """What a stage hook may use. One per run; shared by all workers."""
+
+    def __init__(self, *, config: Config, pm: pluggy.PluginManager, store: Store,
+                 clock: Clock | None = None, owner: str = "ntd") -> None:
+        self.config = config
+        self.pm = pm
+        self.clock = clock or Clock()
+        self.store = AsyncStore(store)
+        self.owner = owner
+        self.log = log
+        self.state: dict[str, Any] = {}  # per-run scratch space for plugins, keyed by plugin
+        self._fetcher: SafeFetcher | None = None
+        self._cpu_pool: ProcessPoolExecutor | None = None
+
+    # -- outbound HTTP -------------------------------------------------------------------------
+    @property
+    def fetcher(self) -> SafeFetcher:
+        """The run's SSRF-safe fetcher, created on first use from ``[fetch]`` and ``[lab]``."""
+        if self._fetcher is None:
+            from engine.safe_fetch import SafeFetcher
+
+            self._fetcher = SafeFetcher(fetch_policy(self.config))
+        return self._fetcher
+
+    # -- CPU-bound work ------------------------------------------------------------------------
+    async def run_cpu(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run a picklable module-level function in the process pool."""
+        if self._cpu_pool is None:
+            size = self.config.get("pipeline", "cpu_workers") or os.cpu_count() or 1
+            # forkserver: forking a process that runs threads (the database thread) is unsafe.
+            self._cpu_pool = ProcessPoolExecutor(
+                max_workers=size, mp_context=multiprocessing.get_context("forkserver"))
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._cpu_pool, partial(fn, *args))
+
+    async def aclose(self) -> None:
+        """Close the fetcher, the process pool and the database thread."""
+        if self._fetcher is not None:
+            await self._fetcher.aclose()
+            self._fetcher = None
+        if self._cpu_pool is not None:
+            self._cpu_pool.shutdown(wait=True, cancel_futures=True)
+            self._cpu_pool = None
+        self.store.close()
+
+
+def fetch_policy(config: Config) -> Any:
+    """Build the fetcher's policy from ``[fetch]`` and ``[lab]`` configuration."""
+    from engine.safe_fetch import FetchPolicy
+
+    fetch = config.section("fetch")
+    kwargs: dict[str, Any] = {
+        "allow_private_networks": bool(config.get("lab", "allow_private_networks", False)),
+        "per_host_limit": config.get("pipeline", "per_host_limit", 4),
+    }
+    for key in ("max_bytes", "total_timeout", "connect_timeout", "max_redirects", "user_agent"):
+        if fetch.get(key) is not None:
+            kwargs[key] = fetch[key]
+    if fetch.get("allowed_ports"):
+        kwargs["allowed_ports"] = frozenset(fetch["allowed_ports"])
+    hosts = config.section("resolve.hosts")
+    if hosts:
+        kwargs["static_hosts"] = {k: list(v) if isinstance(v, list) else [v]
+                                  for k, v in hosts.items()}
+    return FetchPolicy(**kwargs)

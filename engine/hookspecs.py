@@ -1,0 +1,139 @@
+"""Hook specifications: the contract between the ntd engine and its plugins.
+
+Built-in stages (``plugins/``) and third-party plugins implement these hooks the same way::
+
+    from engine import hookimpl
+
+    @hookimpl
+    def ntd_fetch(case, ctx):
+        ...
+
+Every hook name carries the ``ntd_`` prefix. A plugin implements any subset; misspelt hook names
+are rejected at start-up. Hooks are plain functions that return a value **or an awaitable**: the
+engine awaits what it gets, so an implementation may be ``async def``. Because pluggy calls hooks
+synchronously, "first answer wins" hooks are *not* declared ``firstresult``: the engine calls
+implementations one at a time in pluggy's order (last registered first; ``tryfirst``/``trylast``
+respected), awaits each, and stops at the first answer that is not ``None``. It records which plugin
+answered in the case's event trail.
+
+Each hook is documented in ``docs/hooks.md`` (a test fails when one is missing there).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+if TYPE_CHECKING:
+    import click
+
+    from engine.context import StageContext
+    from engine.models import Case, StageResult
+
+hookspec = pluggy.HookspecMarker("ntd")
+
+
+# --------------------------------------------------------------------------------------------
+# Start-up and configuration
+# --------------------------------------------------------------------------------------------
+
+
+@hookspec
+def ntd_config_schema() -> dict[str, dict[str, Any]]:
+    """Declare the configuration sections this plugin reads.
+
+    Return ``{"section": {"key": engine.config.Option(...)}}``. Sections from all plugins are
+    merged with the engine's own; a section declared by two plugins is an error. ``ntd.toml`` is
+    validated against the merged schema at start-up, so a typo in a key fails loudly.
+    All answers are collected.
+    """
+
+
+@hookspec
+def ntd_startup(ctx: StageContext) -> Any:
+    """Called once when the engine starts a run, after configuration is validated.
+
+    Use it to open clients or load indexes. ``ctx`` is the run's ``StageContext``. May return an
+    awaitable. Raising ``engine.errors.NtdError`` aborts the start with that message.
+    """
+
+
+@hookspec
+def ntd_shutdown(ctx: StageContext) -> Any:
+    """Called once when a run ends (also after SIGTERM): close what ``ntd_startup`` opened."""
+
+
+@hookspec
+def ntd_register_commands(cli: click.Group) -> None:
+    """Add subcommands to the ``ntd`` command line (a ``click.Group``)."""
+
+
+# --------------------------------------------------------------------------------------------
+# Pipeline stages: one hook per stage, first non-None answer wins
+#
+# Every stage hook receives the case (``engine.models.Case``, read-only) and the run's
+# ``StageContext`` and returns an ``engine.models.StageResult`` (or an awaitable of one) naming
+# the case's next state, or ``None`` to let the next plugin answer. The engine commits the result
+# atomically with the state change; until then, no other stage sees the case. A stage that no
+# plugin implements parks its cases in state ``parked`` until one is installed.
+# --------------------------------------------------------------------------------------------
+
+
+@hookspec
+def ntd_fetch(case: Case, ctx: StageContext) -> StageResult | None:
+    """Fetch stage: consumes cases in ``new`` (and ``unreachable`` once their retry is due).
+
+    Fetch the case URL through ``ctx.fetcher`` (the SSRF-safe fetcher; never open sockets
+    yourself), hash what it serves (``ctx.run_cpu`` for decoding) and drop the bytes. Return
+    ``fetched`` with the items and their hashes, or ``unreachable`` with a reason and
+    ``retry_at``. Media bytes must never be stored or written to disk.
+    """
+
+
+@hookspec
+def ntd_match(case: Case, ctx: StageContext) -> StageResult | None:
+    """Match stage: consumes cases in ``fetched``.
+
+    Compare the items' hashes with the known-hash lists. Return ``confirmed`` (a match on a list
+    with ``trust = "auto"``), ``dismissed`` (e.g. suppressed by a negative list) or
+    ``awaiting_assessment`` (an analyst must decide), with the matches recorded on the items.
+    """
+
+
+@hookspec
+def ntd_resolve(case: Case, ctx: StageContext) -> StageResult | None:
+    """Resolution stage: consumes cases in ``confirmed`` (and due ``unresolved``).
+
+    Find the hosting IPs, network, country, registrar and ranked abuse contacts, and return
+    ``resolved`` with ``data={"resolution": {...}}`` or ``unresolved`` with a reason and a
+    ``retry_at``.
+    """
+
+
+@hookspec
+def ntd_route(case: Case, ctx: StageContext) -> StageResult | None:
+    """Routing stage: consumes cases in ``resolved``.
+
+    Decide who must act (hosting provider, registrar, CDN, platform, partner hotline, police,
+    Interpol) and return ``routed`` with ``data={"routes": [...]}``, or ``awaiting_routing``
+    when an analyst must decide.
+    """
+
+
+@hookspec
+def ntd_notify(case: Case, ctx: StageContext) -> StageResult | None:
+    """Notice stage: consumes cases in ``routed``.
+
+    Turn the case's routes into notices queued in the outbox (``StageResult.outbox``, committed
+    in the same transaction) and return ``noticed``.
+    """
+
+
+@hookspec
+def ntd_recheck(case: Case, ctx: StageContext) -> StageResult | None:
+    """Re-check stage: consumes cases in ``monitoring`` / ``escalated`` whose check is due.
+
+    Check whether the material is still online and return the case's next state (``removed``,
+    ``monitoring``, ``escalated`` ...) with ``data={"monitoring": {...}}``.
+    """

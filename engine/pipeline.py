@@ -1,0 +1,347 @@
+"""The pipeline: an asyncio worker pool per stage with bounded queues between store and workers.
+
+Each stage has a *feeder* that leases due cases from the store (never more than its queue has room
+for: backpressure), N *workers* that run the stage hook, and one *committer* that commits results in
+groups on the database thread. A stage's result and the case's new state commit atomically; only
+then can the next stage's feeder claim the case. So a crash or ``kill -9`` loses nothing: on
+restart, leases held by dead processes on this host are released and unfinished cases resume from
+their last committed state, and a stage's effect is committed exactly once per case.
+
+SIGINT/SIGTERM stop the feeders; in-flight cases finish (up to a grace period, after which they are
+cancelled and requeued) and cases still waiting in a queue are released.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from engine.context import StageContext
+from engine.errors import NtdError, PluginError, StageError
+from engine.models import STATES, StageResult
+from engine.plugin_manager import call_first, implementations
+from engine.store import Commit
+
+log = logging.getLogger("ntd.pipeline")
+
+MAX_ATTEMPTS = 5
+
+
+@dataclass(frozen=True)
+class Stage:
+    """A pipeline stage: the hook that implements it and the states it consumes."""
+
+    name: str
+    hook: str
+    consumes: tuple[str, ...]
+
+
+STAGES: tuple[Stage, ...] = (
+    Stage("fetch", "ntd_fetch", ("new", "unreachable")),
+    Stage("match", "ntd_match", ("fetched",)),
+    Stage("resolve", "ntd_resolve", ("confirmed", "unresolved")),
+    Stage("route", "ntd_route", ("resolved",)),
+    Stage("notify", "ntd_notify", ("routed",)),
+    Stage("recheck", "ntd_recheck", ("monitoring", "escalated", "reappeared")),
+)
+
+
+def default_owner() -> str:
+    """Lease owner id of this process: ``host:pid``."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def dead_local_owners(owners: list[str], me: str) -> list[str]:
+    """Lease owners on this host whose process no longer exists."""
+    host = socket.gethostname()
+    dead = []
+    for owner in owners:
+        if owner == me:
+            continue
+        owner_host, _, pid = owner.rpartition(":")
+        if owner_host == host and pid.isdigit() and not _pid_alive(int(pid)):
+            dead.append(owner)
+    return dead
+
+
+@dataclass
+class RunSummary:
+    """What one ``ntd run`` did."""
+
+    processed: Counter[str] = field(default_factory=Counter)  # stage -> cases committed
+    errors: Counter[str] = field(default_factory=Counter)
+    parked: Counter[str] = field(default_factory=Counter)
+    released: int = 0
+    stopped_by_signal: bool = False
+    seconds: float = 0.0
+    stage_ms: dict[str, list[float]] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form for ``ntd run --json``."""
+        return {"processed": dict(self.processed), "errors": dict(self.errors),
+                "parked": dict(self.parked), "released": self.released,
+                "stopped_by_signal": self.stopped_by_signal, "seconds": round(self.seconds, 3)}
+
+
+class _Committer:
+    """Commits stage results in groups on the database thread (group commit)."""
+
+    def __init__(self, ctx: StageContext, max_batch: int = 256) -> None:
+        self.ctx = ctx
+        self.max_batch = max_batch
+        self.queue: asyncio.Queue[tuple[Commit, asyncio.Future[bool]]] = asyncio.Queue()
+
+    async def submit(self, commit: Commit) -> bool:
+        """Queue a commit and wait until it is durable; False if the lease was lost."""
+        fut: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        await self.queue.put((commit, fut))
+        return await fut
+
+    async def run(self) -> None:
+        while True:
+            first = await self.queue.get()
+            batch = [first]
+            while len(batch) < self.max_batch and not self.queue.empty():
+                batch.append(self.queue.get_nowait())
+            try:
+                lost = await self.ctx.store.apply([c for c, _ in batch], self.ctx.clock.now_text())
+            except Exception as exc:  # the store failed: every waiter learns it
+                for _, fut in batch:
+                    if not fut.done():
+                        fut.set_exception(exc)
+                continue
+            lost_ids = set(lost)
+            for commit, fut in batch:
+                if not fut.done():
+                    fut.set_result(commit.case_id not in lost_ids)
+
+
+class Pipeline:
+    """Runs every implemented stage until idle (``until_idle``) or until stopped."""
+
+    def __init__(self, ctx: StageContext, *, workers: int | None = None,
+                 until_idle: bool = False, stages: tuple[Stage, ...] = STAGES,
+                 on_progress: Callable[[RunSummary], None] | None = None,
+                 install_signal_handlers: bool = True) -> None:
+        self.ctx = ctx
+        cfg = ctx.config
+        self.workers = workers or cfg.get("pipeline", "workers", 16)
+        self.concurrency = cfg.section("pipeline.concurrency")
+        self.queue_size = cfg.get("pipeline", "queue_size", 256)
+        self.lease_seconds = cfg.get("pipeline", "lease_seconds", 300)
+        self.poll_seconds = cfg.get("pipeline", "poll_seconds", 1.0)
+        self.grace = cfg.get("pipeline", "shutdown_grace_seconds", 30.0)
+        self.until_idle = until_idle
+        self.all_stages = stages
+        self.on_progress = on_progress
+        self.install_signal_handlers = install_signal_handlers
+        self.summary = RunSummary()
+        self._stopping = asyncio.Event()
+        self._wake = asyncio.Event()
+        self._in_flight = 0
+        self._claiming = 0
+        self._claims = 0
+        self._queues: dict[str, asyncio.Queue[str]] = {}
+
+    @property
+    def active_stages(self) -> list[Stage]:
+        """Stages at least one plugin implements."""
+        return [s for s in self.all_stages if implementations(self.ctx.pm, s.hook)]
+
+    def stop(self) -> None:
+        """Ask the run to stop gracefully (what SIGTERM does)."""
+        self._stopping.set()
+        self._wake.set()
+
+    async def run(self) -> RunSummary:
+        """Run until idle or stopped; returns the summary."""
+        started = time.monotonic()
+        store = self.ctx.store
+        now = self.ctx.clock.now_text()
+        owners = await store.lease_owners()
+        dead = dead_local_owners(list(owners), self.ctx.owner)
+        if dead:
+            self.summary.released = await store.release_owners(dead)
+            log.info("released %d leases of dead workers %s", self.summary.released, dead)
+        active = self.active_stages
+        for stage in active:
+            await store.unpark(stage.name, now)
+        loop = asyncio.get_running_loop()
+        if self.install_signal_handlers:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                with contextlib.suppress(NotImplementedError, RuntimeError):
+                    loop.add_signal_handler(sig, self._on_signal)
+        committer = _Committer(self.ctx)
+        try:
+            async with asyncio.TaskGroup() as tg:
+                commit_task = tg.create_task(committer.run())
+                stage_tasks = []
+                for stage in active:
+                    queue: asyncio.Queue[str] = asyncio.Queue(maxsize=self.queue_size)
+                    self._queues[stage.name] = queue
+                    stage_tasks.append(tg.create_task(self._feeder(stage, queue)))
+                    n = int(self.concurrency.get(stage.name, self.workers))
+                    for _ in range(n):
+                        stage_tasks.append(tg.create_task(self._worker(stage, queue, committer)))
+                await self._supervise(active)
+                # Stop: feeders end, workers drain what they hold (bounded by the grace period).
+                self._stopping.set()
+                self._wake.set()
+                done, pending = await asyncio.wait(stage_tasks, timeout=self.grace)
+                for task in pending:
+                    task.cancel()
+                await asyncio.gather(*pending, return_exceptions=True)
+                await self._release_queued()
+                # Workers waited for their own commits, so nothing durable is pending here.
+                commit_task.cancel()
+        finally:
+            if self.install_signal_handlers:
+                for sig in (signal.SIGINT, signal.SIGTERM):
+                    with contextlib.suppress(NotImplementedError, RuntimeError):
+                        loop.remove_signal_handler(sig)
+        self.summary.seconds = time.monotonic() - started
+        return self.summary
+
+    def _on_signal(self) -> None:
+        self.summary.stopped_by_signal = True
+        log.warning("signal received: finishing in-flight work, then stopping")
+        self.stop()
+
+    async def _release_queued(self) -> None:
+        ids = []
+        for queue in self._queues.values():
+            while not queue.empty():
+                ids.append(queue.get_nowait())
+        if ids:
+            self._in_flight -= len(ids)
+            released = await self.ctx.store.release(ids, self.ctx.owner)
+            self.summary.released += released
+
+    async def _supervise(self, active: list[Stage]) -> None:
+        """Park cases of unimplemented stages; in until-idle mode, return once nothing is due."""
+        inactive = [s for s in self.all_stages if s not in active]
+        while not self._stopping.is_set():
+            for stage in inactive:
+                parked = await self.ctx.store.park(stage.consumes, stage.name,
+                                                   self.ctx.clock.now_text())
+                if parked:
+                    self.summary.parked[stage.name] += parked
+            if self.on_progress:
+                self.on_progress(self.summary)
+            if self.until_idle and self._in_flight == 0 and self._claiming == 0:
+                claims_before = self._claims
+                due = await self.ctx.store.due_count(
+                    [st for s in active for st in s.consumes], self.ctx.clock.now_text())
+                if (due == 0 and self._in_flight == 0 and self._claiming == 0
+                        and self._claims == claims_before):
+                    return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), timeout=0.05)
+
+    async def _feeder(self, stage: Stage, queue: asyncio.Queue[str]) -> None:
+        while not self._stopping.is_set():
+            room = queue.maxsize - queue.qsize()
+            if room <= 0:
+                await self._wait_wake(self.poll_seconds)
+                continue
+            self._claiming += 1
+            try:
+                ids = await self.ctx.store.claim(
+                    stage.consumes, limit=room, owner=self.ctx.owner,
+                    lease_seconds=self.lease_seconds, now=self.ctx.clock.now_text())
+                self._in_flight += len(ids)
+                self._claims += len(ids)
+            finally:
+                self._claiming -= 1
+            for case_id in ids:
+                queue.put_nowait(case_id)
+            if not ids:
+                await self._wait_wake(self.poll_seconds)
+
+    async def _wait_wake(self, timeout: float) -> None:
+        self._wake.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), timeout=timeout)
+
+    async def _worker(self, stage: Stage, queue: asyncio.Queue[str],
+                      committer: _Committer) -> None:
+        while True:
+            if self._stopping.is_set() and queue.empty():
+                return
+            try:
+                case_id = await asyncio.wait_for(queue.get(), timeout=0.1)
+            except TimeoutError:
+                continue
+            started = time.perf_counter()
+            try:
+                commit = await self._run_stage(stage, case_id)
+                await committer.submit(commit)
+                self.summary.processed[stage.name] += 1
+                self.summary.stage_ms.setdefault(stage.name, []).append(
+                    (time.perf_counter() - started) * 1000)
+            except asyncio.CancelledError:
+                # Grace period over: the case is requeued (its lease released) by the caller.
+                await asyncio.shield(self.ctx.store.release([case_id], self.ctx.owner))
+                raise
+            finally:
+                self._in_flight -= 1
+                self._wake.set()
+
+    async def _run_stage(self, stage: Stage, case_id: str) -> Commit:
+        ctx = self.ctx
+        case = await ctx.store.load_case(case_id)
+        try:
+            result, plugin = await call_first(ctx.pm, stage.hook, case=case, ctx=ctx)
+            if result is None:
+                raise PluginError(f"no plugin answered {stage.hook}")
+            if not isinstance(result, StageResult):
+                raise PluginError(f"plugin {plugin!r}: {stage.hook} returned "
+                                  f"{type(result).__name__}, not StageResult")
+            if result.state not in STATES:
+                raise PluginError(f"plugin {plugin!r}: unknown state {result.state!r}")
+            return Commit(case_id=case_id, owner=ctx.owner, stage=stage.name,
+                          actor=result.actor or plugin or "engine", result=result)
+        except Exception as exc:
+            self.summary.errors[stage.name] += 1
+            return self._failure(stage, case, exc)
+
+    def _failure(self, stage: Stage, case: Any, exc: Exception) -> Commit:
+        """An unexpected error: retry later with backoff, then give up as ``failed``."""
+        attempts = case.attempts + 1
+        message = str(exc) if isinstance(exc, NtdError) else f"{type(exc).__name__}: {exc}"
+        notes = getattr(exc, "__notes__", None)
+        log.warning("stage %s failed for case %s: %s", stage.name, case.id, message)
+        if attempts >= MAX_ATTEMPTS:
+            result = StageResult(state="failed", action="failed", reason=message,
+                                 detail={"attempts": attempts, "from_state": case.state})
+        else:
+            delay = min(3600, 30 * 2 ** (attempts - 1))
+            result = StageResult(state=case.state, action="error", reason=message,
+                                 retry_at=self.ctx.clock.now() + timedelta(seconds=delay),
+                                 detail={"attempts": attempts,
+                                         "reason_code": getattr(exc, "reason", "error"),
+                                         "where": notes[-1] if notes else None})
+        if isinstance(exc, StageError) and exc.reason:
+            result.detail["reason_code"] = exc.reason
+        return Commit(case_id=case.id, owner=self.ctx.owner, stage=stage.name, actor="engine",
+                      result=result)

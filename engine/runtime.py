@@ -1,0 +1,99 @@
+"""Start-up wiring: plugins → merged config schema → validated config → store → run context."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pluggy
+
+from engine.clock import Clock
+from engine.config import ENGINE_SCHEMA, Config, Option, find_config_path, read_toml, validate
+from engine.context import StageContext
+from engine.errors import PluginError
+from engine.pipeline import Pipeline, RunSummary, default_owner
+from engine.plugin_manager import call_all, call_all_sync, get_plugin_manager
+from engine.store import Store, open_store
+
+
+def merged_schema(pm: pluggy.PluginManager) -> dict[str, dict[str, Option]]:
+    """The engine's config schema plus every plugin's sections (a section has one owner)."""
+    schema: dict[str, dict[str, Option]] = {k: dict(v) for k, v in ENGINE_SCHEMA.items()}
+    owners = {name: "engine" for name in schema}
+    for sections, plugin in call_all_sync(pm, "ntd_config_schema"):
+        for section, options in sections.items():
+            if section in owners:
+                raise PluginError(f"plugin {plugin!r}: config section [{section}] is already "
+                                  f"declared by {owners[section]!r}")
+            owners[section] = plugin
+            schema[section] = dict(options)
+    return schema
+
+
+def load_config(pm: pluggy.PluginManager, path: str | Path | None = None,
+                overrides: dict[str, dict[str, Any]] | None = None) -> Config:
+    """Read and validate the configuration (``--config``, ``NTD_CONFIG``, ``./ntd.toml``)."""
+    found = find_config_path(path)
+    raw: dict[str, Any] = read_toml(found) if found else {}
+    for section, values in (overrides or {}).items():
+        target = raw
+        for part in section.split("."):
+            target = target.setdefault(part, {})
+        target.update(values)
+    return validate(raw, merged_schema(pm), path=found)
+
+
+@dataclass
+class Runtime:
+    """Everything a command needs: plugins, configuration, store and clock."""
+
+    pm: pluggy.PluginManager
+    config: Config
+    store: Store
+    clock: Clock
+
+    @classmethod
+    def open(cls, *, db: str | None = None, config_path: str | Path | None = None,
+             extra_plugins: Iterable[tuple[str, object]] = (),
+             overrides: dict[str, dict[str, Any]] | None = None,
+             clock: Clock | None = None) -> Runtime:
+        """Load plugins and configuration, then open (and migrate) the store."""
+        pm = get_plugin_manager(extra_plugins=extra_plugins)
+        config = load_config(pm, config_path, overrides)
+        level = config.get("logging", "level", "WARNING")
+        logging.getLogger("ntd").setLevel(level)
+        return cls(pm=pm, config=config, store=open_store(db), clock=clock or Clock())
+
+    def context(self, owner: str | None = None) -> StageContext:
+        """A fresh run context."""
+        return StageContext(config=self.config, pm=self.pm, store=self.store, clock=self.clock,
+                            owner=owner or default_owner())
+
+    async def run_pipeline(self, *, until_idle: bool = True, workers: int | None = None,
+                           owner: str | None = None, on_progress: Any = None,
+                           install_signal_handlers: bool = True) -> RunSummary:
+        """Start plugins, run the pipeline, shut plugins down."""
+        ctx = self.context(owner)
+        try:
+            await call_all(self.pm, "ntd_startup", ctx=ctx)
+            pipeline = Pipeline(ctx, workers=workers, until_idle=until_idle,
+                                on_progress=on_progress,
+                                install_signal_handlers=install_signal_handlers)
+            return await pipeline.run()
+        finally:
+            try:
+                await call_all(self.pm, "ntd_shutdown", ctx=ctx)
+            finally:
+                await ctx.aclose()
+
+    def run_pipeline_sync(self, **kwargs: Any) -> RunSummary:
+        """``run_pipeline`` from synchronous code."""
+        return asyncio.run(self.run_pipeline(**kwargs))
+
+    def close(self) -> None:
+        """Close the store."""
+        self.store.close()

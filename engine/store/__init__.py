@@ -1,0 +1,37 @@
+"""Storage: ``open_store(url)`` picks the backend from the database URL or path."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from engine.errors import ConfigError
+from engine.store.base import Commit, IntakeOutcome, IntakeRow, Store
+
+DEFAULT_DB = "ntd.db"
+DB_ENV = "NTD_DATABASE_URL"
+
+__all__ = ["Commit", "IntakeOutcome", "IntakeRow", "Store", "open_store", "database_url"]
+
+
+def database_url(explicit: str | None = None) -> str:
+    """``--db``, then ``NTD_DATABASE_URL``, then ``./ntd.db``."""
+    return explicit or os.environ.get(DB_ENV) or DEFAULT_DB
+
+
+def open_store(url: str | None = None, *, migrate: bool = True) -> Store:
+    """Open (and by default migrate) the store named by ``url`` (a path or a database URL)."""
+    target = database_url(url)
+    if target.startswith(("postgresql://", "postgres://")):
+        raise ConfigError(f"{DB_ENV}: the PostgreSQL backend is not available in this version")
+    if target.startswith("sqlite:///"):
+        target = target[len("sqlite:///"):]
+    elif "://" in target:
+        raise ConfigError(f"database URL {target!r}: unsupported scheme (use a path, "
+                          "sqlite:///PATH or postgresql://...)")
+    from engine.store.sqlite import SQLiteStore
+
+    store = SQLiteStore(Path(target))
+    if migrate:
+        store.migrate()
+    return store

@@ -1,0 +1,149 @@
+"""The storage interface every backend implements (SQLite now, PostgreSQL next).
+
+Stages never see SQL: they read ``Case`` records and return ``StageResult``s, and the engine calls
+the methods below. All methods are synchronous and each write is one transaction; the pipeline runs
+them on a dedicated thread (``engine.store.async_store``) so the event loop never blocks on I/O.
+Backend-specific SQL lives only in the backend's module.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from engine.models import Case, Event, StageResult
+
+
+@dataclass(frozen=True, kw_only=True)
+class IntakeRow:
+    """One valid line of a submission, ready to store."""
+
+    raw_url: str
+    canonical_url: str
+    host: str
+    domain: str
+    line: int
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, kw_only=True)
+class IntakeOutcome:
+    """What storing a chunk of intake rows did."""
+
+    accepted: int  # reports that opened a new case
+    duplicates: int  # reports linked to a case that was already open
+    case_ids: tuple[str, ...] = ()  # one per row, in order
+
+
+@dataclass(frozen=True, kw_only=True)
+class Commit:
+    """A stage result to commit for one case held under a lease by ``owner``."""
+
+    case_id: str
+    owner: str
+    stage: str
+    actor: str
+    result: StageResult
+
+
+class Store(ABC):
+    """Case store: cases, reports, items, events, per-case data and leases."""
+
+    url: str
+
+    # -- schema --------------------------------------------------------------------------------
+    @abstractmethod
+    def migrate(self) -> int:
+        """Bring the schema to the newest version; return that version."""
+
+    @abstractmethod
+    def schema_version(self) -> int:
+        """The schema version the database is at (0 when empty)."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release the connection(s)."""
+
+    # -- intake --------------------------------------------------------------------------------
+    @abstractmethod
+    def create_batch(self, *, channel: str, source: str, at: str) -> str:
+        """Start a submission batch; returns its id."""
+
+    @abstractmethod
+    def add_reports(self, batch_id: str, channel: str, at: str,
+                    rows: Sequence[IntakeRow]) -> IntakeOutcome:
+        """Store reports (one transaction), opening a case per canonical URL not already open."""
+
+    @abstractmethod
+    def finish_batch(self, batch_id: str, *, accepted: int, duplicates: int,
+                     rejected: int) -> None:
+        """Record a batch's totals."""
+
+    # -- reading -------------------------------------------------------------------------------
+    @abstractmethod
+    def get_case(self, case_id: str, *, events: bool = True) -> dict[str, Any] | None:
+        """A case as JSON-able dict (reports, items, data fields and, optionally, events)."""
+
+    @abstractmethod
+    def list_cases(self, *, state: str | None = None, limit: int | None = None,
+                   offset: int = 0) -> list[dict[str, Any]]:
+        """Cases (oldest first) without events."""
+
+    @abstractmethod
+    def count_by_state(self) -> dict[str, int]:
+        """Number of cases in each state."""
+
+    @abstractmethod
+    def load_case(self, case_id: str) -> Case:
+        """The ``Case`` record handed to stage hooks."""
+
+    @abstractmethod
+    def events(self, case_id: str) -> list[Event]:
+        """A case's trail, oldest first."""
+
+    # -- pipeline ------------------------------------------------------------------------------
+    @abstractmethod
+    def claim(self, states: Iterable[str], *, limit: int, owner: str, lease_seconds: float,
+              now: str) -> list[str]:
+        """Lease up to ``limit`` due, unleased cases in ``states`` to ``owner``; oldest first."""
+
+    @abstractmethod
+    def due_count(self, states: Iterable[str], now: str) -> int:
+        """How many cases in ``states`` are due and unleased (what ``claim`` could take)."""
+
+    @abstractmethod
+    def release(self, case_ids: Iterable[str], owner: str) -> int:
+        """Give back leases held by ``owner`` without changing state (requeue)."""
+
+    @abstractmethod
+    def release_owners(self, owners: Iterable[str]) -> int:
+        """Drop every lease held by the given owners (dead workers)."""
+
+    @abstractmethod
+    def lease_owners(self) -> dict[str, int]:
+        """Owners holding leases and how many each holds."""
+
+    @abstractmethod
+    def apply(self, commits: Sequence[Commit], now: str) -> list[str]:
+        """Commit stage results in one transaction; return ids whose lease had been lost.
+
+        A result whose case is no longer leased to its owner is dropped (another worker took
+        over after the lease expired), so a stage's effect is committed once.
+        """
+
+    @abstractmethod
+    def park(self, states: Iterable[str], stage: str, now: str) -> int:
+        """Move cases waiting for a stage nobody implements to ``parked``."""
+
+    @abstractmethod
+    def unpark(self, stage: str, now: str) -> int:
+        """Return parked cases of ``stage`` to the state they were parked from."""
+
+    @abstractmethod
+    def transition(self, case_id: str, *, state: str, stage: str, actor: str, action: str,
+                   now: str, reason: str | None = None, detail: dict[str, Any] | None = None,
+                   data: dict[str, Any] | None = None, expect: Iterable[str] | None = None,
+                   ) -> None:
+        """Move one case (analyst actions); ``expect`` lists the states it may move from."""

@@ -1,0 +1,78 @@
+"""Versioned schema migrations, one entry per version and backend dialect.
+
+A migration is never edited once released: add a new version instead. ``Store.migrate()`` applies
+every version above the database's, each in its own transaction, and records it in
+``schema_version``.
+"""
+
+from __future__ import annotations
+
+MIGRATIONS: dict[int, dict[str, list[str]]] = {
+    1: {
+        "sqlite": [
+            "CREATE TABLE schema_version (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)",
+            """CREATE TABLE batches (
+                id TEXT PRIMARY KEY, channel TEXT NOT NULL, source TEXT NOT NULL,
+                created_at TEXT NOT NULL, accepted INTEGER, duplicates INTEGER, rejected INTEGER)""",
+            """CREATE TABLE cases (
+                id TEXT PRIMARY KEY,
+                url TEXT NOT NULL,
+                canonical_url TEXT NOT NULL,
+                host TEXT NOT NULL,
+                domain TEXT NOT NULL,
+                state TEXT NOT NULL,
+                state_reason TEXT,
+                retry_at TEXT,
+                attempts INTEGER NOT NULL DEFAULT 0,
+                parked_from TEXT,
+                parked_stage TEXT,
+                lease_owner TEXT,
+                lease_until TEXT,
+                is_open INTEGER NOT NULL DEFAULT 1,
+                created_at TEXT NOT NULL,
+                updated_at TEXT NOT NULL)""",
+            # One open case per canonical URL: a re-report links to it.
+            "CREATE UNIQUE INDEX cases_open_url ON cases(canonical_url) WHERE is_open = 1",
+            "CREATE INDEX cases_state ON cases(state, updated_at)",
+            "CREATE INDEX cases_lease ON cases(lease_owner) WHERE lease_owner IS NOT NULL",
+            """CREATE TABLE reports (
+                id INTEGER PRIMARY KEY,
+                case_id TEXT NOT NULL REFERENCES cases(id) ON DELETE CASCADE,
+                batch_id TEXT NOT NULL REFERENCES batches(id),
+                channel TEXT NOT NULL,
+                received_at TEXT NOT NULL,
+                raw_url TEXT NOT NULL,
+                metadata TEXT,
+                duplicate INTEGER NOT NULL,
+                line INTEGER)""",
+            "CREATE INDEX reports_case ON reports(case_id)",
+            """CREATE TABLE items (
+                id INTEGER PRIMARY KEY,
+                case_id TEXT NOT NULL REFERENCES cases(id) ON DELETE CASCADE,
+                url TEXT NOT NULL,
+                kind TEXT NOT NULL,
+                status INTEGER, content_type TEXT, size INTEGER, final_url TEXT, error TEXT,
+                hashes TEXT, matches TEXT,
+                created_at TEXT NOT NULL, updated_at TEXT NOT NULL,
+                UNIQUE (case_id, url))""",
+            """CREATE TABLE events (
+                id INTEGER PRIMARY KEY,
+                case_id TEXT NOT NULL REFERENCES cases(id) ON DELETE CASCADE,
+                at TEXT NOT NULL, stage TEXT NOT NULL, actor TEXT NOT NULL,
+                action TEXT NOT NULL, detail TEXT)""",
+            "CREATE INDEX events_case ON events(case_id, id)",
+            # The trail is append-only: the database refuses edits (deletion is for retention).
+            """CREATE TRIGGER events_append_only BEFORE UPDATE ON events
+               BEGIN SELECT RAISE(ABORT, 'events are append-only'); END""",
+            """CREATE TABLE case_data (
+                case_id TEXT NOT NULL REFERENCES cases(id) ON DELETE CASCADE,
+                key TEXT NOT NULL, value TEXT NOT NULL,
+                PRIMARY KEY (case_id, key))""",
+            """CREATE TABLE outbox (
+                id TEXT PRIMARY KEY,
+                case_id TEXT REFERENCES cases(id) ON DELETE SET NULL,
+                created_at TEXT NOT NULL,
+                payload TEXT NOT NULL)""",
+        ],
+    },
+}

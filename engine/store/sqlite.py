@@ -1,0 +1,394 @@
+"""SQLite backend (the embedded default): WAL, explicit ``BEGIN IMMEDIATE`` for writes.
+
+One connection per ``SQLiteStore``; the pipeline uses it from one dedicated thread. Leases give the
+same claim semantics as the PostgreSQL backend: a case is worked by one owner at a time and a
+result is committed only while its lease is held.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from engine import clock
+from engine.errors import InputError, StorageError
+from engine.ids import new_id
+from engine.models import CLOSED_STATES, Case, Event, Item
+from engine.store.base import Commit, IntakeOutcome, IntakeRow, Store
+from engine.store.migrations import MIGRATIONS
+
+_CLOSED = tuple(sorted(CLOSED_STATES))
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), sort_keys=True)
+
+
+class SQLiteStore(Store):
+    """Case store in one SQLite file."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.url = f"sqlite:///{self.path}"
+        if self.path.parent and not self.path.parent.exists():
+            raise StorageError(f"database folder {self.path.parent} does not exist")
+        try:
+            self.conn = sqlite3.connect(self.path, isolation_level=None,
+                                        check_same_thread=False, timeout=30.0)
+            self.conn.execute("PRAGMA journal_mode=WAL")
+            self.conn.execute("PRAGMA synchronous=NORMAL")
+            self.conn.execute("PRAGMA foreign_keys=ON")
+            self.conn.execute("PRAGMA busy_timeout=30000")
+        except sqlite3.Error as exc:
+            raise StorageError(f"cannot open database {self.path}: {exc}") from exc
+        self.conn.row_factory = sqlite3.Row
+        self._lock = threading.RLock()
+
+    # -- plumbing ------------------------------------------------------------------------------
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction, taken up front so writers queue instead of deadlocking."""
+        with self._lock:
+            try:
+                self.conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                raise StorageError(f"{self.path}: cannot begin a write: {exc}") from exc
+            try:
+                yield self.conn
+            except BaseException:
+                self.conn.execute("ROLLBACK")
+                raise
+            else:
+                self.conn.execute("COMMIT")
+
+    def _read(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        with self._lock:
+            return self.conn.execute(sql, params).fetchall()
+
+    def close(self) -> None:
+        with self._lock:
+            self.conn.close()
+
+    # -- schema --------------------------------------------------------------------------------
+    def schema_version(self) -> int:
+        rows = self._read("SELECT name FROM sqlite_master WHERE type='table' "
+                          "AND name='schema_version'")
+        if not rows:
+            return 0
+        row = self._read("SELECT max(version) AS v FROM schema_version")
+        return int(row[0]["v"] or 0)
+
+    def migrate(self) -> int:
+        current = self.schema_version()
+        newest = max(MIGRATIONS)
+        if current > newest:
+            raise StorageError(
+                f"{self.path} is at schema version {current}, newer than this ntd ({newest})")
+        for version in sorted(v for v in MIGRATIONS if v > current):
+            with self._write() as conn:
+                for statement in MIGRATIONS[version]["sqlite"]:
+                    conn.execute(statement)
+                conn.execute("INSERT INTO schema_version(version, applied_at) VALUES (?, ?)",
+                             (version, clock.Clock().now_text()))
+        return newest
+
+    # -- intake --------------------------------------------------------------------------------
+    def create_batch(self, *, channel: str, source: str, at: str) -> str:
+        batch_id = new_id("B")
+        with self._write() as conn:
+            conn.execute("INSERT INTO batches(id, channel, source, created_at) VALUES (?,?,?,?)",
+                         (batch_id, channel, source, at))
+        return batch_id
+
+    def add_reports(self, batch_id: str, channel: str, at: str,
+                    rows: Sequence[IntakeRow]) -> IntakeOutcome:
+        if not rows:
+            return IntakeOutcome(accepted=0, duplicates=0)
+        accepted = duplicates = 0
+        case_ids: list[str] = []
+        with self._write() as conn:
+            wanted = list({row.canonical_url for row in rows})
+            open_cases: dict[str, str] = {}
+            for start in range(0, len(wanted), 500):
+                chunk = wanted[start:start + 500]
+                marks = ",".join("?" * len(chunk))
+                for found in conn.execute(
+                        f"SELECT canonical_url, id FROM cases WHERE is_open = 1 "
+                        f"AND canonical_url IN ({marks})", chunk):
+                    open_cases[found[0]] = found[1]
+            new_cases = []
+            new_events = []
+            reports = []
+            for row in rows:
+                case_id = open_cases.get(row.canonical_url)
+                duplicate = case_id is not None
+                if case_id is None:
+                    case_id = new_id("C")
+                    open_cases[row.canonical_url] = case_id
+                    new_cases.append((case_id, row.raw_url, row.canonical_url, row.host,
+                                      row.domain, at, at))
+                    new_events.append((case_id, at, "intake", channel, "created",
+                                       _dumps({"batch": batch_id})))
+                    accepted += 1
+                else:
+                    duplicates += 1
+                case_ids.append(case_id)
+                reports.append((case_id, batch_id, channel, at, row.raw_url,
+                                _dumps(row.metadata) if row.metadata else None,
+                                1 if duplicate else 0, row.line))
+            conn.executemany(
+                "INSERT INTO cases(id, url, canonical_url, host, domain, state, created_at, "
+                "updated_at) VALUES (?,?,?,?,?,'new',?,?)", new_cases)
+            conn.executemany(
+                "INSERT INTO reports(case_id, batch_id, channel, received_at, raw_url, metadata, "
+                "duplicate, line) VALUES (?,?,?,?,?,?,?,?)", reports)
+            conn.executemany(
+                "INSERT INTO events(case_id, at, stage, actor, action, detail) "
+                "VALUES (?,?,?,?,?,?)", new_events)
+        return IntakeOutcome(accepted=accepted, duplicates=duplicates, case_ids=tuple(case_ids))
+
+    def finish_batch(self, batch_id: str, *, accepted: int, duplicates: int,
+                     rejected: int) -> None:
+        with self._write() as conn:
+            conn.execute("UPDATE batches SET accepted=?, duplicates=?, rejected=? WHERE id=?",
+                         (accepted, duplicates, rejected, batch_id))
+
+    # -- reading -------------------------------------------------------------------------------
+    def _case_row(self, case_id: str) -> sqlite3.Row | None:
+        rows = self._read("SELECT * FROM cases WHERE id = ?", (case_id,))
+        return rows[0] if rows else None
+
+    def _items(self, case_id: str) -> list[Item]:
+        rows = self._read("SELECT * FROM items WHERE case_id = ? ORDER BY id", (case_id,))
+        return [Item(id=r["id"], url=r["url"], kind=r["kind"], status=r["status"],
+                     content_type=r["content_type"], size=r["size"], final_url=r["final_url"],
+                     error=r["error"], hashes=json.loads(r["hashes"] or "{}"),
+                     matches=json.loads(r["matches"] or "[]")) for r in rows]
+
+    def _data(self, case_id: str) -> dict[str, Any]:
+        rows = self._read("SELECT key, value FROM case_data WHERE case_id = ?", (case_id,))
+        return {r["key"]: json.loads(r["value"]) for r in rows}
+
+    @staticmethod
+    def _case_dict(row: sqlite3.Row) -> dict[str, Any]:
+        return {"id": row["id"], "url": row["url"], "canonical_url": row["canonical_url"],
+                "host": row["host"], "domain": row["domain"], "state": row["state"],
+                "state_reason": row["state_reason"], "retry_at": row["retry_at"],
+                "created_at": row["created_at"], "updated_at": row["updated_at"]}
+
+    def get_case(self, case_id: str, *, events: bool = True) -> dict[str, Any] | None:
+        row = self._case_row(case_id)
+        if row is None:
+            return None
+        out = self._case_dict(row)
+        out["reports"] = [
+            {"id": r["id"], "batch": r["batch_id"], "channel": r["channel"],
+             "received_at": r["received_at"], "url": r["raw_url"],
+             "metadata": json.loads(r["metadata"]) if r["metadata"] else {},
+             "duplicate": bool(r["duplicate"])}
+            for r in self._read("SELECT * FROM reports WHERE case_id = ? ORDER BY id",
+                                (case_id,))]
+        out["items"] = [item.to_dict() for item in self._items(case_id)]
+        out.update(self._data(case_id))
+        if events:
+            out["events"] = [e.to_dict() for e in self.events(case_id)]
+        return out
+
+    def list_cases(self, *, state: str | None = None, limit: int | None = None,
+                   offset: int = 0) -> list[dict[str, Any]]:
+        sql = "SELECT id FROM cases"
+        params: list[Any] = []
+        if state:
+            sql += " WHERE state = ?"
+            params.append(state)
+        sql += " ORDER BY created_at, id LIMIT ? OFFSET ?"
+        params += [limit if limit is not None else -1, offset]
+        out = []
+        for r in self._read(sql, params):
+            case = self.get_case(r["id"], events=False)
+            if case is not None:
+                out.append(case)
+        return out
+
+    def count_by_state(self) -> dict[str, int]:
+        rows = self._read("SELECT state, count(*) AS n FROM cases GROUP BY state ORDER BY state")
+        return {r["state"]: r["n"] for r in rows}
+
+    def load_case(self, case_id: str) -> Case:
+        row = self._case_row(case_id)
+        if row is None:
+            raise InputError(f"no case {case_id!r}")
+        return Case(id=row["id"], url=row["url"], canonical_url=row["canonical_url"],
+                    host=row["host"], domain=row["domain"], state=row["state"],
+                    state_reason=row["state_reason"], created_at=row["created_at"],
+                    updated_at=row["updated_at"], retry_at=row["retry_at"],
+                    attempts=row["attempts"], items=tuple(self._items(case_id)),
+                    data=self._data(case_id))
+
+    def events(self, case_id: str) -> list[Event]:
+        rows = self._read("SELECT * FROM events WHERE case_id = ? ORDER BY id", (case_id,))
+        return [Event(at=r["at"], stage=r["stage"], actor=r["actor"], action=r["action"],
+                      detail=json.loads(r["detail"] or "{}")) for r in rows]
+
+    # -- pipeline ------------------------------------------------------------------------------
+    def claim(self, states: Iterable[str], *, limit: int, owner: str, lease_seconds: float,
+              now: str) -> list[str]:
+        states = list(states)
+        if not states or limit <= 0:
+            return []
+        until = clock.fmt(clock.parse(now) + timedelta(seconds=lease_seconds))
+        marks = ",".join("?" * len(states))
+        with self._write() as conn:
+            rows = conn.execute(
+                f"UPDATE cases SET lease_owner = ?, lease_until = ? WHERE id IN ("
+                f" SELECT id FROM cases WHERE state IN ({marks})"
+                f" AND (retry_at IS NULL OR retry_at <= ?)"
+                f" AND (lease_owner IS NULL OR lease_until < ?)"
+                f" ORDER BY updated_at, id LIMIT ?) RETURNING id",
+                (owner, until, *states, now, now, limit)).fetchall()
+        return [r[0] for r in rows]
+
+    def due_count(self, states: Iterable[str], now: str) -> int:
+        states = list(states)
+        if not states:
+            return 0
+        marks = ",".join("?" * len(states))
+        rows = self._read(
+            f"SELECT count(*) FROM cases WHERE state IN ({marks})"
+            f" AND (retry_at IS NULL OR retry_at <= ?)"
+            f" AND (lease_owner IS NULL OR lease_until < ?)", (*states, now, now))
+        return int(rows[0][0])
+
+    def release(self, case_ids: Iterable[str], owner: str) -> int:
+        ids = list(case_ids)
+        if not ids:
+            return 0
+        with self._write() as conn:
+            cur = conn.executemany(
+                "UPDATE cases SET lease_owner = NULL, lease_until = NULL "
+                "WHERE id = ? AND lease_owner = ?", [(i, owner) for i in ids])
+            return cur.rowcount
+
+    def release_owners(self, owners: Iterable[str]) -> int:
+        owners = list(owners)
+        if not owners:
+            return 0
+        with self._write() as conn:
+            cur = conn.executemany(
+                "UPDATE cases SET lease_owner = NULL, lease_until = NULL WHERE lease_owner = ?",
+                [(o,) for o in owners])
+            return cur.rowcount
+
+    def lease_owners(self) -> dict[str, int]:
+        rows = self._read("SELECT lease_owner, count(*) AS n FROM cases "
+                          "WHERE lease_owner IS NOT NULL GROUP BY lease_owner")
+        return {r["lease_owner"]: r["n"] for r in rows}
+
+    def apply(self, commits: Sequence[Commit], now: str) -> list[str]:
+        lost: list[str] = []
+        with self._write() as conn:
+            for c in commits:
+                r = c.result
+                retry_at = clock.fmt(r.retry_at) if r.retry_at else None
+                cur = conn.execute(
+                    "UPDATE cases SET state = ?, state_reason = ?, retry_at = ?, updated_at = ?,"
+                    " lease_owner = NULL, lease_until = NULL, is_open = ?,"
+                    " attempts = CASE WHEN ? THEN attempts + 1 ELSE 0 END"
+                    " WHERE id = ? AND lease_owner = ?",
+                    (r.state, r.reason, retry_at, now, 0 if r.state in CLOSED_STATES else 1,
+                     1 if retry_at else 0, c.case_id, c.owner))
+                if cur.rowcount != 1:
+                    lost.append(c.case_id)
+                    continue
+                self._write_effects(conn, c.case_id, now, stage=c.stage, actor=c.actor,
+                                    action=r.action, reason=r.reason, detail=r.detail,
+                                    items=r.items, data=r.data, outbox=r.outbox)
+        return lost
+
+    def _write_effects(self, conn: sqlite3.Connection, case_id: str, now: str, *, stage: str,
+                       actor: str, action: str, reason: str | None, detail: dict[str, Any],
+                       items: Sequence[Item] = (), data: dict[str, Any] | None = None,
+                       outbox: Sequence[dict[str, Any]] = ()) -> None:
+        for item in items:
+            conn.execute(
+                "INSERT INTO items(case_id, url, kind, status, content_type, size, final_url,"
+                " error, hashes, matches, created_at, updated_at)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?)"
+                " ON CONFLICT(case_id, url) DO UPDATE SET kind=excluded.kind,"
+                " status=excluded.status, content_type=excluded.content_type,"
+                " size=excluded.size, final_url=excluded.final_url, error=excluded.error,"
+                " hashes=excluded.hashes, matches=excluded.matches,"
+                " updated_at=excluded.updated_at",
+                (case_id, item.url, item.kind, item.status, item.content_type, item.size,
+                 item.final_url, item.error, _dumps(item.hashes), _dumps(item.matches),
+                 now, now))
+        for key, value in (data or {}).items():
+            conn.execute(
+                "INSERT INTO case_data(case_id, key, value) VALUES (?,?,?)"
+                " ON CONFLICT(case_id, key) DO UPDATE SET value = excluded.value",
+                (case_id, key, _dumps(value)))
+        for notice in outbox:
+            conn.execute(
+                "INSERT INTO outbox(id, case_id, created_at, payload) VALUES (?,?,?,?)",
+                (notice.get("id") or new_id("N"), case_id, now, _dumps(notice)))
+        event_detail = dict(detail)
+        if reason:
+            event_detail.setdefault("reason", reason)
+        conn.execute("INSERT INTO events(case_id, at, stage, actor, action, detail) "
+                     "VALUES (?,?,?,?,?,?)",
+                     (case_id, now, stage, actor, action, _dumps(event_detail)))
+
+    def park(self, states: Iterable[str], stage: str, now: str) -> int:
+        states = list(states)
+        marks = ",".join("?" * len(states))
+        with self._write() as conn:
+            ids = [r[0] for r in conn.execute(
+                f"SELECT id FROM cases WHERE state IN ({marks}) AND lease_owner IS NULL",
+                states)]
+            conn.executemany(
+                "UPDATE cases SET parked_from = state, parked_stage = ?, state = 'parked',"
+                " updated_at = ? WHERE id = ?", [(stage, now, i) for i in ids])
+            conn.executemany(
+                "INSERT INTO events(case_id, at, stage, actor, action, detail) "
+                "VALUES (?,?,?,?,?,?)",
+                [(i, now, stage, "engine", "parked",
+                  _dumps({"reason": f"no plugin implements the {stage} stage"})) for i in ids])
+        return len(ids)
+
+    def unpark(self, stage: str, now: str) -> int:
+        with self._write() as conn:
+            ids = [r[0] for r in conn.execute(
+                "SELECT id FROM cases WHERE state = 'parked' AND parked_stage = ?", (stage,))]
+            conn.executemany(
+                "UPDATE cases SET state = parked_from, parked_from = NULL, parked_stage = NULL,"
+                " updated_at = ? WHERE id = ?", [(now, i) for i in ids])
+            conn.executemany(
+                "INSERT INTO events(case_id, at, stage, actor, action, detail) "
+                "VALUES (?,?,?,?,?,?)",
+                [(i, now, stage, "engine", "unparked", "{}") for i in ids])
+        return len(ids)
+
+    def transition(self, case_id: str, *, state: str, stage: str, actor: str, action: str,
+                   now: str, reason: str | None = None, detail: dict[str, Any] | None = None,
+                   data: dict[str, Any] | None = None, expect: Iterable[str] | None = None,
+                   ) -> None:
+        with self._write() as conn:
+            row = conn.execute("SELECT state FROM cases WHERE id = ?", (case_id,)).fetchone()
+            if row is None:
+                raise InputError(f"no case {case_id!r}")
+            allowed = list(expect) if expect is not None else None
+            if allowed is not None and row[0] not in allowed:
+                raise InputError(
+                    f"case {case_id} is {row[0]}; this needs one of: {', '.join(allowed)}")
+            conn.execute(
+                "UPDATE cases SET state = ?, state_reason = ?, retry_at = NULL, updated_at = ?,"
+                " is_open = ? WHERE id = ?",
+                (state, reason, now, 0 if state in CLOSED_STATES else 1, case_id))
+            self._write_effects(conn, case_id, now, stage=stage, actor=actor, action=action,
+                                reason=reason, detail=detail or {}, data=data)

@@ -1,0 +1,1 @@
+"""Built-in ntd stage plugins."""
