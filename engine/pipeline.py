@@ -207,7 +207,9 @@ class Pipeline:
                 # Stop: feeders end, workers drain what they hold (bounded by the grace period).
                 self._stopping.set()
                 self._wake.set()
-                done, pending = await asyncio.wait(stage_tasks, timeout=self.grace)
+                pending: set[asyncio.Task[None]] = set()
+                if stage_tasks:
+                    _, pending = await asyncio.wait(stage_tasks, timeout=self.grace)
                 for task in pending:
                     task.cancel()
                 await asyncio.gather(*pending, return_exceptions=True)
@@ -286,8 +288,8 @@ class Pipeline:
     async def _worker(self, stage: Stage, queue: asyncio.Queue[str],
                       committer: _Committer) -> None:
         while True:
-            if self._stopping.is_set() and queue.empty():
-                return
+            if self._stopping.is_set():
+                return  # what is still queued is released by run()
             try:
                 case_id = await asyncio.wait_for(queue.get(), timeout=0.1)
             except TimeoutError:

@@ -113,6 +113,8 @@ def plugin_infos(pm: pluggy.PluginManager) -> list[PluginInfo]:
     infos = []
     meta = getattr(pm, "_ntd_meta", {})
     for name, plugin in sorted(pm.list_name_plugin(), key=lambda pair: pair[0]):
+        if plugin is None:  # a blocked name
+            continue
         hooks = sorted(caller.name for caller in pm.get_hookcallers(plugin) or [])
         version, dist = meta.get(name, (None, None))
         module = plugin.__name__ if isinstance(plugin, ModuleType) else type(plugin).__module__

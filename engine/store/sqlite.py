@@ -353,7 +353,9 @@ class SQLiteStore(Store):
                 states)]
             conn.executemany(
                 "UPDATE cases SET parked_from = state, parked_stage = ?, state = 'parked',"
-                " updated_at = ? WHERE id = ?", [(stage, now, i) for i in ids])
+                " state_reason = ?, updated_at = ? WHERE id = ?",
+                [(stage, f"waiting for a plugin that implements the {stage} stage", now, i)
+                 for i in ids])
             conn.executemany(
                 "INSERT INTO events(case_id, at, stage, actor, action, detail) "
                 "VALUES (?,?,?,?,?,?)",
@@ -367,7 +369,7 @@ class SQLiteStore(Store):
                 "SELECT id FROM cases WHERE state = 'parked' AND parked_stage = ?", (stage,))]
             conn.executemany(
                 "UPDATE cases SET state = parked_from, parked_from = NULL, parked_stage = NULL,"
-                " updated_at = ? WHERE id = ?", [(now, i) for i in ids])
+                " state_reason = NULL, updated_at = ? WHERE id = ?", [(now, i) for i in ids])
             conn.executemany(
                 "INSERT INTO events(case_id, at, stage, actor, action, detail) "
                 "VALUES (?,?,?,?,?,?)",

@@ -1,0 +1,71 @@
+"""Shared fixtures: temporary databases, the ntd CLI as a subprocess, fixture plugin paths."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PLUGIN_PKG = ROOT / "tests" / "plugins" / "ep_pkg"
+BAD_PKG = ROOT / "tests" / "plugins" / "bad_pkg"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No test reads the developer's ntd.toml, database or fake clock."""
+    for var in ("NTD_CONFIG", "NTD_DATABASE_URL", "NTD_DISABLE_PLUGINS", "NTD_FAKE_NOW"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "ntd.db"
+
+
+def ntd_env(extra_path: Path | None = None, **env: str) -> dict[str, str]:
+    """Environment for a child ``ntd`` process, optionally with a fixture plugin package."""
+    out = {k: v for k, v in os.environ.items() if not k.startswith("NTD_")}
+    paths = [str(ROOT)]
+    if extra_path:
+        paths.insert(0, str(extra_path))
+    out["PYTHONPATH"] = os.pathsep.join(paths)
+    out.update(env)
+    return out
+
+
+def run_ntd(*args: str, db: Path | None = None, input: str | None = None,
+            plugins: Path | None = None, env: dict[str, str] | None = None,
+            timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """Run ``ntd`` in a child process and return the completed process."""
+    cmd = [sys.executable, "-m", "engine.cli"]
+    if db is not None:
+        cmd += ["--db", str(db)]
+    cmd += list(args)
+    return subprocess.run(cmd, input=input, capture_output=True, text=True, timeout=timeout,
+                          env=ntd_env(plugins, **(env or {})), check=False)
+
+
+def ntd_json(*args: str, **kwargs: object) -> object:
+    """Run ``ntd ... --json`` and parse its output (asserting success)."""
+    proc = run_ntd(*args, "--json", **kwargs)  # type: ignore[arg-type]
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+def wait_for(predicate: Callable[[], bool], *, timeout: float = 30.0,
+             interval: float = 0.02) -> None:
+    """Poll ``predicate`` until it is true or the deadline passes (no fixed sleeps)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout}s")
