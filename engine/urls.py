@@ -73,8 +73,11 @@ _AUTHORITY_END_RE = re.compile(r"[/?]")
 # An http(s) URL that is already canonical but for its host, and maybe a missing "/" path.
 _FAST_RE = re.compile(
     r"(https?)://([a-z0-9_\-]+(?:\.[a-z0-9_\-]+)*)"
-    r"(/[A-Za-z0-9\-._~!$&'()*+,;=:@/]*)?(?:\?([A-Za-z0-9\-._~!$&'()*+,;=:@/?]*))?"
+    r"(/(?:[A-Za-z0-9\-._~!$&'()*+,;=:@/]|%[0-9A-F]{2})*)?"
+    r"(?:\?((?:[A-Za-z0-9\-._~!$&'()*+,;=:@/?]|%[0-9A-F]{2})*))?"
 )
+# An escape of an unreserved character: not canonical (it must be decoded).
+_UNRESERVED_ESCAPE_RE = re.compile(r"%(?:2[DE]|3[0-9]|[46][1-9A-F]|[57][0-9A]|5F|7E)")
 _ASCII_HOST_RE = re.compile(r"[a-z0-9_\-]+(?:\.[a-z0-9_\-]+)*")
 _IPV6_CHARS_RE = re.compile(r"[0-9A-Fa-f:.]+")
 _HEX_NUMBER_RE = re.compile(r"0[xX][0-9A-Fa-f]*")
@@ -118,10 +121,12 @@ def canonicalize(raw: str) -> CanonicalURL:
     fast = _FAST_RE.fullmatch(raw)
     if fast is not None and len(raw) <= MAX_URL_BYTES:
         # Already-clean ASCII URL (the common case): only the host needs work, and it is cached.
-        # Anything unusual (port, "%", dot segments, upper case...) takes the general path below,
+        # Anything unusual (port, odd escapes, dot segments, upper case...) takes the general path,
         # which gives the same answer (tests compare the two).
         scheme, host_text, path, query = fast.groups()
-        if path is None or "/." not in path:
+        if (path is None or "/." not in path) and (
+            "%" not in raw or _UNRESERVED_ESCAPE_RE.search(raw) is None
+        ):
             host, is_ip, domain = _host_record(host_text)
             if path and host == host_text:
                 url = raw
@@ -418,17 +423,33 @@ def _normalize_path(path: str) -> str:
     return path
 
 
+class _EscapeTable(dict[str, str]):
+    """Replacement for each token ``_PATH_FIX_RE``/``_QUERY_FIX_RE`` match, computed once.
+
+    A dict lookup per match keeps escaping cheap; tokens are "%XX" or a single character.
+    """
+
+    def __missing__(self, token: str) -> str:
+        if len(token) == 3:
+            value = int(token[1:], 16)
+            replacement = chr(value) if value in _UNRESERVED else token.upper()
+        else:
+            try:
+                data = token.encode("utf-8")
+            except UnicodeEncodeError as exc:  # a lone surrogate cannot be sent by anyone
+                raise InputError("URL contains an unpaired surrogate character") from exc
+            replacement = "".join(f"%{b:02X}" for b in data)
+        if len(self) < 100_000:  # bounded: single characters are the only open-ended keys
+            self[token] = replacement
+        return replacement
+
+
+_ESCAPES = _EscapeTable()
+
+
 def _fix_escape(match: re.Match[str]) -> str:
     """Normalise one percent-escape or encode one character that may not appear literally."""
-    token = match.group()
-    if len(token) == 3:
-        value = int(token[1:], 16)
-        return chr(value) if value in _UNRESERVED else token.upper()
-    try:
-        data = token.encode("utf-8")
-    except UnicodeEncodeError as exc:  # a lone surrogate cannot be sent by anyone
-        raise InputError("URL contains an unpaired surrogate character") from exc
-    return "".join(f"%{b:02X}" for b in data)
+    return _ESCAPES[match.group()]
 
 
 def _remove_dot_segments(path: str) -> str:
