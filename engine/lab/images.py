@@ -142,8 +142,14 @@ def text_overlay(img: Image.Image) -> bytes:
     out = img.copy()
     draw = ImageDraw.Draw(out)
     font = ImageFont.load_default(size=max(10, img.height // 24))
-    draw.text((img.width // 30, img.height - img.height // 12), "posted 2026-11-30 #4711",
-              fill=(255, 255, 255), font=font, stroke_width=1, stroke_fill=(0, 0, 0))
+    draw.text(
+        (img.width // 30, img.height - img.height // 12),
+        "posted 2026-11-30 #4711",
+        fill=(255, 255, 255),
+        font=font,
+        stroke_width=1,
+        stroke_fill=(0, 0, 0),
+    )
     return jpeg_bytes(out)
 
 
