@@ -17,7 +17,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Generic, Literal, TypeVar
 
 from engine.errors import ConfigError
 
@@ -25,6 +25,51 @@ DATA_DIR = Path(__file__).parent / "data"
 BUILTIN_FILES = (DATA_DIR / "cdn_ranges.json", DATA_DIR / "platforms.json")
 AbuseChannel = Literal["web_form", "email", "api"]
 _CHANNELS = ("web_form", "email", "api")
+V = TypeVar("V")
+
+
+class RangeTable(Generic[V]):
+    """Longest-prefix match of IP addresses against CIDRs using integer keys.
+
+    One dict per (version, prefix length); a lookup shifts the address once per distinct
+    prefix length, so it costs a handful of dict probes and no ``ipaddress`` string parsing.
+    """
+
+    def __init__(self) -> None:
+        """An empty table."""
+        self._tables: dict[tuple[int, int], dict[int, tuple[str, V]]] = {}
+        self._lengths: dict[int, list[int]] = {4: [], 6: []}
+
+    def add(self, cidr: str, value: V) -> str:
+        """Map every address of ``cidr`` to ``value``; returns the normalised CIDR."""
+        net = ipaddress.ip_network(cidr, strict=False)
+        bits = net.max_prefixlen
+        slot = (net.version, net.prefixlen)
+        if slot not in self._tables:
+            self._tables[slot] = {}
+            self._lengths[net.version] = sorted({*self._lengths[net.version], net.prefixlen},
+                                                reverse=True)
+        text = str(net)
+        self._tables[slot][int(net.network_address) >> (bits - net.prefixlen)] = (text, value)
+        return text
+
+    def remove(self, cidr: str) -> None:
+        """Forget ``cidr`` (no error if absent)."""
+        net = ipaddress.ip_network(cidr, strict=False)
+        table = self._tables.get((net.version, net.prefixlen), {})
+        table.pop(int(net.network_address) >> (net.max_prefixlen - net.prefixlen), None)
+
+    def lookup(self, address: ipaddress.IPv4Address | ipaddress.IPv6Address
+               ) -> tuple[str, V] | None:
+        """``(cidr, value)`` of the most specific range containing ``address``, or None."""
+        version = address.version
+        bits = 32 if version == 4 else 128
+        number = int(address)
+        for prefixlen in self._lengths[version]:
+            hit = self._tables[(version, prefixlen)].get(number >> (bits - prefixlen))
+            if hit is not None:
+                return hit
+        return None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -54,8 +99,7 @@ class HostingRules:
         """An empty rule set; see :meth:`load` and :meth:`builtin`."""
         self._cdns: dict[str, Cdn] = {}
         self._asn_to_cdn: dict[int, str] = {}
-        # prefixlen → {network: cdn name}
-        self._ranges: dict[int, dict[ipaddress._BaseNetwork, str]] = {}
+        self._ranges: RangeTable[str] = RangeTable()
         self._exact_hosts: dict[str, Platform] = {}
         self._wildcards: dict[str, Platform] = {}
 
@@ -96,10 +140,9 @@ class HostingRules:
             self._asn_to_cdn[asn] = name
         for cidr in item.get("ranges", []):
             try:
-                net = ipaddress.ip_network(cidr, strict=False)
+                self._ranges.add(cidr, name)
             except (TypeError, ValueError) as exc:
                 raise ConfigError(f"{where}.ranges: {cidr!r} is not a CIDR") from exc
-            self._ranges.setdefault(net.prefixlen, {})[net] = name
 
     def _add_platform(self, item: Any, where: str) -> None:
         name = _text(item, "name", where)
@@ -128,12 +171,9 @@ class HostingRules:
                 address = ipaddress.ip_address(ip)
             except ValueError:
                 address = None
-            if address is not None:
-                for prefixlen in sorted(self._ranges, reverse=True):
-                    probe = ipaddress.ip_network(f"{address}/{prefixlen}", strict=False)
-                    name = self._ranges[prefixlen].get(probe)
-                    if name is not None:
-                        return self._cdns[name]
+            hit = self._ranges.lookup(address) if address is not None else None
+            if hit is not None:
+                return self._cdns[hit[1]]
         if asn is not None and asn in self._asn_to_cdn:
             return self._cdns[self._asn_to_cdn[asn]]
         return None

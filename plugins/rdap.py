@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import functools
 import io
 import ipaddress
 import json
@@ -49,6 +50,7 @@ import ipwhois.rdap
 import ipwhois.utils
 
 from engine.errors import ResolutionError
+from plugins.hosting_rules import RangeTable
 
 IPWHOIS_BOOTSTRAP_URL: str = ipwhois.rdap.BOOTSTRAP_URL
 IANA_BOOTSTRAP_URL = "https://data.iana.org/rdap/dns.json"
@@ -343,6 +345,12 @@ def _resolverless_net(ip: str, timeout: float, opener: RewritingOpener) -> ipwho
 AsnLookup = Callable[[str], Awaitable[Any]]
 
 
+@dataclass(frozen=True, slots=True)
+class _CachedRange:
+    info: NetworkInfo
+    expires_at: float
+
+
 class IpRdapClient:
     """IP → :class:`NetworkInfo` with ipwhois, a range cache, bounded threads and 429 backoff."""
 
@@ -358,10 +366,12 @@ class IpRdapClient:
         ttl_seconds: float = DEFAULT_TTL_SECONDS,
         timeout: float = 10.0,
         asn_lookup: AsnLookup | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """``base_url``/``proxy``: see the module docstring; ``asn_lookup(ip)`` is optional and
         returns an object with ``asn``/``cidr``/``country`` (e.g. ``DnsResolver.origin_asn``) for
-        registries whose RDAP answer has no origin AS (all but ARIN)."""
+        registries whose RDAP answer has no origin AS (all but ARIN). ``clock`` drives the
+        in-memory expiry of cached ranges (injectable for tests)."""
         self.base_url = base_url
         self.proxy = proxy
         self.cache: RdapCache = cache if cache is not None else MemoryRdapCache()
@@ -373,59 +383,71 @@ class IpRdapClient:
         self.lookups = 0  # real RDAP lookups started (attempts, including retries)
         self.cache_hits = 0
         self._sem = asyncio.Semaphore(max_in_flight)
-        # prefixlen → {network: cache key}; probing one dict per prefix length is O(#lengths).
-        self._index: dict[int, dict[ipaddress._BaseNetwork, str]] = {}
-        self._bucket_locks: dict[str, asyncio.Lock] = {}
-        self._loaded_buckets: set[str] = set()
+        self._clock = clock
+        self._index: RangeTable[_CachedRange] = RangeTable()
+        self._bucket_locks: dict[tuple[int, int], asyncio.Lock] = {}
+        self._loaded_buckets: set[tuple[int, int]] = set()
 
     # ------------------------------------------------------------------ cache
+    # Hot path: an in-memory range table with its own expiry (no cache round trip per URL).
+    # Cold path (first sight of a /16 or /32 bucket, e.g. after a restart): the bucket's list of
+    # cached ranges is read from ``cache``, so a persistent cache also spares lookups.
 
     @staticmethod
-    def _bucket(address: ipaddress._BaseAddress) -> str:
+    def _bucket(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> tuple[int, int]:
         """Coarse bucket (IPv4 /16, IPv6 /32) for single-flight and the persisted index."""
+        if address.version == 4:
+            return 4, int(address) >> 16
+        return 6, int(address) >> 96
+
+    @staticmethod
+    def _bucket_key(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str:
         prefix = 16 if address.version == 4 else 32
-        return str(ipaddress.ip_network(f"{address}/{prefix}", strict=False))
+        return f"rdap:ip:bucket:{ipaddress.ip_network(f'{address}/{prefix}', strict=False)}"
 
-    def _index_add(self, cidrs: list[str], key: str) -> None:
+    def _index_add(self, info: NetworkInfo, cidrs: list[str], expires_at: float) -> None:
+        entry = _CachedRange(info=info, expires_at=expires_at)
         for cidr in cidrs:
-            net = ipaddress.ip_network(cidr, strict=False)
-            self._index.setdefault(net.prefixlen, {})[net] = key
+            self._index.add(cidr, entry)
 
-    def _load_bucket(self, bucket: str) -> None:
-        """Fold a bucket's persisted range list into the in-memory index (once per bucket)."""
+    def _load_bucket(self, address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> None:
+        bucket = self._bucket(address)
         if bucket in self._loaded_buckets:
             return
         self._loaded_buckets.add(bucket)
-        saved = self.cache.get(f"rdap:ip:bucket:{bucket}")
+        saved = self.cache.get(self._bucket_key(address))
         for key in (saved or {}).get("keys", []):
             value = self.cache.get(key)
-            if value is not None:
-                self._index_add(value["cidrs"], key)
+            if value is None:
+                continue
+            remaining = float(value.get("expires_wall", 0)) - time.time()
+            if remaining > 0:
+                self._index_add(NetworkInfo.from_dict(value["info"]), value["cidrs"],
+                                self._clock() + remaining)
 
     def cached(self, ip: str) -> NetworkInfo | None:
         """The cached network containing ``ip`` (most specific first), or None."""
-        address = ipaddress.ip_address(ip)
-        self._load_bucket(self._bucket(address))
-        for prefixlen in sorted(self._index, reverse=True):
-            table = self._index[prefixlen]
-            net = ipaddress.ip_network(f"{address}/{prefixlen}", strict=False)
-            key = table.get(net)
-            if key is None:
+        return self._cached(ipaddress.ip_address(ip))
+
+    def _cached(self, address: ipaddress.IPv4Address | ipaddress.IPv6Address
+                ) -> NetworkInfo | None:
+        self._load_bucket(address)
+        now = self._clock()
+        while (hit := self._index.lookup(address)) is not None:
+            cidr, entry = hit
+            if entry.expires_at <= now:
+                self._index.remove(cidr)  # expired: forget the range, look for a wider one
                 continue
-            value = self.cache.get(key)
-            if value is None:  # expired: forget the range
-                del table[net]
-                continue
-            info = NetworkInfo.from_dict(value["info"])
-            return replace(info, cidr=str(net)) if len(value["cidrs"]) > 1 else info
+            return entry.info if entry.info.cidr == cidr else replace(entry.info, cidr=cidr)
         return None
 
-    def _store(self, address: ipaddress._BaseAddress, info: NetworkInfo,
-               cidrs: list[str]) -> None:
+    def _store(self, address: ipaddress.IPv4Address | ipaddress.IPv6Address,
+               info: NetworkInfo, cidrs: list[str]) -> None:
+        self._index_add(info, cidrs, self._clock() + self.ttl_seconds)
         key = f"rdap:ip:net:{cidrs[0]}"
-        self.cache.put(key, {"info": info.to_dict(), "cidrs": cidrs}, self.ttl_seconds)
-        self._index_add(cidrs, key)
-        bucket_key = f"rdap:ip:bucket:{self._bucket(address)}"
+        self.cache.put(key, {"info": info.to_dict(), "cidrs": cidrs,
+                             "expires_wall": time.time() + self.ttl_seconds}, self.ttl_seconds)
+        bucket_key = self._bucket_key(address)
         saved = self.cache.get(bucket_key) or {"keys": []}
         keys = [k for k in saved["keys"] if k != key and self.cache.get(k) is not None]
         self.cache.put(bucket_key, {"keys": [*keys, key]}, self.ttl_seconds)
@@ -441,26 +463,20 @@ class IpRdapClient:
             address = ipaddress.ip_address(ip.strip().strip("[]"))
         except ValueError as exc:
             raise ResolutionError(f"{ip!r} is not an IP address", reason="bad_address") from exc
-        text = str(address)
-        hit = self.cached(text)
+        hit = self._cached(address)
         if hit is not None:
             self.cache_hits += 1
             return hit
-        bucket = self._bucket(address)
-        lock = self._bucket_locks.setdefault(bucket, asyncio.Lock())
+        lock = self._bucket_locks.setdefault(self._bucket(address), asyncio.Lock())
         async with lock:
             # Another task may have cached this range while we waited for the bucket.
-            hit = self.cached(text)
+            hit = self._cached(address)
             if hit is not None:
                 self.cache_hits += 1
                 return hit
-            info, cidrs = await self._lookup_with_retries(text)
+            info, cidrs = await self._lookup_with_retries(str(address))
             self._store(address, info, cidrs)
-        if len(cidrs) > 1:
-            for cidr in cidrs:
-                if address in ipaddress.ip_network(cidr):
-                    return replace(info, cidr=cidr)
-        return info
+        return info  # already carries the CIDR that contains this address
 
     async def _lookup_with_retries(self, ip: str) -> tuple[NetworkInfo, list[str]]:
         last: ResolutionError | None = None
@@ -664,6 +680,7 @@ async def update_bootstrap(
 _tld_extractor: Any = None
 
 
+@functools.lru_cache(maxsize=65536)
 def registered_domain(host: str) -> str:
     """The registrable domain of ``host`` (ICANN suffixes only, offline tldextract).
 
@@ -705,7 +722,9 @@ class DomainRdapClient:
         self._bootstrap = load_bootstrap(bootstrap_file or DEFAULT_BOOTSTRAP_FILE)
         self._override = {k.lower().strip("."): v for k, v in (base_url_override or {}).items()}
         self._own_client = http_client is None
-        self._client = http_client or httpx.AsyncClient(timeout=timeout, trust_env=False)
+        # Few connections: httpcore's pool bookkeeping slows down sharply with many (FIELD-NOTES).
+        self._client = http_client or httpx.AsyncClient(
+            timeout=timeout, trust_env=False, limits=httpx.Limits(max_connections=10))
         self.cache: RdapCache = cache if cache is not None else MemoryRdapCache()
         self.retries = retries
         self.backoff_base = backoff_base
@@ -748,7 +767,8 @@ class DomainRdapClient:
     async def lookup(self, domain: str) -> RegistrarInfo | None:
         """Registrar of the registrable domain of ``domain``; None if the registry has no such
         domain (404). Raises ``ResolutionError`` otherwise."""
-        name = registered_domain(domain.encode("idna").decode("ascii"))
+        ascii_name = domain if domain.isascii() else domain.encode("idna").decode("ascii")
+        name = registered_domain(ascii_name)
         key = f"rdap:domain:{name}"
         hit = self.cache.get(key)
         if hit is not None:

@@ -93,11 +93,13 @@ def normalise_host(host: str) -> str:
     text = host.strip().rstrip(".").lower()
     if not text:
         raise ResolutionError("empty host name", reason="bad_host")
-    try:
-        ipaddress.ip_address(text.strip("[]"))
-        return text.strip("[]")
-    except ValueError:
-        pass
+    if ":" in text or text.replace(".", "").isdigit():
+        try:
+            return str(ipaddress.ip_address(text.strip("[]")))
+        except ValueError:
+            pass
+    if text.isascii():
+        return text  # the common case; the IDNA codec is slow
     try:
         return text.encode("idna").decode("ascii")
     except UnicodeError as exc:
@@ -154,11 +156,12 @@ class DnsResolver:
     async def resolve(self, host: str) -> DnsResult:
         """Resolve ``host`` to its A and AAAA addresses; never raises for DNS failures."""
         name = normalise_host(host)
-        try:
-            ipaddress.ip_address(name)
-            return DnsResult(host=name, addresses=[name], source="literal")
-        except ValueError:
-            pass
+        if ":" in name or name.replace(".", "").isdigit():
+            try:
+                ipaddress.ip_address(name)
+                return DnsResult(host=name, addresses=[name], source="literal")
+            except ValueError:
+                pass
         static = self._static(name)
         if static is not None:
             return DnsResult(host=name, addresses=list(static), source="static")

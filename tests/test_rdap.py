@@ -193,10 +193,12 @@ async def test_cache_one_lookup_per_range(srv: LabRdapServer) -> None:
 async def test_cache_ttl_expiry_and_persisted_index(srv: LabRdapServer) -> None:
     now = [0.0]
     cache = MemoryRdapCache(clock=lambda: now[0])
-    first = IpRdapClient(base_url=srv.base_url, proxy=None, cache=cache, ttl_seconds=60)
+    first = IpRdapClient(base_url=srv.base_url, proxy=None, cache=cache, ttl_seconds=60,
+                         clock=lambda: now[0])
     await first.lookup("46.20.0.1")
     # A new client (a restart) sharing the cache finds the range through the persisted index.
-    second = IpRdapClient(base_url=srv.base_url, proxy=None, cache=cache, ttl_seconds=60)
+    second = IpRdapClient(base_url=srv.base_url, proxy=None, cache=cache, ttl_seconds=60,
+                          clock=lambda: now[0])
     assert (await second.lookup("46.20.15.254")).cidr == DE_NET
     assert second.lookups == 0
     now[0] = 61.0
@@ -381,3 +383,12 @@ async def test_update_bootstrap_from_loopback(srv: LabRdapServer, tmp_path: Path
         assert info.value.reason == "bad_bootstrap"
     assert json.loads(target.read_text()) == good  # old file kept
     assert list(tmp_path.iterdir()) == [target]  # no temp files left behind
+
+
+async def test_bench_resolve_small() -> None:
+    from plugins.bench_resolve import bench_resolve
+
+    figures = await bench_resolve(n_urls=300, n_hosters=10, workers=16)
+    assert figures["ip_lookups"] == 10 and figures["server_ip_requests"] == 10
+    assert figures["domain_lookups"] == 10 and figures["server_domain_requests"] == 10
+    assert figures["warm_cache_cases_per_s"] > 0
