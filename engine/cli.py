@@ -255,6 +255,68 @@ def case(obj: Obj, case_id: str, as_json: bool) -> None:
 
 
 @cli.command()
+@click.option("--limit", type=click.IntRange(min=1), default=None)
+@JSON_OPT
+@click.pass_obj
+def queue(obj: Obj, limit: int | None, as_json: bool) -> None:
+    """Cases awaiting an analyst's assessment, oldest first (media is never shown)."""
+    rows = obj.runtime().store.list_cases(state="awaiting_assessment", limit=limit)
+    if as_json:
+        emit_json(rows)
+        return
+    from rich.table import Table
+
+    table = Table(title=f"{len(rows)} cases awaiting assessment")
+    for col in ("id", "waiting since", "url", "items", "matches"):
+        table.add_column(col, overflow="fold")
+    for c in rows:
+        matches = [f"{m['list']}:{m['hash_type']}@{m['distance']}"
+                   for item in c["items"] for m in item.get("matches", [])]
+        table.add_row(c["id"], c["updated_at"], c["canonical_url"], str(len(c["items"])),
+                      ", ".join(matches) or "-")
+    _console().print(table)
+
+
+@cli.command()
+@click.argument("case_id")
+@click.argument("decision", type=click.Choice(["illegal", "not_illegal"]))
+@click.option("--category", default=None, help="Classification, e.g. baseline or national.")
+@click.option("--note", default=None, help="Free-text note for the trail.")
+@click.option("--learn", is_flag=True,
+              help="Remember the items' hashes so the next copy needs no human review.")
+@click.option("--analyst", default=None, envvar="NTD_ANALYST",
+              help="Who decides (default: $NTD_ANALYST or the OS user).")
+@JSON_OPT
+@click.pass_obj
+def verdict(obj: Obj, case_id: str, decision: str, category: str | None, note: str | None,
+            learn: bool, analyst: str | None, as_json: bool) -> None:
+    """Record an analyst's decision on a case awaiting assessment."""
+    import getpass
+
+    from engine.plugin_manager import call_all_sync
+
+    rt = obj.runtime()
+    actor = f"analyst:{analyst or getpass.getuser()}"
+    case_before = rt.store.load_case(case_id)
+    now = rt.clock.now_text()
+    state = "confirmed" if decision == "illegal" else "dismissed"
+    detail: dict[str, Any] = {"verdict": decision, "learn": learn}
+    if category:
+        detail["category"] = category
+    if note:
+        detail["note"] = note
+    data = {"assessment": {"verdict": decision, "category": category, "by": actor, "at": now}}
+    rt.store.transition(case_id, state=state, stage="assessment", actor=actor, action="verdict",
+                        now=now, detail=detail, data=data, expect=["awaiting_assessment"])
+    call_all_sync(rt.pm, "ntd_verdict_recorded", case=case_before, verdict=decision,
+                  category=category, learn=learn, actor=actor, store=rt.store, now=now)
+    if as_json:
+        emit_json({"id": case_id, "state": state, "verdict": decision, "actor": actor})
+    else:
+        click.echo(f"{case_id}: {decision} → {state}")
+
+
+@cli.command()
 @JSON_OPT
 @click.pass_obj
 def plugins(obj: Obj, as_json: bool) -> None:

@@ -100,6 +100,11 @@ ENGINE_SCHEMA: dict[str, dict[str, Option]] = {
             type=bool, default=False,
             help="allow fetching loopback/private addresses: tests and benchmarks only"),
     },
+    # Static host map (lab DNS), shared by the fetcher and the resolution stage:
+    # "hoster-1.test" = "127.0.0.1" or = ["127.0.0.1", "::1"].
+    "resolve.hosts": {
+        "*": Option(type=(str, list), help="addresses of a host name (labs and tests)"),
+    },
     "logging": {
         "level": Option(type=str, default="WARNING",
                         check=one_of("DEBUG", "INFO", "WARNING", "ERROR")),
@@ -124,7 +129,7 @@ class Config:
 
 
 def find_config_path(explicit: str | os.PathLike[str] | None) -> Path | None:
-    """The config file to read: ``--config``, then ``NTD_CONFIG``, then ``./ntd.toml`` if present."""
+    """The config file: ``--config``, then ``NTD_CONFIG``, then ``./ntd.toml`` if present."""
     if explicit:
         return Path(explicit)
     env = os.environ.get("NTD_CONFIG")

@@ -42,6 +42,11 @@ class AsyncStore:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, partial(fn, *args, **kwargs))
 
+    async def call_fn(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+        """Await ``fn(store, *args, **kwargs)`` run on the database thread."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, partial(fn, self.sync, *args, **kwargs))
+
     def __getattr__(self, name: str) -> Callable[..., Any]:
         if name.startswith("_"):
             raise AttributeError(name)

@@ -70,6 +70,23 @@ def ntd_register_commands(cli: click.Group) -> None:
 
 
 # --------------------------------------------------------------------------------------------
+# Analyst decisions
+# --------------------------------------------------------------------------------------------
+
+
+@hookspec
+def ntd_verdict_recorded(case: Case, verdict: str, category: str | None, learn: bool,
+                         actor: str, store: Any, now: str) -> Any:
+    """Called after an analyst's verdict (``ntd verdict``) is committed.
+
+    ``verdict`` is ``illegal`` or ``not_illegal``; ``learn`` is true when the analyst asked to
+    remember the item hashes (``--learn``) so the next copy is recognised without human
+    exposure. ``store`` is the synchronous ``engine.store.Store``. All implementations are
+    called; return values are ignored.
+    """
+
+
+# --------------------------------------------------------------------------------------------
 # Pipeline stages: one hook per stage, first non-None answer wins
 #
 # Every stage hook receives the case (``engine.models.Case``, read-only) and the run's

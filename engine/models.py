@@ -17,7 +17,7 @@ from typing import Any
 STATES = (
     "new", "fetched", "unreachable", "awaiting_assessment", "confirmed", "dismissed",
     "resolved", "unresolved", "routed", "awaiting_routing", "noticed", "monitoring",
-    "removed", "escalated", "reappeared", "closed", "anonymised", "parked", "failed",
+    "removed", "escalated", "reappeared", "closed", "anonymised", "failed",
 )
 # A case in one of these states is finished: a new report of its URL opens a new case.
 CLOSED_STATES = frozenset({"dismissed", "closed", "anonymised"})

@@ -157,7 +157,7 @@ async def call_first(pm: pluggy.PluginManager, hook_name: str,
 
 async def call_all(pm: pluggy.PluginManager, hook_name: str,
                    **kwargs: Any) -> list[tuple[Any, str]]:
-    """Call every implementation, awaiting each; return ``(answer, plugin)`` for non-None answers."""
+    """Call every implementation, awaiting each; ``(answer, plugin)`` of non-None answers."""
     answers: list[tuple[Any, str]] = []
     for impl in implementations(pm, hook_name):
         args = {name: kwargs[name] for name in impl.argnames}

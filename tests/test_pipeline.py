@@ -65,7 +65,7 @@ async def test_unimplemented_stage_parks_then_resumes(db_path: Path, tmp_path: P
     submit_urls(rt, tmp_path, ["http://a.example/1", "http://a.example/2"])
     summary = await rt.run_pipeline(until_idle=True, install_signal_handlers=False)
     assert summary.parked == {"fetch": 2}
-    assert rt.store.count_by_state() == {"parked": 2}
+    assert rt.store.count_by_state() == {"new": 2}
     case = rt.store.list_cases()[0]
     assert "fetch stage" in case["state_reason"]
     rt.close()
@@ -113,7 +113,7 @@ async def test_queues_are_bounded(db_path: Path, tmp_path: Path) -> None:
     await rt.run_pipeline(until_idle=True, install_signal_handlers=False)
     # Never more cases leased than queue + workers: backpressure against the store.
     assert max(seen_queue_sizes) <= 5 + 2
-    assert rt.store.count_by_state() == {"parked": 60}  # match has no plugin here
+    assert rt.store.count_by_state() == {"fetched": 60}  # match has no plugin here
     rt.close()
 
 

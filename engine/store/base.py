@@ -9,14 +9,14 @@ Backend-specific SQL lives only in the backend's module.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from engine.models import Case, Event, StageResult
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, slots=True)
 class IntakeRow:
     """One valid line of a submission, ready to store."""
 
@@ -135,11 +135,11 @@ class Store(ABC):
 
     @abstractmethod
     def park(self, states: Iterable[str], stage: str, now: str) -> int:
-        """Move cases waiting for a stage nobody implements to ``parked``."""
+        """Mark cases waiting for a stage nobody implements (state kept, reason set, one event)."""
 
     @abstractmethod
     def unpark(self, stage: str, now: str) -> int:
-        """Return parked cases of ``stage`` to the state they were parked from."""
+        """Clear the parked mark of ``stage``'s cases (a plugin for it is now installed)."""
 
     @abstractmethod
     def transition(self, case_id: str, *, state: str, stage: str, actor: str, action: str,
@@ -147,3 +147,39 @@ class Store(ABC):
                    data: dict[str, Any] | None = None, expect: Iterable[str] | None = None,
                    ) -> None:
         """Move one case (analyst actions); ``expect`` lists the states it may move from."""
+
+    # -- known-hash lists ----------------------------------------------------------------------
+    @abstractmethod
+    def import_hashlist(self, *, name: str, source: str | None, trust: str, negative: bool,
+                        thresholds: dict[str, int], entries: Iterable[tuple[str, str, str,
+                                                                          str | None,
+                                                                          str | None]],
+                        now: str) -> int:
+        """Store a list (replacing one of the same name) in one transaction; returns entries.
+
+        ``entries`` yields ``(hash_type, hash, category, label, source)``. Bumps the hash-list
+        generation so running matchers reload.
+        """
+
+    @abstractmethod
+    def hashlists(self) -> list[dict[str, Any]]:
+        """Metadata of every list (never the entries)."""
+
+    @abstractmethod
+    def remove_hashlist(self, name: str) -> bool:
+        """Delete a list and its entries; False if there was none."""
+
+    @abstractmethod
+    def hashlist_entries(self) -> Iterator[tuple[int, str, str, str, str]]:
+        """Every entry as ``(id, list, hash_type, hash, category)``, streamed."""
+
+    @abstractmethod
+    def add_hashlist_entries(self, name: str, entries: Iterable[tuple[str, str, str,
+                                                                     str | None, str | None]],
+                             *, now: str, trust: str = "auto", negative: bool = False,
+                             source: str | None = None) -> int:
+        """Append entries to a list (created if missing), skipping ones already present."""
+
+    @abstractmethod
+    def hashlist_generation(self) -> int:
+        """A counter that changes whenever any list changes."""

@@ -13,7 +13,8 @@ MIGRATIONS: dict[int, dict[str, list[str]]] = {
             "CREATE TABLE schema_version (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)",
             """CREATE TABLE batches (
                 id TEXT PRIMARY KEY, channel TEXT NOT NULL, source TEXT NOT NULL,
-                created_at TEXT NOT NULL, accepted INTEGER, duplicates INTEGER, rejected INTEGER)""",
+                created_at TEXT NOT NULL,
+                accepted INTEGER, duplicates INTEGER, rejected INTEGER)""",
             """CREATE TABLE cases (
                 id TEXT PRIMARY KEY,
                 url TEXT NOT NULL,
@@ -73,6 +74,31 @@ MIGRATIONS: dict[int, dict[str, list[str]]] = {
                 case_id TEXT REFERENCES cases(id) ON DELETE SET NULL,
                 created_at TEXT NOT NULL,
                 payload TEXT NOT NULL)""",
+        ],
+    },
+    2: {
+        "sqlite": [
+            # Known-hash lists. Entries are confidential: never logged, never exported in full.
+            """CREATE TABLE hashlists (
+                name TEXT PRIMARY KEY,
+                source TEXT,
+                trust TEXT NOT NULL,
+                negative INTEGER NOT NULL,
+                thresholds TEXT NOT NULL,
+                entries INTEGER NOT NULL,
+                imported_at TEXT NOT NULL)""",
+            """CREATE TABLE hashlist_entries (
+                id INTEGER PRIMARY KEY,
+                list TEXT NOT NULL REFERENCES hashlists(name) ON DELETE CASCADE,
+                hash_type TEXT NOT NULL,
+                hash TEXT NOT NULL,
+                category TEXT NOT NULL,
+                label TEXT,
+                source TEXT)""",
+            "CREATE INDEX hashlist_entries_list ON hashlist_entries(list)",
+            # Small engine-wide counters, e.g. the hash-list generation that tells running
+            # matchers to reload.
+            "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
         ],
     },
 }

@@ -125,6 +125,7 @@ class SQLiteStore(Store):
             new_cases = []
             new_events = []
             reports = []
+            created = _dumps({"batch": batch_id})
             for row in rows:
                 case_id = open_cases.get(row.canonical_url)
                 duplicate = case_id is not None
@@ -133,8 +134,7 @@ class SQLiteStore(Store):
                     open_cases[row.canonical_url] = case_id
                     new_cases.append((case_id, row.raw_url, row.canonical_url, row.host,
                                       row.domain, at, at))
-                    new_events.append((case_id, at, "intake", channel, "created",
-                                       _dumps({"batch": batch_id})))
+                    new_events.append((case_id, at, "intake", channel, "created", created))
                     accepted += 1
                 else:
                     duplicates += 1
@@ -298,7 +298,7 @@ class SQLiteStore(Store):
                 retry_at = clock.fmt(r.retry_at) if r.retry_at else None
                 cur = conn.execute(
                     "UPDATE cases SET state = ?, state_reason = ?, retry_at = ?, updated_at = ?,"
-                    " lease_owner = NULL, lease_until = NULL, is_open = ?,"
+                    " lease_owner = NULL, lease_until = NULL, is_open = ?, parked_stage = NULL,"
                     " attempts = CASE WHEN ? THEN attempts + 1 ELSE 0 END"
                     " WHERE id = ? AND lease_owner = ?",
                     (r.state, r.reason, retry_at, now, 0 if r.state in CLOSED_STATES else 1,
@@ -345,31 +345,30 @@ class SQLiteStore(Store):
                      (case_id, now, stage, actor, action, _dumps(event_detail)))
 
     def park(self, states: Iterable[str], stage: str, now: str) -> int:
+        # Parking keeps the case's lifecycle state and says why nothing happens to it.
         states = list(states)
         marks = ",".join("?" * len(states))
         with self._write() as conn:
             ids = [r[0] for r in conn.execute(
-                f"SELECT id FROM cases WHERE state IN ({marks}) AND lease_owner IS NULL",
+                f"SELECT id FROM cases WHERE state IN ({marks}) AND parked_stage IS NULL",
                 states)]
+            reason = f"waiting for a plugin that implements the {stage} stage"
             conn.executemany(
-                "UPDATE cases SET parked_from = state, parked_stage = ?, state = 'parked',"
-                " state_reason = ?, updated_at = ? WHERE id = ?",
-                [(stage, f"waiting for a plugin that implements the {stage} stage", now, i)
-                 for i in ids])
+                "UPDATE cases SET parked_stage = ?, state_reason = ?, updated_at = ?"
+                " WHERE id = ?", [(stage, reason, now, i) for i in ids])
             conn.executemany(
                 "INSERT INTO events(case_id, at, stage, actor, action, detail) "
                 "VALUES (?,?,?,?,?,?)",
-                [(i, now, stage, "engine", "parked",
-                  _dumps({"reason": f"no plugin implements the {stage} stage"})) for i in ids])
+                [(i, now, stage, "engine", "parked", _dumps({"reason": reason})) for i in ids])
         return len(ids)
 
     def unpark(self, stage: str, now: str) -> int:
         with self._write() as conn:
             ids = [r[0] for r in conn.execute(
-                "SELECT id FROM cases WHERE state = 'parked' AND parked_stage = ?", (stage,))]
+                "SELECT id FROM cases WHERE parked_stage = ?", (stage,))]
             conn.executemany(
-                "UPDATE cases SET state = parked_from, parked_from = NULL, parked_stage = NULL,"
-                " state_reason = NULL, updated_at = ? WHERE id = ?", [(now, i) for i in ids])
+                "UPDATE cases SET parked_stage = NULL, state_reason = NULL, updated_at = ?"
+                " WHERE id = ?", [(now, i) for i in ids])
             conn.executemany(
                 "INSERT INTO events(case_id, at, stage, actor, action, detail) "
                 "VALUES (?,?,?,?,?,?)",
@@ -394,3 +393,87 @@ class SQLiteStore(Store):
                 (state, reason, now, 0 if state in CLOSED_STATES else 1, case_id))
             self._write_effects(conn, case_id, now, stage=stage, actor=actor, action=action,
                                 reason=reason, detail=detail or {}, data=data)
+
+    # -- known-hash lists ----------------------------------------------------------------------
+    def _bump_generation(self, conn: sqlite3.Connection) -> None:
+        conn.execute("INSERT INTO meta(key, value) VALUES ('hashlist_generation', '1')"
+                     " ON CONFLICT(key) DO UPDATE SET value = CAST(value AS INTEGER) + 1")
+
+    def import_hashlist(self, *, name: str, source: str | None, trust: str, negative: bool,
+                        thresholds: dict[str, int], entries: Iterable[tuple[str, str, str,
+                                                                          str | None,
+                                                                          str | None]],
+                        now: str) -> int:
+        with self._write() as conn:
+            conn.execute("DELETE FROM hashlists WHERE name = ?", (name,))
+            conn.execute("INSERT INTO hashlists(name, source, trust, negative, thresholds,"
+                         " entries, imported_at) VALUES (?,?,?,?,?,0,?)",
+                         (name, source, trust, 1 if negative else 0, _dumps(thresholds), now))
+            count = self._insert_entries(conn, name, entries)
+            conn.execute("UPDATE hashlists SET entries = ? WHERE name = ?", (count, name))
+            self._bump_generation(conn)
+        return count
+
+    @staticmethod
+    def _insert_entries(conn: sqlite3.Connection, name: str,
+                        entries: Iterable[tuple[str, str, str, str | None, str | None]]) -> int:
+        count = 0
+        batch: list[tuple[Any, ...]] = []
+        for entry in entries:
+            batch.append((name, *entry))
+            if len(batch) >= 10_000:
+                conn.executemany("INSERT INTO hashlist_entries(list, hash_type, hash, category,"
+                                 " label, source) VALUES (?,?,?,?,?,?)", batch)
+                count += len(batch)
+                batch = []
+        conn.executemany("INSERT INTO hashlist_entries(list, hash_type, hash, category,"
+                         " label, source) VALUES (?,?,?,?,?,?)", batch)
+        return count + len(batch)
+
+    def add_hashlist_entries(self, name: str, entries: Iterable[tuple[str, str, str,
+                                                                     str | None, str | None]],
+                             *, now: str, trust: str = "auto", negative: bool = False,
+                             source: str | None = None) -> int:
+        with self._write() as conn:
+            conn.execute("INSERT INTO hashlists(name, source, trust, negative, thresholds,"
+                         " entries, imported_at) VALUES (?,?,?,?,'{}',0,?)"
+                         " ON CONFLICT(name) DO NOTHING",
+                         (name, source, trust, 1 if negative else 0, now))
+            present = {(r[0], r[1]) for r in conn.execute(
+                "SELECT hash_type, hash FROM hashlist_entries WHERE list = ?", (name,))}
+            fresh = [e for e in entries if (e[0], e[1]) not in present]
+            added = self._insert_entries(conn, name, fresh)
+            conn.execute("UPDATE hashlists SET entries = entries + ?, imported_at = ?"
+                         " WHERE name = ?", (added, now, name))
+            if added:
+                self._bump_generation(conn)
+        return added
+
+    def hashlists(self) -> list[dict[str, Any]]:
+        rows = self._read("SELECT * FROM hashlists ORDER BY name")
+        return [{"name": r["name"], "source": r["source"], "trust": r["trust"],
+                 "negative": bool(r["negative"]), "thresholds": json.loads(r["thresholds"]),
+                 "entries": r["entries"], "imported_at": r["imported_at"]} for r in rows]
+
+    def remove_hashlist(self, name: str) -> bool:
+        with self._write() as conn:
+            cur = conn.execute("DELETE FROM hashlists WHERE name = ?", (name,))
+            if cur.rowcount:
+                self._bump_generation(conn)
+            return cur.rowcount > 0
+
+    def hashlist_entries(self) -> Iterator[tuple[int, str, str, str, str]]:
+        # A separate cursor on the same connection: fine for the reader thread that owns it.
+        with self._lock:
+            cur = self.conn.execute(
+                "SELECT id, list, hash_type, hash, category FROM hashlist_entries ORDER BY id")
+            while True:
+                rows = cur.fetchmany(50_000)
+                if not rows:
+                    return
+                for r in rows:
+                    yield (r[0], r[1], r[2], r[3], r[4])
+
+    def hashlist_generation(self) -> int:
+        rows = self._read("SELECT value FROM meta WHERE key = 'hashlist_generation'")
+        return int(rows[0][0]) if rows else 0

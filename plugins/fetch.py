@@ -1,0 +1,115 @@
+"""Built-in fetch stage: fetch the reported URL safely, find media on pages, hash, drop bytes.
+
+Every request goes through ``ctx.fetcher`` (the SSRF-safe fetcher). Bytes live only in memory:
+they are hashed in the process pool and dropped; items keep hashes, size, sniffed content type,
+status and final URL. A direct image URL is one item; an HTML page is an item (its own bytes get
+cryptographic hashes) plus one item per media URL found on it (capped, default 50).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from typing import Any
+
+from engine import hookimpl
+from engine.config import Option, positive
+from engine.errors import FetchError
+from engine.models import Item, StageResult
+
+IMAGE_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp", "image/bmp"})
+
+
+def hash_bytes(data: bytes, content_type: str) -> dict[str, Any]:
+    """Hashes of fetched bytes (runs in the process pool; nothing is written anywhere).
+
+    Images get cryptographic and perceptual hashes; anything else, or an image that fails to
+    decode safely, gets cryptographic hashes and an ``error`` naming why.
+    """
+    from plugins.media_hashing import MediaError, crypto_hashes, hash_media
+
+    if content_type in IMAGE_TYPES:
+        try:
+            h = hash_media(data)
+            return {k: h[k] for k in ("md5", "sha1", "sha256", "phash", "pdq", "pdq_quality")}
+        except MediaError as exc:
+            return {**crypto_hashes(data), "error": exc.reason}
+    return crypto_hashes(data)
+
+
+@hookimpl
+def ntd_config_schema() -> dict[str, dict[str, Option]]:
+    return {"fetch": {
+        "max_bytes": Option(type=int, default=20 * 1024 * 1024, check=positive,
+                            help="body cap per response, counted while streaming"),
+        "total_timeout": Option(type=float, default=30.0, check=positive,
+                                help="deadline for a whole request, redirects included"),
+        "connect_timeout": Option(type=float, default=10.0, check=positive),
+        "max_redirects": Option(type=int, default=5, check=lambda v: None if v >= 0 else
+                                "must be 0 or more"),
+        "user_agent": Option(type=str, default="ntd/0.1 (+hotline notice-and-takedown)"),
+        "allowed_ports": Option(type=list, default=[80, 443, 8080, 8443]),
+        "max_media_per_page": Option(type=int, default=50, check=positive),
+        "media_concurrency": Option(type=int, default=8, check=positive,
+                                    help="media fetched at once per page"),
+        "retry_minutes": Option(type=float, default=60.0, check=positive,
+                                help="first retry delay of an unreachable URL (doubles)"),
+        "max_attempts": Option(type=int, default=5, check=positive,
+                               help="fetch attempts before a case is marked failed"),
+    }}
+
+
+async def _fetch_item(ctx: Any, url: str, kind: str) -> tuple[Item, str | None]:
+    """Fetch and hash one URL; returns the item and the body as text when it is HTML."""
+    try:
+        resp = await ctx.fetcher.fetch(url)
+    except FetchError as exc:
+        return Item(url=url, kind=kind, error=exc.reason), None
+    html = None
+    hashes: dict[str, Any] = {}
+    error = None
+    if 200 <= resp.status < 300:
+        hashes = await ctx.run_cpu(hash_bytes, resp.body, resp.content_type)
+        error = hashes.pop("error", None)
+        if resp.content_type == "text/html" and kind == "url":
+            html = resp.body.decode("utf-8", errors="replace")
+    else:
+        error = f"http_{resp.status}"
+    item = Item(url=url, kind=kind, status=resp.status, content_type=resp.content_type,
+                size=len(resp.body), final_url=resp.final_url, error=error, hashes=hashes)
+    return item, html  # resp.body goes out of scope here: media bytes are never kept
+
+
+@hookimpl
+async def ntd_fetch(case: Any, ctx: Any) -> StageResult:
+    settings = ctx.config.section("fetch")
+    page, html = await _fetch_item(ctx, case.canonical_url, "url")
+    if page.status is None or page.status >= 400:
+        reason = page.error or "error"
+        attempts = case.attempts + 1
+        if attempts >= settings["max_attempts"]:
+            return StageResult(state="failed", action="unreachable", reason=reason,
+                               items=[page], detail={"attempts": attempts, "final": True})
+        delay = settings["retry_minutes"] * 60 * 2 ** (attempts - 1)
+        return StageResult(state="unreachable", action="unreachable", reason=reason,
+                           items=[page], retry_at=ctx.clock.now() + timedelta(seconds=delay),
+                           detail={"attempts": attempts})
+    items = [page]
+    media: list[str] = []
+    if html is not None:
+        from plugins.html_media import extract_media_urls
+
+        media = extract_media_urls(html, page.final_url or case.canonical_url,
+                                   limit=settings["max_media_per_page"])
+        gate = asyncio.Semaphore(settings["media_concurrency"])
+
+        async def one(url: str) -> Item:
+            async with gate:
+                item, _ = await _fetch_item(ctx, url, "media")
+                return item
+
+        items += await asyncio.gather(*(one(u) for u in media))
+    detail = {"status": page.status, "content_type": page.content_type, "size": page.size,
+              "media_found": len(media),
+              "media_hashed": sum(1 for i in items[1:] if i.hashes.get("phash"))}
+    return StageResult(state="fetched", action="fetched", items=items, detail=detail)

@@ -1,0 +1,179 @@
+"""Fetch → hash → match → assessment, end to end against a loopback web server."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import struct
+import zlib
+from pathlib import Path
+
+import pytest
+
+from engine.intake import submit_files
+from engine.lab.images import jpeg_bytes, make_image, png_bytes
+from engine.lab.webserver import LabWebServer
+from engine.runtime import Runtime
+from plugins.media_hashing import hash_media
+from tests.conftest import run_ntd
+
+HOST = "hoster-1.test"
+
+
+def bomb_png() -> bytes:
+    """A tiny PNG whose header claims 100000×100000 pixels."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+    ihdr = struct.pack(">IIBBBBB", 100_000, 100_000, 8, 2, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr)
+            + chunk(b"IDAT", zlib.compress(b"\x00" * 1000)) + chunk(b"IEND", b""))
+
+
+@pytest.fixture
+async def site():
+    known = jpeg_bytes(make_image(1))
+    other = jpeg_bytes(make_image(2))
+    benign = png_bytes(make_image(3))
+    page = (b'<html><head><meta property="og:image" content="/img/known.jpg"></head><body>'
+            b'<img src="img/other.jpg" srcset="/img/other.jpg 1x, /img/benign.png 2x">'
+            b'<a href="/img/missing.jpg">x</a><img src="data:image/png;base64,AAAA"></body>'
+            b'</html>')
+    server = LabWebServer({
+        (HOST, "/img/known.jpg"): (known, "image/jpeg"),
+        (HOST, "/img/other.jpg"): (other, "text/plain"),  # lying header: sniffing decides
+        (HOST, "/img/benign.png"): (benign, "image/png"),
+        (HOST, "/gallery.html"): (page, "text/html"),
+        (HOST, "/bomb.png"): (bomb_png(), "image/png"),
+        (HOST, "/notes.txt"): (b"just text", "text/plain"),
+    })
+    await server.start()
+    server.images = {"known": known, "other": other, "benign": benign}  # type: ignore[attr-defined]
+    yield server
+    await server.close()
+
+
+def lab_runtime(db: Path, server: LabWebServer) -> Runtime:
+    return Runtime.open(db=str(db), overrides={
+        "lab": {"allow_private_networks": True},
+        "resolve.hosts": {HOST: "127.0.0.1"},
+        "fetch": {"allowed_ports": [server.port], "retry_minutes": 1.0},
+        "pipeline": {"poll_seconds": 0.05, "cpu_workers": 1},
+    })
+
+
+def add_list(rt: Runtime, name: str, data: bytes, *, trust: str = "auto",
+             negative: bool = False, types: tuple[str, ...] = ("phash",)) -> None:
+    h = hash_media(data)
+    rt.store.import_hashlist(
+        name=name, source="test", trust=trust, negative=negative, thresholds={},
+        entries=[(t, h[t], "baseline", None, None) for t in types], now=rt.clock.now_text())
+
+
+def submit(rt: Runtime, tmp_path: Path, *urls: str) -> list[str]:
+    src = tmp_path / f"u{len(list(tmp_path.iterdir()))}.txt"
+    src.write_text("\n".join(urls) + "\n")
+    return submit_files(rt.store, [str(src)], keep_case_ids=True).case_ids
+
+
+async def test_direct_image_on_auto_list_is_confirmed(db_path, tmp_path, site) -> None:
+    rt = lab_runtime(db_path, site)
+    add_list(rt, "national", site.images["known"], types=("md5", "phash"))
+    [case_id] = submit(rt, tmp_path, site.url("/img/known.jpg"))
+    await rt.run_pipeline(until_idle=True, install_signal_handlers=False)
+    case = rt.store.get_case(case_id)
+    assert case["state"] == "confirmed"
+    [item] = case["items"]
+    assert set(item["hashes"]) == {"md5", "sha1", "sha256", "phash", "pdq", "pdq_quality"}
+    assert item["content_type"] == "image/jpeg" and item["size"] == len(site.images["known"])
+    assert {(m["list"], m["hash_type"], m["distance"], m["negative"])
+            for m in item["matches"]} == {("national", "md5", 0, False),
+                                          ("national", "phash", 0, False)}
+    assert case["match"]["list"] == "national"
+    # Bytes never reach the database.
+    raw = db_path.read_bytes() + Path(f"{db_path}-wal").read_bytes()
+    assert site.images["known"][200:264] not in raw
+    rt.close()
+
+
+async def test_page_media_review_then_verdict_learns(db_path, tmp_path, site) -> None:
+    rt = lab_runtime(db_path, site)
+    add_list(rt, "review-list", site.images["other"], trust="review")
+    [case_id] = submit(rt, tmp_path, site.url("/gallery.html"))
+    await rt.run_pipeline(until_idle=True, install_signal_handlers=False)
+    case = rt.store.get_case(case_id)
+    assert case["state"] == "awaiting_assessment"
+    by_url = {i["url"].rsplit("/", 1)[-1]: i for i in case["items"]}
+    assert set(by_url) == {"gallery.html", "known.jpg", "other.jpg", "benign.png",
+                           "missing.jpg"}
+    assert by_url["other.jpg"]["content_type"] == "image/jpeg"  # sniffed, header lied
+    assert by_url["other.jpg"]["matches"][0]["list"] == "review-list"
+    assert by_url["missing.jpg"]["error"] == "http_404"
+    assert by_url["gallery.html"]["hashes"].get("phash") is None
+    # The analyst decides and teaches the engine.
+    proc = run_ntd("--db", str(db_path), "queue", "--json")
+    assert [c["id"] for c in json.loads(proc.stdout)] == [case_id]
+    proc = run_ntd("--db", str(db_path), "verdict", case_id, "illegal", "--category",
+                   "national", "--learn", "--analyst", "ana", "--json")
+    assert proc.returncode == 0, proc.stderr
+    trail = rt.store.get_case(case_id)["events"]
+    assert trail[-1]["actor"] == "analyst:ana" and trail[-1]["action"] == "verdict"
+    assert rt.store.get_case(case_id)["state"] == "confirmed"
+    # The next copy of any of those images, on another URL, needs no human.
+    site.set_content("hoster-1.test", "/copy.jpg", site.images["known"], "image/jpeg")
+    [copy_id] = submit(rt, tmp_path, site.url("/copy.jpg"))
+    await rt.run_pipeline(until_idle=True, install_signal_handlers=False)
+    copy = rt.store.get_case(copy_id)
+    assert copy["state"] == "confirmed" and copy["match"]["list"] == "analyst"
+    rt.close()
+
+
+async def test_negative_list_suppresses(db_path, tmp_path, site) -> None:
+    rt = lab_runtime(db_path, site)
+    add_list(rt, "baseline", site.images["benign"])
+    add_list(rt, "benign", site.images["benign"], negative=True)
+    [case_id] = submit(rt, tmp_path, site.url("/img/benign.png"))
+    await rt.run_pipeline(until_idle=True, install_signal_handlers=False)
+    case = rt.store.get_case(case_id)
+    assert case["state"] == "dismissed"
+    assert {m["negative"] for m in case["items"][0]["matches"]} == {True, False}
+    rt.close()
+
+
+async def test_unreachable_non_image_and_bomb(db_path, tmp_path, site) -> None:
+    rt = lab_runtime(db_path, site)
+    ids = submit(rt, tmp_path, site.url("/gone.jpg"), site.url("/notes.txt"),
+                 site.url("/bomb.png"))
+    await rt.run_pipeline(until_idle=True, install_signal_handlers=False)
+    gone, notes, bomb = (rt.store.get_case(i) for i in ids)
+    assert gone["state"] == "unreachable" and gone["state_reason"] == "http_404"
+    assert gone["retry_at"] > gone["updated_at"]
+    assert notes["state"] == "awaiting_assessment"
+    assert notes["items"][0]["content_type"] == "application/octet-stream"  # sniffed
+    assert bomb["state"] == "awaiting_assessment"
+    assert bomb["items"][0]["error"] == "bomb" and "phash" not in bomb["items"][0]["hashes"]
+    rt.close()
+
+
+async def test_new_list_matches_without_restart(db_path, tmp_path, site) -> None:
+    rt = lab_runtime(db_path, site)
+    add_list(rt, "empty-at-start", site.images["benign"])
+    task = asyncio.create_task(rt.run_pipeline(until_idle=False, install_signal_handlers=False))
+    [first] = submit(rt, tmp_path, site.url("/img/other.jpg"))
+    await _until(lambda: rt.store.get_case(first)["state"] == "awaiting_assessment")
+    add_list(rt, "fresh", site.images["known"])  # imported while the engine runs
+    [second] = submit(rt, tmp_path, site.url("/img/known.jpg"))
+    await _until(lambda: rt.store.get_case(second)["state"] == "confirmed")
+    assert rt.store.get_case(second)["match"]["list"] == "fresh"
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    rt.close()
+
+
+async def _until(predicate, timeout: float = 30.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate():
+        assert loop.time() < deadline, "condition not met in time"
+        await asyncio.sleep(0.02)
