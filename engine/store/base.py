@@ -183,3 +183,39 @@ class Store(ABC):
     @abstractmethod
     def hashlist_generation(self) -> int:
         """A counter that changes whenever any list changes."""
+
+    # -- lookup cache, contacts book -----------------------------------------------------------
+    @abstractmethod
+    def cache_get(self, namespace: str, key: str, now: str) -> Any | None:
+        """A cached JSON value that has not expired, else None."""
+
+    @abstractmethod
+    def cache_put(self, namespace: str, key: str, value: Any, expires_at: str) -> None:
+        """Store a JSON value until ``expires_at``."""
+
+    @abstractmethod
+    def cache_items(self, namespace: str, now: str) -> list[tuple[str, Any]]:
+        """Every unexpired ``(key, value)`` of a namespace (e.g. to rebuild a range index)."""
+
+    @abstractmethod
+    def contacts_add(self, *, match_kind: str, match_value: str, scope: str, channel: str,
+                     address: str, priority: int = 0, note: str | None = None,
+                     now: str) -> int:
+        """Add an entry to the contacts book; returns its id."""
+
+    @abstractmethod
+    def contacts_list(self) -> list[dict[str, Any]]:
+        """Every contacts-book entry."""
+
+    @abstractmethod
+    def contacts_remove(self, contact_id: int) -> bool:
+        """Remove one entry; False if there was none."""
+
+    @abstractmethod
+    def contact_failed(self, address: str, error: str, now: str) -> None:
+        """Record a bounce or permanent failure of an address."""
+
+    @abstractmethod
+    def contact_failures(self, addresses: Iterable[str]) -> dict[str, int]:
+        """Failure counts of the given addresses (absent = 0)."""
+

@@ -101,4 +101,28 @@ MIGRATIONS: dict[int, dict[str, list[str]]] = {
             "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
         ],
     },
+    3: {
+        "sqlite": [
+            # Lookup results (DNS, RDAP) with an expiry, keyed by namespace and key.
+            """CREATE TABLE cache (
+                namespace TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL,
+                expires_at TEXT NOT NULL, PRIMARY KEY (namespace, key))""",
+            # The hotline's own contacts book: it wins over every lookup.
+            """CREATE TABLE contacts (
+                id INTEGER PRIMARY KEY,
+                match_kind TEXT NOT NULL,
+                match_value TEXT NOT NULL,
+                scope TEXT NOT NULL,
+                channel TEXT NOT NULL,
+                address TEXT NOT NULL,
+                priority INTEGER NOT NULL DEFAULT 0,
+                note TEXT,
+                created_at TEXT NOT NULL)""",
+            "CREATE INDEX contacts_match ON contacts(match_kind, match_value)",
+            # Addresses that bounced or failed permanently rank lower in the next resolution.
+            """CREATE TABLE contact_health (
+                address TEXT PRIMARY KEY, failures INTEGER NOT NULL,
+                last_error TEXT, updated_at TEXT NOT NULL)""",
+        ],
+    },
 }

@@ -477,3 +477,56 @@ class SQLiteStore(Store):
     def hashlist_generation(self) -> int:
         rows = self._read("SELECT value FROM meta WHERE key = 'hashlist_generation'")
         return int(rows[0][0]) if rows else 0
+
+    # -- lookup cache, contacts book -----------------------------------------------------------
+    def cache_get(self, namespace: str, key: str, now: str) -> Any | None:
+        rows = self._read("SELECT value FROM cache WHERE namespace = ? AND key = ?"
+                          " AND expires_at > ?", (namespace, key, now))
+        return json.loads(rows[0][0]) if rows else None
+
+    def cache_put(self, namespace: str, key: str, value: Any, expires_at: str) -> None:
+        with self._write() as conn:
+            conn.execute("INSERT INTO cache(namespace, key, value, expires_at) VALUES (?,?,?,?)"
+                         " ON CONFLICT(namespace, key) DO UPDATE SET value = excluded.value,"
+                         " expires_at = excluded.expires_at",
+                         (namespace, key, _dumps(value), expires_at))
+
+    def cache_items(self, namespace: str, now: str) -> list[tuple[str, Any]]:
+        rows = self._read("SELECT key, value FROM cache WHERE namespace = ? AND expires_at > ?",
+                          (namespace, now))
+        return [(r[0], json.loads(r[1])) for r in rows]
+
+    def contacts_add(self, *, match_kind: str, match_value: str, scope: str, channel: str,
+                     address: str, priority: int = 0, note: str | None = None,
+                     now: str) -> int:
+        with self._write() as conn:
+            cur = conn.execute(
+                "INSERT INTO contacts(match_kind, match_value, scope, channel, address,"
+                " priority, note, created_at) VALUES (?,?,?,?,?,?,?,?)",
+                (match_kind, match_value.lower(), scope, channel, address, priority, note, now))
+            return int(cur.lastrowid or 0)
+
+    def contacts_list(self) -> list[dict[str, Any]]:
+        return [dict(r) for r in self._read("SELECT * FROM contacts ORDER BY id")]
+
+    def contacts_remove(self, contact_id: int) -> bool:
+        with self._write() as conn:
+            return conn.execute("DELETE FROM contacts WHERE id = ?",
+                                (contact_id,)).rowcount > 0
+
+    def contact_failed(self, address: str, error: str, now: str) -> None:
+        with self._write() as conn:
+            conn.execute("INSERT INTO contact_health(address, failures, last_error, updated_at)"
+                         " VALUES (?, 1, ?, ?) ON CONFLICT(address) DO UPDATE SET"
+                         " failures = failures + 1, last_error = excluded.last_error,"
+                         " updated_at = excluded.updated_at", (address.lower(), error, now))
+
+    def contact_failures(self, addresses: Iterable[str]) -> dict[str, int]:
+        wanted = [a.lower() for a in addresses]
+        if not wanted:
+            return {}
+        marks = ",".join("?" * len(wanted))
+        rows = self._read(f"SELECT address, failures FROM contact_health"
+                          f" WHERE address IN ({marks})", wanted)
+        return {r[0]: r[1] for r in rows}
+
