@@ -87,6 +87,40 @@ def ntd_verdict_recorded(case: Case, verdict: str, category: str | None, learn: 
 
 
 # --------------------------------------------------------------------------------------------
+# Stage helpers: hooks the built-in stages call so plugins can extend them
+# --------------------------------------------------------------------------------------------
+
+
+@hookspec
+def ntd_contact_sources(host: str, resolution: dict[str, Any],
+                        ctx: StageContext) -> list[dict[str, Any]] | None:
+    """Add abuse-contact candidates for a host (e.g. from the Abusix DNS contact DB).
+
+    Called by the resolve stage after DNS/RDAP. ``resolution`` is the resolution so far (contract
+    shape of ``ntd resolve --json``). Return a list of contacts shaped like
+    ``{"scope": "hosting", "channel": "email", "address": "...", "source": "<your source>",
+    "confidence": 0.0-1.0}``, or ``None``. All answers are merged and ranked with the built-in
+    sources; the hotline's contacts book still wins. May return an awaitable.
+    """
+
+
+@hookspec
+def ntd_jurisdiction_actions(case: Case, resolution: dict[str, Any],
+                             ctx: StageContext) -> list[dict[str, Any]] | None:
+    """Propose routing actions for a resolved case (partner hotlines' country rules).
+
+    Called by the route stage for every resolved case; all answers are collected and merged by
+    the documented precedence (``docs/writing-plugins.md``): the most specific country rule
+    first, then explicit ``priority``, the built-in default policy last. Each proposal is a dict
+    with ``action`` (notice | forward | report), ``recipient_kind``, ``target``, ``channel``,
+    ``country``, ``deadline_hours``, ``reason`` and ``rule`` (the rule's name, recorded as
+    ``decided_by = "<plugin>:<rule>"``); a proposal with ``"veto": true`` removes the actions of
+    its ``recipient_kind`` proposed by others (e.g. a country where only police may be
+    contacted). Reporter data is never available here. May return an awaitable.
+    """
+
+
+# --------------------------------------------------------------------------------------------
 # Pipeline stages: one hook per stage, first non-None answer wins
 #
 # Every stage hook receives the case (``engine.models.Case``, read-only) and the run's

@@ -52,7 +52,7 @@ STAGES: tuple[Stage, ...] = (
     Stage("resolve", "ntd_resolve", ("confirmed", "unresolved")),
     Stage("route", "ntd_route", ("resolved",)),
     Stage("notify", "ntd_notify", ("routed",)),
-    Stage("recheck", "ntd_recheck", ("monitoring", "escalated", "reappeared")),
+    Stage("recheck", "ntd_recheck", ("noticed", "monitoring", "escalated", "reappeared")),
 )
 
 
