@@ -432,3 +432,57 @@ class ExactIndex(_SegmentedIndex):
 
     def __contains__(self, query: object) -> bool:
         return isinstance(query, str) and bool(self.lookup(query))
+
+
+# ---------------------------------------------------------------- all hash types together
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Match:
+    """One known-hash match: the entry ``id``, its ``hash_type`` and Hamming ``distance``."""
+
+    hash_type: str
+    id: int
+    distance: int
+
+
+class HashMatcher:
+    """One index per hash type: exact for md5/sha1/sha256, Hamming for phash/pdq.
+
+    ``radii`` overrides :data:`DEFAULT_RADIUS` per perceptual type.
+    """
+
+    def __init__(self, radii: dict[str, int] | None = None) -> None:
+        self.radii = {**DEFAULT_RADIUS, **(radii or {})}
+        self._exact = {t: ExactIndex(HASH_BITS[t]) for t in ("md5", "sha1", "sha256")}
+        self._hamming = {t: HammingIndex(HASH_BITS[t]) for t in ("phash", "pdq")}
+
+    def add(self, hash_type: str, hexes: Sequence[str], ids: Sequence[int] | np.ndarray) -> None:
+        """Add hex hashes of one type with their ids; raises ``ValueError`` on bad input."""
+        index: _SegmentedIndex
+        if hash_type in self._exact:
+            index = self._exact[hash_type]
+        elif hash_type in self._hamming:
+            index = self._hamming[hash_type]
+        else:
+            raise ValueError(f"unknown hash type {hash_type!r}")
+        index.add(hexes_to_words([h.lower() for h in hexes], HASH_BITS[hash_type]), ids)
+
+    def __len__(self) -> int:
+        return sum(len(i) for i in (*self._exact.values(), *self._hamming.values()))
+
+    def match(self, hashes: dict[str, object]) -> list[Match]:
+        """Matches for a ``hash_media``-style dict (missing/None types are skipped)."""
+        out: list[Match] = []
+        for t, index in self._exact.items():
+            value = hashes.get(t)
+            if isinstance(value, str):
+                out.extend(Match(hash_type=t, id=i, distance=0) for i in index.lookup(value))
+        for t, hindex in self._hamming.items():
+            value = hashes.get(t)
+            if isinstance(value, str):
+                out.extend(
+                    Match(hash_type=t, id=i, distance=d)
+                    for i, d in hindex.search(value, self.radii[t])
+                )
+        return out

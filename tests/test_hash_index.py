@@ -222,3 +222,33 @@ def test_exact_index_sha1_padding() -> None:
     assert len(index) == 50
     assert all(index.lookup(h) == [i] for i, h in enumerate(sha1s))
     assert index.lookup("f" * 40) == []
+
+
+def test_hash_matcher_all_types() -> None:
+    from plugins.hash_index import HashMatcher, Match
+
+    m = HashMatcher(radii={"phash": 4})
+    m.add("md5", ["A" * 32, "b" * 32], [1, 2])
+    m.add("phash", ["00000000000000ff", "ffffffffffffffff"], [3, 4])
+    m.add("pdq", ["0" * 64], [5])
+    assert len(m) == 5
+    got = m.match(
+        {"md5": "a" * 32, "phash": "000000000000000f", "pdq": "0" * 63 + "7", "sha1": None}
+    )
+    assert got == [
+        Match(hash_type="md5", id=1, distance=0),
+        Match(hash_type="phash", id=3, distance=4),
+        Match(hash_type="pdq", id=5, distance=3),
+    ]
+    with pytest.raises(ValueError):
+        m.add("crc32", ["00"], [1])
+
+
+def test_bench_match_smoke() -> None:
+    from plugins.bench_matching import bench_match
+
+    r = bench_match(3000, queries=40, check=40)
+    for kind in ("phash", "pdq"):
+        assert r[kind]["brute_force_equal"] and r[kind]["brute_force_checked"] == 40
+        assert r[kind]["queries_with_hits"] >= 20  # the planted near-duplicates
+        assert r[kind]["index_bytes"] > 0

@@ -224,3 +224,10 @@ def test_demo_hashlist_builder(tmp_path) -> None:
         ("md5", h["md5"]),
         ("phash", h["phash"]),
     }
+
+
+def test_bench_hash_smoke() -> None:
+    from plugins.bench_matching import bench_hash
+
+    r = bench_hash(3, size=(256, 192))
+    assert r["images"] == 3 and r["phash_crypto_per_s"]["per_cpu_s"] > 0
