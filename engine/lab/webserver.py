@@ -14,6 +14,7 @@ Use it inside a loop (``async with LabWebServer(...) as srv``) or from synchrono
 from __future__ import annotations
 
 import asyncio
+import ssl
 import threading
 from collections import Counter
 from collections.abc import Mapping
@@ -85,7 +86,8 @@ class LabWebServer:
 
     ``routes`` maps (host, path) to a :class:`Route`, raw bytes, or (bytes, content type);
     host ``"*"`` matches any host. ``latency_ms`` is added before every answer (simulated
-    network latency). Unknown (host, path) answers 404.
+    network latency). Unknown (host, path) answers 404. ``ssl_context`` serves HTTPS (tests
+    of SNI and certificate handling).
     """
 
     def __init__(
@@ -95,10 +97,12 @@ class LabWebServer:
         latency_ms: float = 0,
         bind: str = "127.0.0.1",
         default_host: str = "hoster-1.test",
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.latency = latency_ms / 1000
         self.bind = bind
         self.default_host = default_host
+        self.ssl_context = ssl_context
         self._routes: dict[RouteKey, Route] = {}
         for (host, path), route in (routes or {}).items():
             self.set(host, path, route)
@@ -167,8 +171,9 @@ class LabWebServer:
             raise RuntimeError("LabWebServer is not running")
         return self._port
 
-    def url(self, path: str = "/", host: str | None = None, *, scheme: str = "http") -> str:
+    def url(self, path: str = "/", host: str | None = None) -> str:
         """URL of ``path`` on virtual host ``host`` (default ``default_host``) at our port."""
+        scheme = "https" if self.ssl_context is not None else "http"
         return f"{scheme}://{host or self.default_host}:{self.port}{path}"
 
     # -- lifecycle (async) ----------------------------------------------------------------
@@ -178,7 +183,9 @@ class LabWebServer:
         server = _CountingServer(self, handler=self._handle, handler_cancellation=True)
         self._runner = web.ServerRunner(server, shutdown_timeout=1.0)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.bind, 0, backlog=1024)
+        site = web.TCPSite(
+            self._runner, self.bind, 0, backlog=1024, ssl_context=self.ssl_context
+        )
         await site.start()
         self._port = int(self._runner.addresses[0][1])
         return self
