@@ -65,6 +65,24 @@ def ntd_shutdown(ctx: StageContext) -> Any:
 
 
 @hookspec
+def ntd_service(ctx: StageContext, stop: Any) -> Any:
+    """Return a coroutine to run beside the stages during ``ntd run`` (e.g. the notice sender).
+
+    ``stop`` is an ``asyncio.Event`` set when the run ends (idle in ``--until-idle`` mode, or
+    SIGTERM); the coroutine must finish its current unit of work and return soon after. Return
+    ``None`` to run nothing. Pair it with ``ntd_pending_work`` so ``--until-idle`` waits for it.
+    """
+
+
+@hookspec
+def ntd_pending_work(ctx: StageContext) -> Any:
+    """How many units of work a service has that are due now (an int, or an awaitable of one).
+
+    ``ntd run --until-idle`` stops only when every stage and every service reports nothing due.
+    """
+
+
+@hookspec
 def ntd_register_commands(cli: click.Group) -> None:
     """Add subcommands to the ``ntd`` command line (a ``click.Group``)."""
 

@@ -29,7 +29,7 @@ from typing import Any
 from engine.context import StageContext
 from engine.errors import NtdError, PluginError, StageError
 from engine.models import STATES, StageResult
-from engine.plugin_manager import call_first, implementations
+from engine.plugin_manager import call_all, call_first, implementations
 from engine.store import Commit
 
 log = logging.getLogger("ntd.pipeline")
@@ -196,6 +196,9 @@ class Pipeline:
             async with asyncio.TaskGroup() as tg:
                 commit_task = tg.create_task(committer.run())
                 stage_tasks = []
+                service_stop = asyncio.Event()
+                service_tasks = [tg.create_task(coro) for coro, _ in await call_all(
+                    self.ctx.pm, "ntd_service", ctx=self.ctx, stop=service_stop, _sync=True)]
                 for stage in active:
                     queue: asyncio.Queue[str] = asyncio.Queue(maxsize=self.queue_size)
                     self._queues[stage.name] = queue
@@ -214,6 +217,11 @@ class Pipeline:
                     task.cancel()
                 await asyncio.gather(*pending, return_exceptions=True)
                 await self._release_queued()
+                service_stop.set()
+                if service_tasks:
+                    _, late = await asyncio.wait(service_tasks, timeout=self.grace)
+                    for task in late:
+                        task.cancel()
                 # Workers waited for their own commits, so nothing durable is pending here.
                 commit_task.cancel()
         finally:
@@ -256,7 +264,9 @@ class Pipeline:
                     [st for s in active for st in s.consumes], self.ctx.clock.now_text())
                 if (due == 0 and self._in_flight == 0 and self._claiming == 0
                         and self._claims == claims_before):
-                    return
+                    pending = await call_all(self.ctx.pm, "ntd_pending_work", ctx=self.ctx)
+                    if not any(n for n, _ in pending) and self._claims == claims_before:
+                        return
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), timeout=0.05)
 

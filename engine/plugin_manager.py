@@ -155,14 +155,19 @@ async def call_first(pm: pluggy.PluginManager, hook_name: str,
     return None, None
 
 
-async def call_all(pm: pluggy.PluginManager, hook_name: str,
+async def call_all(pm: pluggy.PluginManager, hook_name: str, _sync: bool = False,
                    **kwargs: Any) -> list[tuple[Any, str]]:
-    """Call every implementation, awaiting each; ``(answer, plugin)`` of non-None answers."""
+    """Call every implementation, awaiting each; ``(answer, plugin)`` of non-None answers.
+
+    With ``_sync`` the answers are returned as they are (not awaited), for hooks that hand back
+    coroutines to be scheduled (``ntd_service``).
+    """
     answers: list[tuple[Any, str]] = []
     for impl in implementations(pm, hook_name):
         args = {name: kwargs[name] for name in impl.argnames}
         result: Awaitable[Any] | Any = impl.function(**args)
-        result = await await_me_maybe(result)
+        if not _sync:
+            result = await await_me_maybe(result)
         if result is not None:
             answers.append((result, impl.plugin_name))
     return answers

@@ -21,6 +21,15 @@ from tests.conftest import PLUGIN_PKG, ntd_env, wait_for
 from tests.plugins import stage_stubs
 
 
+BUILTINS = "fetch,hashmatch,resolve,route_inhope,notify,recheck"
+
+
+@pytest.fixture(autouse=True)
+def _only_fixture_plugins(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests exercise the engine with fixture stages, not the built-in ones."""
+    monkeypatch.setenv("NTD_DISABLE_PLUGINS", BUILTINS)
+
+
 def make_runtime(db: Path, *plugins: tuple[str, object], **overrides: dict) -> Runtime:
     rt = Runtime.open(db=str(db), extra_plugins=plugins,
                       overrides={"pipeline": {"poll_seconds": 0.05}, **overrides})
@@ -118,7 +127,7 @@ async def test_queues_are_bounded(db_path: Path, tmp_path: Path) -> None:
 
 
 def _start_run(db: Path, delay: str, *extra: str) -> subprocess.Popen[str]:
-    env = ntd_env(PLUGIN_PKG, NTD_TEST_STAGE_DELAY=delay)
+    env = ntd_env(PLUGIN_PKG, NTD_TEST_STAGE_DELAY=delay, NTD_DISABLE_PLUGINS=BUILTINS)
     return subprocess.Popen(
         [sys.executable, "-m", "engine.cli", "--db", str(db), "run", "--workers", "4", *extra],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -128,7 +137,8 @@ def _submit(db: Path, tmp_path: Path, n: int) -> None:
     src = tmp_path / "urls.txt"
     src.write_text("".join(f"http://h{i % 7}.example/{i}.png\n" for i in range(n)))
     proc = subprocess.run([sys.executable, "-m", "engine.cli", "--db", str(db), "submit",
-                           str(src)], env=ntd_env(PLUGIN_PKG), capture_output=True, text=True,
+                           str(src)], env=ntd_env(PLUGIN_PKG, NTD_DISABLE_PLUGINS=BUILTINS),
+                          capture_output=True, text=True,
                           check=False)
     assert proc.returncode == 0, proc.stderr
 

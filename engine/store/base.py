@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from engine.models import Case, Event, StageResult
+from engine.store.base_notices import NoticeStore
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -48,7 +49,7 @@ class Commit:
     result: StageResult
 
 
-class Store(ABC):
+class Store(NoticeStore, ABC):
     """Case store: cases, reports, items, events, per-case data and leases."""
 
     url: str

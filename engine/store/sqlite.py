@@ -22,6 +22,7 @@ from engine.ids import new_id
 from engine.models import CLOSED_STATES, Case, Event, Item
 from engine.store.base import Commit, IntakeOutcome, IntakeRow, Store
 from engine.store.migrations import MIGRATIONS
+from engine.store.sqlite_notices import SQLiteNoticeMixin
 
 _CLOSED = tuple(sorted(CLOSED_STATES))
 
@@ -30,7 +31,7 @@ def _dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), sort_keys=True)
 
 
-class SQLiteStore(Store):
+class SQLiteStore(SQLiteNoticeMixin, Store):
     """Case store in one SQLite file."""
 
     def __init__(self, path: str | Path) -> None:
