@@ -1,0 +1,3 @@
+"""Example ntd jurisdiction plugin: routing rules for material hosted in Germany."""
+
+__version__ = "0.1.0"
