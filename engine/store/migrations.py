@@ -125,4 +125,36 @@ MIGRATIONS: dict[int, dict[str, list[str]]] = {
                 last_error TEXT, updated_at TEXT NOT NULL)""",
         ],
     },
+    4: {
+        "sqlite": [
+            # Aggregated notices. Actions to send are rows of ``outbox`` (written with the
+            # notify stage's state change); a notice groups the actions of one recipient.
+            """CREATE TABLE notices (
+                id TEXT PRIMARY KEY,
+                recipient TEXT NOT NULL,
+                channel TEXT NOT NULL,
+                recipient_kind TEXT NOT NULL,
+                country TEXT,
+                language TEXT NOT NULL,
+                state TEXT NOT NULL,
+                attempts INTEGER NOT NULL DEFAULT 0,
+                idempotency_key TEXT NOT NULL UNIQUE,
+                url_count INTEGER NOT NULL,
+                next_attempt_at TEXT,
+                lease_owner TEXT,
+                lease_until TEXT,
+                created_at TEXT NOT NULL,
+                updated_at TEXT NOT NULL,
+                sent_at TEXT,
+                error TEXT,
+                receipt TEXT)""",
+            "CREATE INDEX notices_due ON notices(state, next_attempt_at)",
+            "CREATE INDEX notices_lease ON notices(lease_owner) WHERE lease_owner IS NOT NULL",
+            # The notice an outbox action went into (NULL: not yet aggregated). The partial
+            # index keeps "what is waiting" cheap however long the outbox grows.
+            "ALTER TABLE outbox ADD COLUMN notice_id TEXT",
+            "CREATE INDEX outbox_pending ON outbox(created_at) WHERE notice_id IS NULL",
+            "CREATE INDEX outbox_notice ON outbox(notice_id) WHERE notice_id IS NOT NULL",
+        ],
+    },
 }
