@@ -162,7 +162,7 @@ def register(cli: click.Group) -> None:
         @click.option("--cases", type=click.IntRange(min=100), default=100_000,
                       show_default=True)
         @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-        def bench_route(cases: int, as_json: bool) -> None:
+        def bench_route_cmd(cases: int, as_json: bool) -> None:
             """Routed cases/s: default policy + a partner plugin's proposals + merge."""
             result = bench_route(cases)
             if as_json:

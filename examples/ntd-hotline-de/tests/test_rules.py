@@ -8,9 +8,9 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import pytest
+from ntd_hotline_de import rules
 
 from engine.config import validate
-from ntd_hotline_de import rules
 
 DE_HOSTED = {"host": "www.site.example.test", "country": "DE", "cdn": None, "platform": None,
              "contacts": [{"scope": "hosting", "channel": "email",
