@@ -46,6 +46,9 @@ class SQLiteStore(SQLiteNoticeMixin, Store):
             self.conn.execute("PRAGMA synchronous=NORMAL")
             self.conn.execute("PRAGMA foreign_keys=ON")
             self.conn.execute("PRAGMA busy_timeout=30000")
+            # A larger page cache keeps index pages of big batches in memory (64 MiB).
+            self.conn.execute("PRAGMA cache_size=-65536")
+            self.conn.execute("PRAGMA temp_store=MEMORY")
         except sqlite3.Error as exc:
             raise StorageError(f"cannot open database {self.path}: {exc}") from exc
         self.conn.row_factory = sqlite3.Row
