@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
 import ipaddress
 import re
 import socket
@@ -47,7 +48,6 @@ __all__ = [
 Resolver = Callable[[str], Awaitable[list[str]]]
 
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
-_CHUNK = 64 * 1024
 
 
 # ---------------------------------------------------------------------------------------------
@@ -134,49 +134,63 @@ class FetchStats:
 # Address policy
 # ---------------------------------------------------------------------------------------------
 
-_V4 = ipaddress.IPv4Network
-_V6 = ipaddress.IPv6Network
-
-# Order matters only for the reason reported; everything listed is refused.
-_IPV4_RULES: tuple[tuple[ipaddress.IPv4Network, str], ...] = (
-    (_V4("0.0.0.0/8"), "this-network"),
-    (_V4("10.0.0.0/8"), "private"),
-    (_V4("100.64.0.0/10"), "cgnat"),
-    (_V4("127.0.0.0/8"), "loopback"),
-    (_V4("169.254.0.0/16"), "link-local"),
-    (_V4("172.16.0.0/12"), "private"),
-    (_V4("192.0.0.0/24"), "reserved"),  # IETF protocol assignments
-    (_V4("192.0.2.0/24"), "documentation"),
-    (_V4("192.88.99.0/24"), "reserved"),  # deprecated 6to4 relay anycast
-    (_V4("192.168.0.0/16"), "private"),
-    (_V4("198.18.0.0/15"), "reserved"),  # benchmarking
-    (_V4("198.51.100.0/24"), "documentation"),
-    (_V4("203.0.113.0/24"), "documentation"),
-    (_V4("224.0.0.0/4"), "multicast"),
-    (_V4("240.0.0.0/4"), "reserved"),  # includes 255.255.255.255
+# Rules are (network, reason); order matters only for the reason reported. They are compiled
+# to (base, mask) integers because this check runs for every hop of every fetch.
+_IPV4_RULES_SRC = (
+    ("0.0.0.0/8", "this-network"),
+    ("10.0.0.0/8", "private"),
+    ("100.64.0.0/10", "cgnat"),
+    ("127.0.0.0/8", "loopback"),
+    ("169.254.0.0/16", "link-local"),  # includes cloud metadata 169.254.169.254
+    ("172.16.0.0/12", "private"),
+    ("192.0.0.0/24", "reserved"),  # IETF protocol assignments
+    ("192.0.2.0/24", "documentation"),
+    ("192.88.99.0/24", "reserved"),  # deprecated 6to4 relay anycast
+    ("192.168.0.0/16", "private"),
+    ("198.18.0.0/15", "reserved"),  # benchmarking
+    ("198.51.100.0/24", "documentation"),
+    ("203.0.113.0/24", "documentation"),
+    ("224.0.0.0/4", "multicast"),
+    ("240.0.0.0/4", "reserved"),  # includes 255.255.255.255
+)
+_IPV6_RULES_SRC = (
+    ("::/128", "unspecified"),
+    ("::1/128", "loopback"),
+    ("64:ff9b:1::/48", "private"),  # local-use NAT64 (RFC 8215)
+    ("100::/64", "reserved"),  # discard-only
+    ("2001::/23", "reserved"),  # IETF protocol assignments (Teredo is handled before)
+    ("2001:db8::/32", "documentation"),
+    ("3fff::/20", "documentation"),  # RFC 9637
+    ("5f00::/16", "reserved"),  # SRv6 SIDs
+    ("fc00::/7", "ula"),
+    ("fe80::/10", "link-local"),
+    ("fec0::/10", "site-local"),
+    ("ff00::/8", "multicast"),
 )
 
-_IPV6_RULES: tuple[tuple[ipaddress.IPv6Network, str], ...] = (
-    (_V6("64:ff9b:1::/48"), "private"),  # local-use NAT64 (RFC 8215)
-    (_V6("100::/64"), "reserved"),  # discard-only
-    (_V6("2001::/23"), "reserved"),  # IETF protocol assignments (Teredo handled before)
-    (_V6("2001:db8::/32"), "documentation"),
-    (_V6("3fff::/20"), "documentation"),  # RFC 9637
-    (_V6("5f00::/16"), "reserved"),  # SRv6 SIDs
-    (_V6("fc00::/7"), "ula"),
-    (_V6("fe80::/10"), "link-local"),
-    (_V6("fec0::/10"), "site-local"),
-    (_V6("ff00::/8"), "multicast"),
-)
-_IPV6_GLOBAL_UNICAST = _V6("2000::/3")
-_NAT64 = _V6("64:ff9b::/96")
-_SIX_TO_FOUR = _V6("2002::/16")
-_TEREDO = _V6("2001::/32")
+
+def _compile(rules: Sequence[tuple[str, str]]) -> tuple[tuple[int, int, str], ...]:
+    compiled = []
+    for cidr, reason in rules:
+        net = ipaddress.ip_network(cidr)
+        compiled.append((int(net.network_address), int(net.netmask), reason))
+    return tuple(compiled)
+
+
+_IPV4_RULES = _compile(_IPV4_RULES_SRC)
+_IPV6_RULES = _compile(_IPV6_RULES_SRC)
+# Prefixes whose addresses carry an IPv4 address: judged by what they embed.
+_MAPPED = (0xFFFF << 32, ~0xFFFFFFFF & (2**128 - 1))  # ::ffff:0:0/96
+_NAT64 = (0x64FF9B << 96, _MAPPED[1])  # 64:ff9b::/96
+_SIX_TO_FOUR = (0x2002 << 112, 0xFFFF << 112)  # 2002::/16
+_TEREDO = (0x20010000 << 96, 0xFFFFFFFF << 96)  # 2001::/32
+_GLOBAL_UNICAST = (0x1 << 125, 0x7 << 125)  # 2000::/3
 
 # The only reasons the lab switch lifts.
 _LAB_ALLOWED = frozenset({"loopback", "private", "ula"})
 
 
+@functools.lru_cache(maxsize=16384)
 def forbidden_reason(ip: str, *, allow_private: bool = False) -> str | None:
     """Return why ``ip`` must not be contacted, or ``None`` when it is allowed.
 
@@ -184,64 +198,52 @@ def forbidden_reason(ip: str, *, allow_private: bool = False) -> str | None:
     ``documentation``, ``this-network``, ``unspecified``, ``ula``, ``site-local``, ``invalid``;
     an address embedding IPv4 (IPv4-mapped, NAT64, 6to4, Teredo) is judged by the embedded
     address and reported as e.g. ``ipv4-mapped:loopback``. ``allow_private`` (lab mode) admits
-    loopback, RFC 1918 and ULA only.
+    loopback, RFC 1918 and ULA only. Results are cached (pure function of its arguments).
     """
     try:
         addr = ipaddress.ip_address(ip.split("%", 1)[0])  # drop an IPv6 zone id
     except ValueError:
         return "invalid"
-    reason = _classify(addr, allow_private)
+    value = int(addr)
+    if addr.version == 4:
+        reason = _match(value, _IPV4_RULES)
+    else:
+        reason = _classify_v6(value, allow_private)
     if reason is None:
         return None
-    base = reason.rsplit(":", 1)[-1]
-    if allow_private and base in _LAB_ALLOWED:
+    if allow_private and reason.rsplit(":", 1)[-1] in _LAB_ALLOWED:
         return None
     return reason
 
 
-def _classify(
-    addr: ipaddress.IPv4Address | ipaddress.IPv6Address, allow_private: bool
-) -> str | None:
-    if isinstance(addr, ipaddress.IPv4Address):
-        for net, reason in _IPV4_RULES:
-            if addr in net:
-                return reason
-        return None
-    if addr == ipaddress.IPv6Address("::"):
-        return "unspecified"
-    if addr == ipaddress.IPv6Address("::1"):
-        return "loopback"
-    embedded = _embedded_ipv4(addr)
-    if embedded is not None:
-        kind, addrs = embedded
-        for v4 in addrs:
-            inner = forbidden_reason(str(v4), allow_private=allow_private)
-            if inner is not None:
-                return f"{kind}:{inner}"
-        return None
-    for net6, reason in _IPV6_RULES:
-        if addr in net6:
+def _match(value: int, rules: tuple[tuple[int, int, str], ...]) -> str | None:
+    for base, mask, reason in rules:
+        if value & mask == base:
             return reason
-    if addr not in _IPV6_GLOBAL_UNICAST:
-        return "reserved"  # ::/8 (IPv4-compatible etc.), unassigned space
     return None
 
 
-def _embedded_ipv4(
-    addr: ipaddress.IPv6Address,
-) -> tuple[str, tuple[ipaddress.IPv4Address, ...]] | None:
-    """IPv4 addresses a v6 address tunnels to (mapped, NAT64, 6to4, Teredo server+client)."""
-    if addr.ipv4_mapped is not None:
-        return "ipv4-mapped", (addr.ipv4_mapped,)
-    if addr in _NAT64:
-        return "nat64", (ipaddress.IPv4Address(int(addr) & 0xFFFFFFFF),)
-    if addr in _SIX_TO_FOUR:
-        assert addr.sixtofour is not None
-        return "6to4", (addr.sixtofour,)
-    if addr in _TEREDO:
-        assert addr.teredo is not None
-        return "teredo", addr.teredo
-    return None
+def _classify_v6(value: int, allow_private: bool) -> str | None:
+    embedded: list[int] = []
+    if value & _MAPPED[1] == _MAPPED[0]:
+        kind, embedded = "ipv4-mapped", [value & 0xFFFFFFFF]
+    elif value & _NAT64[1] == _NAT64[0]:
+        kind, embedded = "nat64", [value & 0xFFFFFFFF]
+    elif value & _SIX_TO_FOUR[1] == _SIX_TO_FOUR[0]:
+        kind, embedded = "6to4", [(value >> 80) & 0xFFFFFFFF]
+    elif value & _TEREDO[1] == _TEREDO[0]:
+        # server in bits 64..95, client (bit-inverted) in the low 32 bits
+        kind, embedded = "teredo", [(value >> 64) & 0xFFFFFFFF, ~value & 0xFFFFFFFF]
+    for v4 in embedded:
+        inner = forbidden_reason(str(ipaddress.IPv4Address(v4)), allow_private=allow_private)
+        if inner is not None:
+            return f"{kind}:{inner}"
+    if embedded:
+        return None
+    reason = _match(value, _IPV6_RULES)
+    if reason is None and value & _GLOBAL_UNICAST[1] != _GLOBAL_UNICAST[0]:
+        return "reserved"  # ::/8 (IPv4-compatible etc.) and unassigned space
+    return reason
 
 
 _DEC = re.compile(r"[0-9]+\Z")
@@ -728,7 +730,7 @@ class SafeFetcher:
         chunks: list[bytes] = []
         raw = size = 0
         try:
-            async for chunk in resp.content.iter_chunked(_CHUNK):
+            async for chunk in resp.content.iter_any():
                 raw += len(chunk)
                 self.stats.bytes += len(chunk)
                 parts = decoder.feed(chunk) if decoder is not None else (chunk,)

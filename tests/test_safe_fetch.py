@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 import io
+import ipaddress
 import shutil
 import socket
 import ssl
@@ -19,6 +20,8 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from engine import safe_fetch
@@ -161,6 +164,39 @@ def test_forbidden_reason_lab_admits_loopback_and_private(ip: str) -> None:
 )
 def test_forbidden_reason_lab_still_blocks_metadata_multicast_reserved(ip: str) -> None:
     assert forbidden_reason(ip, allow_private=True) is not None
+
+
+SPECIAL_V4 = ["0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16",
+              "172.16.0.0/12", "192.0.0.0/24", "192.0.2.0/24", "192.168.0.0/16", "198.18.0.0/15",
+              "198.51.100.0/24", "203.0.113.0/24", "224.0.0.0/4", "240.0.0.0/4", "0.0.0.0/0"]
+SPECIAL_V6 = ["::/96", "::ffff:0:0/96", "64:ff9b::/96", "64:ff9b:1::/48", "100::/64", "2001::/23",
+              "2001::/32", "2001:db8::/32", "2002::/16", "fc00::/7", "fe80::/10", "fec0::/10",
+              "ff00::/8", "::/0", "2000::/3"]
+
+
+def _in_network(cidrs: list[str]) -> st.SearchStrategy[str]:
+    def pick(args: tuple[str, int]) -> str:
+        net = ipaddress.ip_network(args[0])
+        return str(net.network_address + args[1] % net.num_addresses)
+
+    return st.tuples(st.sampled_from(cidrs), st.integers(0, 2**128 - 1)).map(pick)
+
+
+@settings(max_examples=400, deadline=None)
+@given(_in_network(SPECIAL_V4) | _in_network(SPECIAL_V6))
+def test_forbidden_reason_covers_everything_python_calls_non_global(ip: str) -> None:
+    addr = ipaddress.ip_address(ip)
+    reason = forbidden_reason(ip)
+    if isinstance(addr, ipaddress.IPv6Address):
+        mapped = addr.ipv4_mapped
+        if mapped is not None:  # judged exactly like the embedded address
+            inner = forbidden_reason(str(mapped))
+            assert reason == (None if inner is None else f"ipv4-mapped:{inner}")
+            return
+        if addr.teredo or addr.sixtofour or addr in ipaddress.ip_network("64:ff9b::/96"):
+            return  # tunnels: covered by the table above
+    if not addr.is_global or addr.is_multicast:
+        assert reason is not None, ip
 
 
 @pytest.mark.parametrize(
