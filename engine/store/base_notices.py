@@ -21,6 +21,14 @@ class NoticeStore(ABC):
     """Abstract notice-outbox methods every backend implements."""
 
     @abstractmethod
+    def queue_notice_actions(self, actions: Iterable[dict[str, Any]], *, now: str) -> int:
+        """Queue outbox actions outside a stage commit (escalations, imports, benchmarks).
+
+        Each action is a notice payload (``kind = "notice"``) with an optional ``id`` and
+        ``case_id``. Stages queue theirs through ``StageResult.outbox`` instead.
+        """
+
+    @abstractmethod
     def aggregate_notices(self, *, now: str, window_seconds: float, max_urls: int,
                           sendable: Iterable[str]) -> list[str]:
         """Group waiting outbox actions into notices (one transaction); return the new ids.

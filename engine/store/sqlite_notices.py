@@ -59,7 +59,15 @@ class SQLiteNoticeMixin:
 
         def _read(self, sql: str, params: Any = ()) -> list[sqlite3.Row]: ...
 
-    # -- aggregation ---------------------------------------------------------------------------
+    # -- queueing and aggregation ---------------------------------------------------------------
+    def queue_notice_actions(self, actions: Iterable[dict[str, Any]], *, now: str) -> int:
+        rows = [(a.get("id") or new_id("A"), a.get("case_id"), now, _dumps(a))
+                for a in actions]
+        with self._write() as conn:
+            conn.executemany("INSERT INTO outbox(id, case_id, created_at, payload)"
+                             " VALUES (?,?,?,?)", rows)
+        return len(rows)
+
     def aggregate_notices(self, *, now: str, window_seconds: float, max_urls: int,
                           sendable: Iterable[str]) -> list[str]:
         can_send = set(sendable)

@@ -1,0 +1,1 @@
+"""Notice delivery: content, templates, X-ARF, channels (SMTP, HTTP API), the outbox sender."""
