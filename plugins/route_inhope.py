@@ -204,7 +204,7 @@ def hosting_country(resolution: Mapping[str, Any]) -> tuple[str | None, str | No
     code = country_code(raw)
     if code is None or code in NOT_A_COUNTRY:
         return None, f"hosting country unknown ({raw!r})"
-    others = {country_code(c) for c in resolution.get("countries") or ()} - {None}
+    others = {cc for c in resolution.get("countries") or () if (cc := country_code(c))}
     if others - {code}:
         return None, f"conflicting hosting countries: {', '.join(sorted(others | {code}))}"
     return code, None
