@@ -232,9 +232,14 @@ def cases(obj: Obj, state: str | None, limit: int | None, as_json: bool) -> None
 @click.pass_obj
 def case(obj: Obj, case_id: str, as_json: bool) -> None:
     """Show one case with its full event trail."""
-    found = obj.runtime().store.get_case(case_id)
+    rt = obj.runtime()
+    found = rt.store.get_case(case_id)
     if found is None:
         raise InputError(f"no case {case_id!r}")
+    import getpass
+
+    rt.store.audit(actor=f"analyst:{os.environ.get('NTD_ANALYST') or getpass.getuser()}",
+                   action="view", obj=f"case:{case_id}", now=rt.clock.now_text())
     if as_json:
         emit_json(found)
         return
@@ -392,6 +397,10 @@ def bench_intake(urls: int, as_json: bool) -> None:
             click.echo(f"{key}: {value}")
 
 
+def _register_engine_commands() -> None:
+    import engine.cli_privacy  # noqa: F401  (registers feedback, purge, dsr, audit)
+
+
 def _register_plugin_commands() -> None:
     """Let plugins add subcommands (``ntd_register_commands``)."""
     from engine.plugin_manager import call_all_sync, get_plugin_manager
@@ -402,6 +411,7 @@ def _register_plugin_commands() -> None:
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: maps ntd errors to exit codes 1 and 2."""
     try:
+        _register_engine_commands()
         _register_plugin_commands()
         code = cli.main(args=argv, prog_name="ntd", standalone_mode=False)
         if isinstance(code, int) and code:

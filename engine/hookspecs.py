@@ -104,6 +104,19 @@ def ntd_verdict_recorded(case: Case, verdict: str, category: str | None, learn: 
     """
 
 
+@hookspec
+def ntd_send_feedback(reporter: dict[str, Any], app: str | None, case_id: str,
+                      outcome: dict[str, Any]) -> bool | None:
+    """Give a chat reporter feedback on their report (e.g. a reply in the chat app).
+
+    ``reporter`` holds the decrypted fields (``username``, ``first_name``, ``last_name``,
+    ``phone``); ``outcome`` says what became of the report (``state``). Return ``True`` when the
+    feedback was sent: the reporter data is then purged at the next ``ntd purge``. Without a
+    plugin, feedback is listed by ``ntd feedback --due`` and confirmed by analysts with
+    ``ntd feedback CASE --sent``. Never log or store the reporter fields.
+    """
+
+
 # --------------------------------------------------------------------------------------------
 # Stage helpers: hooks the built-in stages call so plugins can extend them
 # --------------------------------------------------------------------------------------------

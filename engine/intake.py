@@ -225,6 +225,11 @@ def submit_files(
     # Open every file first: an unreadable file fails the whole submission before anything is
     # stored, so a typo in the file list never leaves half a batch behind.
     handles = [(name, open_text(name)) for name in names]
+    vault = None
+    if channel == "chat":
+        from engine.privacy import ReporterVault, load_master_key
+
+        vault = ReporterVault(load_master_key(getattr(store, "path", None)))
     batch = store.create_batch(channel=channel, source=",".join(names), at=clock.now_text())
     result = SubmitResult(batch=batch)
     done = 0
@@ -233,7 +238,8 @@ def submit_files(
             chunk: list[IntakeRow] = []
             with fh:
                 for record in read_records(fh, name, fmt):
-                    row = _row_or_reject(record, name, channel, result, multi=len(names) > 1)
+                    row = _row_or_reject(record, name, channel, result, multi=len(names) > 1,
+                                         vault=vault)
                     if row is not None:
                         chunk.append(row)
                     done += 1
@@ -252,9 +258,12 @@ def submit_files(
 
 
 def _row_or_reject(record: Record, name: str, channel: str, result: SubmitResult, *,
-                   multi: bool) -> IntakeRow | None:
+                   multi: bool, vault: Any = None) -> IntakeRow | None:
     reason = record.error
     canonical = None
+    reporter = None
+    if reason is None and vault is not None:
+        reporter, reason = _seal_reporter(record.fields, vault)
     if reason is None:
         if not isinstance(record.url, str) or not record.url.strip():
             reason = "missing url"
@@ -272,7 +281,26 @@ def _row_or_reject(record: Record, name: str, channel: str, result: SubmitResult
         return None
     return IntakeRow(raw_url=record.url.strip(), canonical_url=canonical.url,
                      host=canonical.host, domain=canonical.domain, line=record.line,
-                     metadata=clean_metadata(record.fields, channel))
+                     metadata=clean_metadata(record.fields, channel), reporter=reporter)
+
+
+def _seal_reporter(fields: dict[str, Any], vault: Any) -> tuple[Any, str | None]:
+    """Encrypt a chat report's reporter fields; (row tuple or None, rejection reason)."""
+    from engine.ids import new_id
+    from engine.privacy import APPS, reporter_fields
+
+    data = reporter_fields(fields)
+    if not data:
+        return None, None
+    app = data.get("app", "").strip().lower() or None
+    if app is not None and app not in APPS:
+        return None, f"field 'app': unknown chat app (known: {', '.join(APPS)})"
+    record_id = new_id("R")
+    police = bool(data.pop("contact_police", False))
+    sealed, wrapped = vault.seal(data, record_id)
+    phone_mac = vault.mac("phone", data["phone"]) if data.get("phone") else None
+    user_mac = vault.mac("username", data["username"]) if data.get("username") else None
+    return (record_id, app, phone_mac, user_mac, sealed, wrapped, police), None
 
 
 def _preview(value: Any) -> str:

@@ -22,7 +22,10 @@ from engine.store import Store, open_store
 
 def merged_schema(pm: pluggy.PluginManager) -> dict[str, dict[str, Option]]:
     """The engine's config schema plus every plugin's sections (a section has one owner)."""
-    schema: dict[str, dict[str, Option]] = {k: dict(v) for k, v in ENGINE_SCHEMA.items()}
+    from engine.retention import SCHEMA as RETENTION_SCHEMA
+
+    schema: dict[str, dict[str, Option]] = {
+        k: dict(v) for k, v in {**ENGINE_SCHEMA, **RETENTION_SCHEMA}.items()}
     owners = {name: "engine" for name in schema}
     for sections, plugin in call_all_sync(pm, "ntd_config_schema"):
         for section, options in sections.items():

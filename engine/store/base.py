@@ -27,6 +27,9 @@ class IntakeRow:
     domain: str
     line: int
     metadata: dict[str, Any] = field(default_factory=dict)
+    # Chat reports only: (reporter id, app, phone MAC, username MAC, sealed record, wrapped key,
+    # contact_police) — already encrypted by engine.privacy; stored apart from case data.
+    reporter: tuple[str, str | None, str | None, str | None, bytes, bytes, bool] | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -219,4 +222,48 @@ class Store(NoticeStore, ABC):
     @abstractmethod
     def contact_failures(self, addresses: Iterable[str]) -> dict[str, int]:
         """Failure counts of the given addresses (absent = 0)."""
+
+    # -- reporter data (chat channel), audit -----------------------------------------------------
+    @abstractmethod
+    def reporters(self, *, phone_mac: str | None = None, username_mac: str | None = None,
+                  case_id: str | None = None) -> list[dict[str, Any]]:
+        """Reporter records (sealed) matching a lookup MAC or a case."""
+
+    @abstractmethod
+    def erase_reporters(self, reporter_ids: Iterable[str]) -> int:
+        """Delete reporter records and their keys (shredding them)."""
+
+    @abstractmethod
+    def restrict_reporters(self, reporter_ids: Iterable[str], restricted: bool) -> int:
+        """Freeze (or unfreeze) processing of reporter records."""
+
+    @abstractmethod
+    def feedback_due(self) -> list[dict[str, Any]]:
+        """Reporter records whose case is processed and whose feedback is not yet given."""
+
+    @abstractmethod
+    def feedback_sent(self, case_id: str, now: str) -> int:
+        """Mark feedback given for every reporter of a case."""
+
+    @abstractmethod
+    def purge_reporters(self, *, now: str, max_hours: float, dry_run: bool = False) -> int:
+        """Delete reporter data that is processed with feedback given, or past the maximum."""
+
+    @abstractmethod
+    def anonymise_cases(self, *, now: str, closed_days: float, max_days: float,
+                        dry_run: bool = False) -> int:
+        """Reduce identifying case data of finished (or very old) cases to the domain."""
+
+    @abstractmethod
+    def vacuum(self) -> None:
+        """Rewrite the database so deleted values leave no trace (and truncate the WAL)."""
+
+    @abstractmethod
+    def audit(self, *, actor: str, action: str, obj: str, now: str,
+              detail: dict[str, Any] | None = None) -> None:
+        """Append to the audit log (never personal values)."""
+
+    @abstractmethod
+    def audit_log(self, *, limit: int | None = None) -> list[dict[str, Any]]:
+        """The audit log, oldest first."""
 

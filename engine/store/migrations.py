@@ -157,4 +157,37 @@ MIGRATIONS: dict[int, dict[str, list[str]]] = {
             "CREATE INDEX outbox_notice ON outbox(notice_id) WHERE notice_id IS NOT NULL",
         ],
     },
+    5: {
+        "sqlite": [
+            # Chat-reporter data, apart from case data. ``sealed`` is AES-GCM ciphertext under
+            # the record's own data key; the key (itself sealed by the master key, which never
+            # enters the database) lives in ``reporter_keys``: deleting it shreds the record.
+            """CREATE TABLE reporters (
+                id TEXT PRIMARY KEY,
+                report_id INTEGER NOT NULL REFERENCES reports(id) ON DELETE CASCADE,
+                case_id TEXT NOT NULL,
+                app TEXT,
+                phone_mac TEXT,
+                username_mac TEXT,
+                sealed BLOB NOT NULL,
+                contact_police INTEGER NOT NULL DEFAULT 0,
+                restricted INTEGER NOT NULL DEFAULT 0,
+                created_at TEXT NOT NULL,
+                feedback_sent_at TEXT)""",
+            "CREATE INDEX reporters_phone ON reporters(phone_mac)",
+            "CREATE INDEX reporters_username ON reporters(username_mac)",
+            "CREATE INDEX reporters_case ON reporters(case_id)",
+            """CREATE TABLE reporter_keys (
+                reporter_id TEXT PRIMARY KEY REFERENCES reporters(id) ON DELETE CASCADE,
+                wrapped_key BLOB NOT NULL)""",
+            # Who viewed, exported, changed or erased what: never the personal values.
+            """CREATE TABLE audit (
+                id INTEGER PRIMARY KEY, at TEXT NOT NULL, actor TEXT NOT NULL,
+                action TEXT NOT NULL, object TEXT NOT NULL, detail TEXT)""",
+            """CREATE TRIGGER audit_append_only BEFORE UPDATE ON audit
+               BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END""",
+            "ALTER TABLE cases ADD COLUMN anonymised_at TEXT",
+        ],
+    },
 }
+

@@ -49,6 +49,8 @@ class SQLiteStore(SQLiteNoticeMixin, Store):
             # A larger page cache keeps index pages of big batches in memory (64 MiB).
             self.conn.execute("PRAGMA cache_size=-65536")
             self.conn.execute("PRAGMA temp_store=MEMORY")
+            # Deleted content is overwritten, so purged reporter data leaves no trace.
+            self.conn.execute("PRAGMA secure_delete=ON")
         except sqlite3.Error as exc:
             raise StorageError(f"cannot open database {self.path}: {exc}") from exc
         self.conn.row_factory = sqlite3.Row
@@ -149,13 +151,32 @@ class SQLiteStore(SQLiteNoticeMixin, Store):
             conn.executemany(
                 "INSERT INTO cases(id, url, canonical_url, host, domain, state, created_at, "
                 "updated_at) VALUES (?,?,?,?,?,'new',?,?)", new_cases)
+            plain = [r for r, row in zip(reports, rows, strict=True) if row.reporter is None]
             conn.executemany(
                 "INSERT INTO reports(case_id, batch_id, channel, received_at, raw_url, metadata, "
-                "duplicate, line) VALUES (?,?,?,?,?,?,?,?)", reports)
+                "duplicate, line) VALUES (?,?,?,?,?,?,?,?)", plain)
+            for report, row in zip(reports, rows, strict=True):
+                if row.reporter is not None:
+                    self._insert_with_reporter(conn, report, row.reporter, at)
             conn.executemany(
                 "INSERT INTO events(case_id, at, stage, actor, action, detail) "
                 "VALUES (?,?,?,?,?,?)", new_events)
         return IntakeOutcome(accepted=accepted, duplicates=duplicates, case_ids=tuple(case_ids))
+
+    @staticmethod
+    def _insert_with_reporter(conn: sqlite3.Connection, report: tuple[Any, ...],
+                              reporter: tuple[Any, ...], at: str) -> None:
+        cur = conn.execute(
+            "INSERT INTO reports(case_id, batch_id, channel, received_at, raw_url, metadata, "
+            "duplicate, line) VALUES (?,?,?,?,?,?,?,?)", report)
+        rid, app, phone_mac, username_mac, sealed, wrapped, police = reporter
+        conn.execute(
+            "INSERT INTO reporters(id, report_id, case_id, app, phone_mac, username_mac, sealed,"
+            " contact_police, created_at) VALUES (?,?,?,?,?,?,?,?,?)",
+            (rid, cur.lastrowid, report[0], app, phone_mac, username_mac, sealed,
+             1 if police else 0, at))
+        conn.execute("INSERT INTO reporter_keys(reporter_id, wrapped_key) VALUES (?,?)",
+                     (rid, wrapped))
 
     def finish_batch(self, batch_id: str, *, accepted: int, duplicates: int,
                      rejected: int) -> None:
@@ -533,4 +554,132 @@ class SQLiteStore(SQLiteNoticeMixin, Store):
         rows = self._read(f"SELECT address, failures FROM contact_health"
                           f" WHERE address IN ({marks})", wanted)
         return {r[0]: r[1] for r in rows}
+
+    # -- reporter data, retention, audit -------------------------------------------------------
+    _PROCESSED = ("matched", "suppressed", "verdict")
+
+    def reporters(self, *, phone_mac: str | None = None, username_mac: str | None = None,
+                  case_id: str | None = None) -> list[dict[str, Any]]:
+        where, params = [], []
+        for column, value in (("phone_mac", phone_mac), ("username_mac", username_mac),
+                              ("r.case_id", case_id)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(value)
+        if not where:
+            return []
+        rows = self._read(
+            "SELECT r.*, k.wrapped_key FROM reporters r LEFT JOIN reporter_keys k"
+            f" ON k.reporter_id = r.id WHERE {' OR '.join(where)} ORDER BY r.created_at", params)
+        return [dict(r) for r in rows]
+
+    def erase_reporters(self, reporter_ids: Iterable[str]) -> int:
+        ids = [(i,) for i in reporter_ids]
+        with self._write() as conn:
+            conn.executemany("DELETE FROM reporter_keys WHERE reporter_id = ?", ids)
+            return conn.executemany("DELETE FROM reporters WHERE id = ?", ids).rowcount
+
+    def restrict_reporters(self, reporter_ids: Iterable[str], restricted: bool) -> int:
+        with self._write() as conn:
+            return conn.executemany("UPDATE reporters SET restricted = ? WHERE id = ?",
+                                    [(1 if restricted else 0, i) for i in reporter_ids]).rowcount
+
+    def _processed_cases_sql(self) -> str:
+        marks = ",".join(f"'{a}'" for a in self._PROCESSED)
+        return (f"SELECT case_id, min(at) AS processed_at FROM events WHERE action IN ({marks})"
+                f" GROUP BY case_id")
+
+    def feedback_due(self) -> list[dict[str, Any]]:
+        rows = self._read(
+            f"SELECT r.id, r.case_id, r.app, r.created_at, p.processed_at, c.state"
+            f" FROM reporters r JOIN ({self._processed_cases_sql()}) p ON p.case_id = r.case_id"
+            f" JOIN cases c ON c.id = r.case_id"
+            f" WHERE r.feedback_sent_at IS NULL AND r.restricted = 0 ORDER BY p.processed_at")
+        return [dict(r) for r in rows]
+
+    def feedback_sent(self, case_id: str, now: str) -> int:
+        with self._write() as conn:
+            return conn.execute("UPDATE reporters SET feedback_sent_at = ? WHERE case_id = ?"
+                                " AND feedback_sent_at IS NULL", (now, case_id)).rowcount
+
+    def purge_reporters(self, *, now: str, max_hours: float, dry_run: bool = False) -> int:
+        cutoff = clock.fmt(clock.parse(now) - timedelta(hours=max_hours))
+        sql = (f"SELECT r.id FROM reporters r JOIN ({self._processed_cases_sql()}) p"
+               f" ON p.case_id = r.case_id WHERE r.restricted = 0 AND"
+               f" (r.feedback_sent_at IS NOT NULL OR p.processed_at <= ?)")
+        ids = [r[0] for r in self._read(sql, (cutoff,))]
+        if not dry_run and ids:
+            self.erase_reporters(ids)
+        return len(ids)
+
+    def anonymise_cases(self, *, now: str, closed_days: float, max_days: float,
+                        dry_run: bool = False) -> int:
+        finished = ("closed", "removed", "dismissed", "failed")
+        closed_cut = clock.fmt(clock.parse(now) - timedelta(days=closed_days))
+        max_cut = clock.fmt(clock.parse(now) - timedelta(days=max_days))
+        marks = ",".join("?" * len(finished))
+        ids = [r[0] for r in self._read(
+            f"SELECT id FROM cases WHERE anonymised_at IS NULL AND ((state IN ({marks})"
+            f" AND updated_at <= ?) OR created_at <= ?)", (*finished, closed_cut, max_cut))]
+        if dry_run or not ids:
+            return len(ids)
+        # Reporters of these cases go first, whatever their feedback state.
+        for case_id in ids:
+            with self._write() as conn:
+                self._anonymise_one(conn, case_id, now)
+            self.erase_reporters(r["id"] for r in self.reporters(case_id=case_id))
+        return len(ids)
+
+    @staticmethod
+    def _anonymise_one(conn: sqlite3.Connection, case_id: str, now: str) -> None:
+        row = conn.execute("SELECT canonical_url, domain FROM cases WHERE id = ?",
+                           (case_id,)).fetchone()
+        scheme = row[0].split(":", 1)[0]
+        anon = f"{scheme}://{row[1]}/"
+        conn.execute("UPDATE cases SET url = ?, canonical_url = ?, host = ?, state = 'anonymised',"
+                     " state_reason = NULL, retry_at = NULL, is_open = 0, anonymised_at = ?,"
+                     " updated_at = ? WHERE id = ?", (anon, anon, row[1], now, now, case_id))
+        conn.execute("UPDATE reports SET raw_url = ?, metadata = NULL WHERE case_id = ?",
+                     (anon, case_id))
+        conn.execute("UPDATE items SET url = ? || '#item-' || id, final_url = NULL"
+                     " WHERE case_id = ?", (anon, case_id))
+        data = conn.execute("SELECT value FROM case_data WHERE case_id = ? AND key = ?",
+                            (case_id, "resolution")).fetchone()
+        if data:
+            resolution = json.loads(data[0])
+            resolution["host"] = row[1]
+            conn.execute("UPDATE case_data SET value = ? WHERE case_id = ? AND key = ?",
+                         (_dumps(resolution), case_id, "resolution"))
+        # The trail is append-only for edits; retention rewrites it whole, without free text
+        # and URLs, keeping its order.
+        events = conn.execute("SELECT at, stage, actor, action, detail FROM events"
+                              " WHERE case_id = ? ORDER BY id", (case_id,)).fetchall()
+        conn.execute("DELETE FROM events WHERE case_id = ?", (case_id,))
+        drop = {"note", "item", "url", "urls", "input"}
+        for at, stage, actor, action, detail in events:
+            clean = {k: v for k, v in json.loads(detail or "{}").items() if k not in drop}
+            conn.execute("INSERT INTO events(case_id, at, stage, actor, action, detail)"
+                         " VALUES (?,?,?,?,?,?)",
+                         (case_id, at, stage, actor, action, _dumps(clean)))
+        conn.execute("INSERT INTO events(case_id, at, stage, actor, action, detail)"
+                     " VALUES (?,?,?,?,?,?)", (case_id, now, "retention", "engine",
+                                               "anonymised", "{}"))
+
+    def vacuum(self) -> None:
+        with self._lock:
+            self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            self.conn.execute("VACUUM")
+            self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    def audit(self, *, actor: str, action: str, obj: str, now: str,
+              detail: dict[str, Any] | None = None) -> None:
+        with self._write() as conn:
+            conn.execute("INSERT INTO audit(at, actor, action, object, detail) VALUES (?,?,?,?,?)",
+                         (now, actor, action, obj, _dumps(detail or {})))
+
+    def audit_log(self, *, limit: int | None = None) -> list[dict[str, Any]]:
+        rows = self._read("SELECT at, actor, action, object, detail FROM audit ORDER BY id"
+                          " LIMIT ?", (limit if limit is not None else -1,))
+        return [{"at": r[0], "actor": r[1], "action": r[2], "object": r[3],
+                 "detail": json.loads(r[4] or "{}")} for r in rows]
 
