@@ -150,3 +150,34 @@ class SMTPSink:
     def by_message_id(self) -> Counter[str]:
         """How many accepted copies of each Message-ID."""
         return Counter(m.message_id or "" for m in list(self.messages))
+
+
+def main() -> None:
+    """``python -m engine.lab.smtp_sink``: a sink in its own process (benchmarks).
+
+    Prints ``PORT <n>`` once listening; on SIGTERM/SIGINT prints a JSON line with the number of
+    messages and distinct Message-IDs received, then exits.
+    """
+    import json
+    import signal
+    import sys
+
+    async def serve() -> None:
+        sink = SMTPSink()
+        await sink.start()
+        print(f"PORT {sink.port}", flush=True)
+        done = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, done.set)
+        await done.wait()
+        await sink.aclose()
+        print(json.dumps({"messages": len(sink.messages),
+                          "distinct": len(sink.by_message_id())}), flush=True)
+        sys.stdout.flush()
+
+    asyncio.run(serve())
+
+
+if __name__ == "__main__":
+    main()

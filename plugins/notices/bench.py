@@ -1,6 +1,7 @@
 """``ntd bench notify``: N notices through the real sender to a loopback SMTP sink.
 
-The sink (aiosmtpd) runs on its own loop in a thread; the sender runs with the configured
+The sink (aiosmtpd) runs in its own process (``python -m engine.lab.smtp_sink``) so it does not
+share the sender's interpreter lock; the sender runs with the configured
 pipeline pieces (store, aggregation, leases, rendering, MIME, aiosmtplib with pooled
 connections). Every notice goes to a distinct synthetic recipient (``abuse@hoster-N.test``, a
 reserved TLD) so aggregation does not merge them; one URL each.
@@ -9,12 +10,13 @@ reserved TLD) so aggregation does not merge them; one URL each.
 from __future__ import annotations
 
 import asyncio
+import json
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
-
-from engine.lab.smtp_sink import SMTPSink
 
 
 def _actions(count: int) -> list[dict[str, Any]]:
@@ -43,12 +45,15 @@ def bench_notify(count: int, *, connections: int = 4) -> dict[str, Any]:
     from plugins import notify
     from plugins.notices.sender import NoticeSender
 
-    sink = SMTPSink().start_in_thread()
+    sink = subprocess.Popen([sys.executable, "-m", "engine.lab.smtp_sink"],
+                            stdout=subprocess.PIPE, text=True)
     try:
+        assert sink.stdout is not None
+        port = int(sink.stdout.readline().split()[1])
         with tempfile.TemporaryDirectory(prefix="ntd-bench-notify-") as tmp:
             rt = Runtime.open(
                 db=str(Path(tmp) / "bench.db"), extra_plugins=[("notify", notify)],
-                overrides={"smtp": {"host": "127.0.0.1", "port": sink.port,
+                overrides={"smtp": {"host": "127.0.0.1", "port": port,
                                     "connections": connections,
                                     "per_domain_concurrency": 4},
                            "notices": {"aggregate_minutes": 0.0, "max_urls_per_notice": 1,
@@ -72,10 +77,11 @@ def bench_notify(count: int, *, connections: int = 4) -> dict[str, Any]:
             finally:
                 rt.close()
     finally:
-        sink.stop()
-    received = len(sink.messages)
-    return {"notices": count, "sent": sent, "received_by_sink": received,
-            "duplicates_at_sink": received - len(sink.by_message_id()),
+        sink.terminate()
+        out, _ = sink.communicate(timeout=60)
+    stats = json.loads(out.strip().splitlines()[-1]) if out.strip() else {}
+    return {"notices": count, "sent": sent, "received_by_sink": stats.get("messages"),
+            "duplicates_at_sink": stats.get("messages", 0) - stats.get("distinct", 0),
             "states": counts, "seconds": round(seconds, 2),
             "notices_per_s": round(sent / seconds, 1) if seconds else None,
             "smtp_connections": connections}
