@@ -399,6 +399,7 @@ def bench_intake(urls: int, as_json: bool) -> None:
 
 def _register_engine_commands() -> None:
     import engine.cli_privacy  # noqa: F401  (registers feedback, purge, dsr, audit)
+    import engine.cli_stats  # noqa: F401  (registers stats)
 
 
 def _register_plugin_commands() -> None:

@@ -23,6 +23,7 @@ from engine.models import CLOSED_STATES, Case, Event, Item
 from engine.store.base import Commit, IntakeOutcome, IntakeRow, Store
 from engine.store.migrations import MIGRATIONS
 from engine.store.sqlite_notices import SQLiteNoticeMixin
+from engine.store.sqlite_stats import SQLiteStatsMixin
 
 _CLOSED = tuple(sorted(CLOSED_STATES))
 
@@ -31,7 +32,7 @@ def _dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), sort_keys=True)
 
 
-class SQLiteStore(SQLiteNoticeMixin, Store):
+class SQLiteStore(SQLiteNoticeMixin, SQLiteStatsMixin, Store):
     """Case store in one SQLite file."""
 
     def __init__(self, path: str | Path) -> None:
