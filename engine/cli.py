@@ -438,4 +438,8 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    # Run the imported module's main, so commands registered on ``engine.cli.cli`` by other
+    # modules (privacy, stats, plugins) are on the group that runs.
+    from engine.cli import main as _main
+
+    _main()

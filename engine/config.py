@@ -108,6 +108,12 @@ ENGINE_SCHEMA: dict[str, dict[str, Option]] = {
     "logging": {
         "level": Option(type=str, default="WARNING",
                         check=one_of("DEBUG", "INFO", "WARNING", "ERROR")),
+        "format": Option(type=str, default="text", check=one_of("text", "json")),
+        "file": Option(type=str, default=None, help="log file (default: stderr)"),
+    },
+    "stats": {
+        "min_count": Option(type=int, default=5, check=non_negative,
+                            help="suppress statistics cells below this count"),
     },
 }
 

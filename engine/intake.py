@@ -295,6 +295,9 @@ def _seal_reporter(fields: dict[str, Any], vault: Any) -> tuple[Any, str | None]
     app = data.get("app", "").strip().lower() or None
     if app is not None and app not in APPS:
         return None, f"field 'app': unknown chat app (known: {', '.join(APPS)})"
+    from engine.logs import register_sensitive
+
+    register_sensitive(*(str(v) for k, v in data.items() if k != "app"))
     record_id = new_id("R")
     police = bool(data.pop("contact_police", False))
     sealed, wrapped = vault.seal(data, record_id)

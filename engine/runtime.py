@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,8 +66,11 @@ class Runtime:
         """Load plugins and configuration, then open (and migrate) the store."""
         pm = get_plugin_manager(extra_plugins=extra_plugins)
         config = load_config(pm, config_path, overrides)
-        level = config.get("logging", "level", "WARNING")
-        logging.getLogger("ntd").setLevel(level)
+        from engine.logs import setup_logging
+
+        setup_logging(config.get("logging", "level", "WARNING"),
+                      fmt=config.get("logging", "format", "text"),
+                      file=config.get("logging", "file"))
         return cls(pm=pm, config=config, store=open_store(db), clock=clock or Clock())
 
     def context(self, owner: str | None = None) -> StageContext:
