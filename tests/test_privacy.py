@@ -93,15 +93,16 @@ def test_key_shredding_makes_a_surviving_copy_unreadable(db_path: Path, tmp_path
 
     rt = Runtime.open(db=str(db_path))
     submit_files(rt.store, [chat_file(tmp_path, "http://a.example.test/x.jpg")], channel="chat")
-    [record] = rt.store.reporters(case_id=rt.store.list_cases()[0]["id"])
+    submit_files(rt.store, [chat_file(tmp_path, "http://a.example.test/y.jpg")], channel="chat")
+    first, second = (rt.store.reporters(case_id=c["id"])[0] for c in rt.store.list_cases())
     vault = retention.vault_for(rt)
-    assert vault.open(record["sealed"], record["wrapped_key"], record["id"])["phone"]
-    rt.store.erase_reporters([record["id"]])
-    # An old backup holding only the ciphertext is useless without the record's own key.
-    other = rt.store  # a different record's key cannot open it either
-    del other
+    assert vault.open(first["sealed"], first["wrapped_key"], first["id"])["phone"]
+    rt.store.erase_reporters([first["id"]])
+    assert rt.store.reporters(case_id=first["case_id"]) == []
+    # A backup that kept the ciphertext is useless once the record's own key is gone: no
+    # other key (not even another record's, under the same master key) opens it.
     with pytest.raises(InvalidTag):
-        vault.open(record["sealed"], record["sealed"][:60], record["id"])
+        vault.open(first["sealed"], second["wrapped_key"], first["id"])
     rt.close()
 
 
