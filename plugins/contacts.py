@@ -217,7 +217,8 @@ def plugin_contact(data: Any, plugin: str) -> Contact | None:
         confidence = min(1.0, max(0.0, float(raw)))
     except (TypeError, ValueError):
         confidence = CONFIDENCE_PLUGIN_DEFAULT
-    source = data.get("source") if isinstance(data.get("source"), str) else "plugin"
+    raw_source = data.get("source")
+    source = raw_source if isinstance(raw_source, str) and raw_source else "plugin"
     if source == "book":
         source = "plugin"  # only the hotline's own book may claim to be the book
     note = data.get("note") if isinstance(data.get("note"), str) else None

@@ -40,7 +40,7 @@ from engine.config import Config, Option, non_negative, positive
 from engine.errors import ConfigError, ResolutionError
 from engine.models import StageResult
 from engine.plugin_manager import call_all
-from plugins import contacts as book
+from plugins import contacts as ranking
 from plugins.hosting_rules import HostingRules
 from plugins.rdap import DomainRdapClient, IpRdapClient, NetworkInfo, RegistrarInfo
 from plugins.resolve_dns import DnsResolver, DnsResult, parse_dns_server
@@ -223,6 +223,7 @@ class ResolveService:
             ttl_seconds=ttl, timeout=rdap.get("timeout", 10.0), proxy=rdap.get("proxy"))
         self._book: list[dict[str, Any]] = []
         self._book_at = -BOOK_REFRESH_SECONDS
+        self._failures: dict[str, int] = {}
 
     @classmethod
     async def open(cls, ctx: Any) -> ResolveService:
@@ -254,8 +255,18 @@ class ResolveService:
         now = time.monotonic()
         if fresh or now - self._book_at >= BOOK_REFRESH_SECONDS:
             self._book = await ctx.store.contacts_list()
+            self._failures = {}  # bounce counts are re-read on the same schedule
             self._book_at = now
         return self._book
+
+    async def failures(self, ctx: Any, addresses: list[str]) -> dict[str, int]:
+        """Recorded failures of ``addresses``; counts are kept as long as the book copy, so
+        10,000 cases on one hoster ask the database once, not 10,000 times."""
+        missing = [a for a in addresses if a not in self._failures]
+        if missing:
+            found = await ctx.store.contact_failures(missing)
+            self._failures.update({a: int(found.get(a, 0)) for a in missing})
+        return {a: self._failures[a] for a in addresses if self._failures.get(a)}
 
     # ------------------------------------------------------------------ stage logic
 
@@ -340,33 +351,33 @@ class ResolveService:
             "notes": list(notes),
             "resolved_at": ctx.clock.now_text(),
         }
-        candidates: list[book.Contact] = []
+        candidates: list[ranking.Contact] = []
         facts = {"host": dns_result.host, "domain": reg_domain, "asn": network.asn,
                  "org": network.org, "platform": resolution["platform"],
                  "cdn": resolution["cdn"]}
-        candidates += book.book_matches(await self.book(ctx, fresh=fresh_book), facts)
+        candidates += ranking.book_matches(await self.book(ctx, fresh=fresh_book), facts)
         # The network's abuse desk is the CDN's when the address is the CDN's.
-        candidates += book.rdap_contacts(abuse_emails=network.abuse_emails,
+        candidates += ranking.rdap_contacts(abuse_emails=network.abuse_emails,
                                          scope="cdn" if cdn else "hosting")
-        candidates += book.registrar_contacts(reg_dict)
+        candidates += ranking.registrar_contacts(reg_dict)
         if cdn is not None:
-            candidates.append(book.rule_contact(scope="cdn", name=cdn.name,
+            candidates.append(ranking.rule_contact(scope="cdn", name=cdn.name,
                                                 channel=cdn.abuse_channel,
                                                 address=cdn.abuse_address))
         if platform is not None:
-            candidates.append(book.rule_contact(scope="platform", name=platform.name,
+            candidates.append(ranking.rule_contact(scope="platform", name=platform.name,
                                                 channel=platform.abuse_channel,
                                                 address=platform.abuse_address))
         candidates += await self._plugin_contacts(ctx, dns_result.host, resolution)
         if self.settings.get("guess_abuse", True):
-            candidates += book.guess_contact(reg_domain,
+            candidates += ranking.guess_contact(reg_domain,
                                              scope="platform" if platform else "hosting")
-        failures = await ctx.store.contact_failures(book.addresses(candidates))
-        resolution["contacts"] = [c.to_dict() for c in book.rank(candidates, failures)]
+        failures = await self.failures(ctx, ranking.addresses(candidates))
+        resolution["contacts"] = [c.to_dict() for c in ranking.rank(candidates, failures)]
         return resolution
 
     async def _plugin_contacts(self, ctx: Any, host: str,
-                               resolution: dict[str, Any]) -> list[book.Contact]:
+                               resolution: dict[str, Any]) -> list[ranking.Contact]:
         """Contacts from ``ntd_contact_sources`` plugins (e.g. the Abusix contact DB)."""
         if not hasattr(ctx.pm.hook, "ntd_contact_sources"):
             return []
@@ -378,10 +389,10 @@ class ResolveService:
             log.warning("ntd_contact_sources failed for %s: %s", host, exc)
             resolution["notes"].append(f"contact source failed: {type(exc).__name__}: {exc}")
             return []
-        out: list[book.Contact] = []
+        out: list[ranking.Contact] = []
         for answer, plugin in answers:
             for item in answer if isinstance(answer, list) else []:
-                contact = book.plugin_contact(item, plugin)
+                contact = ranking.plugin_contact(item, plugin)
                 if contact is None:
                     resolution["notes"].append(f"plugin {plugin!r} offered an unusable contact")
                 else:
