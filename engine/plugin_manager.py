@@ -87,6 +87,8 @@ def get_plugin_manager(
             continue
         if isinstance(plugin, str):
             plugin = importlib.import_module(plugin)
+        if pm.is_registered(plugin):
+            continue  # a built-in already loaded from its entry point
         _register(pm, name, plugin, version=None, distribution=None)
     try:
         pm.check_pending()
