@@ -281,10 +281,13 @@ class _HammingSegment:
         # Concatenate the ranges [start, start+len) without a Python loop.
         ends = np.cumsum(lens)
         idx = np.arange(total, dtype=np.int64) + np.repeat(starts - (ends - lens), lens)
-        cand = np.unique(self.perm[idx])
+        cand = self.perm[idx]
         d = _distances(self.hashes[cand], q)
         keep = d <= radius
-        return cand[keep], d[keep]
+        # An entry found through several chunks appears once per chunk: deduplicate only the
+        # few survivors (sorting every candidate first costs more than the repeated checks).
+        pos, first = np.unique(cand[keep], return_index=True)
+        return pos, d[keep][first]
 
 
 # ---------------------------------------------------------------- exact segment
