@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from engine import clock
-from engine.errors import InputError
+from engine.errors import ConfigError, InputError
 
 DEFAULT_MIN_COUNT = 5
 OTHER = "other"
@@ -138,7 +138,7 @@ def _number(value: Any) -> float | None:
 def removal_summary(hours: Sequence[float], min_count: int) -> dict[str, Any]:
     """p50/p90 of removal times in hours, or nulls when fewer than ``min_count`` cases."""
     n = len(hours)
-    hidden = n < min_count
+    hidden = n == 0 or n < min_count
     return {"p50": None if hidden else round(percentile(hours, 50) or 0.0, 2),
             "p90": None if hidden else round(percentile(hours, 90) or 0.0, 2),
             "n": n, "suppressed": bool(hidden and n > 0)}
@@ -282,8 +282,8 @@ def _org_label(facts: Iterable[CaseFacts]) -> str | None:
 def compute(store: Any, period: Period, *, min_count: int = DEFAULT_MIN_COUNT,
             today: date | None = None) -> Stats:
     """All published aggregates for ``period`` from ``store`` (read-only)."""
-    if min_count < 1:
-        raise InputError(f"[stats] min_count must be at least 1 (got {min_count})")
+    if min_count < 0:
+        raise InputError(f"[stats] min_count must not be negative (got {min_count})")
     lo, hi = period.bounds()
 
     # Activity: reports received in the period.
@@ -362,18 +362,19 @@ def compute(store: Any, period: Period, *, min_count: int = DEFAULT_MIN_COUNT,
                    "removal_hours_from_notice": CLOCKS["notice"]},
     }
     hours = {}
-    if len(from_report) >= min_count:
+    if len(from_report) >= max(min_count, 1):
         hours["report"] = sorted(from_report)
-    if len(from_notice) >= min_count:
+    if len(from_notice) >= max(min_count, 1):
         hours["notice"] = sorted(from_notice)
     return Stats(summary=summary, min_count=min_count, removal_hours=hours)
 
 
 def compute_for_runtime(rt: Any, period: Period) -> Stats:
-    """``compute`` with ``[stats] min_count`` from the configuration and the runtime's clock."""
+    """``compute`` with ``[stats] min_count`` from the configuration (0: suppress nothing) and
+    the runtime's clock."""
     min_count = rt.config.get("stats", "min_count", DEFAULT_MIN_COUNT)
     if isinstance(min_count, bool) or not isinstance(min_count, int):
-        raise InputError(f"[stats] min_count: expected an integer, got {min_count!r}")
+        raise ConfigError(f"[stats] min_count: expected an integer, got {min_count!r}")
     now: datetime = rt.clock.now()
     return compute(rt.store, period, min_count=min_count, today=now.date())
 
