@@ -316,9 +316,13 @@ def compute(store: Any, period: Period, *, min_count: int = DEFAULT_MIN_COUNT,
     by_category = Counter(f.category or "unspecified" for f in confirmed)
     networks = Counter(f.asn or "unknown" for f in confirmed)
     top = suppress(networks, min_count, limit=TOP_NETWORKS)
+    orgs: dict[str, Counter[str]] = defaultdict(Counter)
+    for f in confirmed:
+        if f.org:
+            orgs[f.asn or "unknown"][f.org] += 1
     top_networks = {
-        k: {"org": _org_label(f for f in confirmed if (f.asn or "unknown") == k)
-            if k != OTHER else None, "cases": n}
+        k: {"org": orgs[k].most_common(1)[0][0] if k != OTHER and orgs[k] else None,
+            "cases": n}
         for k, n in top.items()}
 
     notices_by_kind = store.stats_notices_sent(lo, hi)
@@ -416,6 +420,12 @@ CHART_FILES = ("reports_per_period.png", "cases_by_country.png", "time_to_remova
                "removed_within.png")
 
 
+def _integer_ticks(axis: Any) -> None:
+    from matplotlib.ticker import MaxNLocator
+
+    axis.set_major_locator(MaxNLocator(integer=True))  # counts: no 2.5 reports
+
+
 def _figure(width: float = 8.0, height: float = 4.5) -> Any:
     # The object API with an explicit Agg canvas: no pyplot global state, no display needed.
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -459,6 +469,7 @@ def _chart_reports(stats: Stats, path: Path) -> None:
         ax.set_xticks(xs[::step], [b for b in buckets][::step], rotation=45, ha="right",
                       fontsize=8)
         ax.set_ylabel("reports")
+        _integer_ticks(ax.yaxis)
         ax.legend(title="channel", fontsize=8)
         ax.grid(axis="y", alpha=0.3)
     ax.set_title(_title(stats, f"Reports per {block['granularity']} by channel "
@@ -478,6 +489,7 @@ def _chart_countries(stats: Stats, path: Path) -> None:
         bars = ax.barh(names, values, color="#4C72B0")
         ax.bar_label(bars, padding=3, fontsize=8)
         ax.set_xlabel("confirmed cases")
+        _integer_ticks(ax.xaxis)
         ax.grid(axis="x", alpha=0.3)
     ax.set_title(_title(stats, f"Confirmed cases by hosting country "
                                f"(countries < {stats.min_count} in 'other')"), fontsize=10)
@@ -485,6 +497,7 @@ def _chart_countries(stats: Stats, path: Path) -> None:
 
 
 _BINS = (0, 6, 12, 24, 48, 72, 168, 336)
+_TICK_LABELS = {1: "1 h", 6: "6 h", 24: "24 h", 72: "3 d", 168: "7 d", 720: "30 d", 2160: "90 d"}
 
 
 def _chart_removal(stats: Stats, path: Path) -> None:
@@ -507,25 +520,31 @@ def _chart_removal(stats: Stats, path: Path) -> None:
             counts[-1] += sum(1 for h in hours if h == edges[-1])
             xs = [x + i * width for x in range(len(names))]
             hist.bar(xs, counts, width=width, label=labels[clock_name])
-            ordered = sorted(hours)
+            # Log axis: removals take from minutes to weeks. Sub-half-hour values sit at 0.5 h.
+            ordered = [max(h, 0.5) for h in sorted(hours)]
             ys = [(k + 1) / len(ordered) for k in range(len(ordered))]
-            cdf.step([0.0, *ordered], [0.0, *ys], where="post", label=labels[clock_name])
+            cdf.step([0.5, *ordered], [0.0, *ys], where="post", label=labels[clock_name])
         hist.set_xticks([x + 0.4 - width / 2 for x in range(len(names))], names, rotation=45,
                         ha="right", fontsize=8)
+        _integer_ticks(hist.yaxis)
         hist.set_ylabel("removed cases")
         hist.set_title("Time to removal (distribution)", fontsize=10)
         hist.legend(fontsize=8)
         hist.grid(axis="y", alpha=0.3)
         for label, limit in WINDOWS.items():
             cdf.axvline(limit, color="#999999", linestyle="--", linewidth=0.8)
-            cdf.text(limit, 0.02, f" {label}", fontsize=8, color="#555555")
-        cdf.set_xscale("symlog", linthresh=24)
-        cdf.set_xlim(left=0)
-        cdf.set_ylim(0, 1.02)
+            cdf.text(limit, 1.03, label, fontsize=8, color="#555555", ha="center")
+        longest = max(max(v) for v in stats.removal_hours.values())
+        cdf.set_xscale("log")
+        cdf.set_xlim(0.5, max(longest * 1.3, 200.0))
+        ticks = [t for t in (1, 6, 24, 72, 168, 720, 2160) if t <= max(longest * 1.3, 200.0)]
+        cdf.set_xticks(ticks, [_TICK_LABELS[t] for t in ticks])
+        cdf.minorticks_off()
+        cdf.set_ylim(0, 1.08)
         cdf.set_xlabel("hours to removal")
         cdf.set_ylabel("share of removed cases")
         cdf.set_title("Time to removal (cumulative)", fontsize=10)
-        cdf.legend(fontsize=8, loc="lower right")
+        cdf.legend(fontsize=8, loc="upper left")
         cdf.grid(alpha=0.3)
     fig.suptitle(_title(stats, "Time to removal"), fontsize=10)
     fig.savefig(path)

@@ -55,18 +55,23 @@ SELECT c.created_at, c.state,
        json_extract(mo.value, '$.removed_at') AS removed_at,
        json_extract(mo.value, '$.seconds_to_removal_from_report') AS seconds_from_report,
        json_extract(mo.value, '$.seconds_to_removal_from_notice') AS seconds_from_notice,
-       {first_sent} AS first_notice_sent_at
+       {first_sent_column} AS first_notice_sent_at
 FROM cohort c
-LEFT JOIN ev ON ev.case_id = c.id
+LEFT JOIN ev ON ev.case_id = c.id{first_sent_join}
 LEFT JOIN case_data m ON m.case_id = c.id AND m.key = 'match'
 LEFT JOIN case_data a ON a.case_id = c.id AND a.key = 'assessment'
 LEFT JOIN case_data r ON r.case_id = c.id AND r.key = 'resolution'
 LEFT JOIN case_data mo ON mo.case_id = c.id AND mo.key = 'monitoring'
 """
 
-# The first notice actually sent for the case (IWF clock), through the outbox action it rode in.
-_FIRST_SENT = ("(SELECT min(n.sent_at) FROM outbox o JOIN notices n ON n.id = o.notice_id"
-               " WHERE o.case_id = c.id AND n.sent_at IS NOT NULL)")
+# The first notice actually sent for each case (IWF clock), through the outbox action it rode
+# in. One grouped pass joined to the cohort: outbox has no case_id index, so a per-case
+# subquery would scan it once per case.
+_FIRST_SENT_JOIN = """
+LEFT JOIN (SELECT o.case_id, min(n.sent_at) AS first_sent
+           FROM outbox o JOIN notices n ON n.id = o.notice_id
+           WHERE n.sent_at IS NOT NULL AND o.case_id IS NOT NULL
+           GROUP BY o.case_id) fs ON fs.case_id = c.id"""
 
 
 class SQLiteStatsMixin:
@@ -102,8 +107,12 @@ class SQLiteStatsMixin:
         assessment_verdict, assessment_category, country, asn, org, has_monitoring, removed_at,
         seconds_from_report, seconds_from_notice, first_notice_sent_at.
         """
-        first_sent = _FIRST_SENT if self.stats_notices_available() else "NULL"
-        return self._read(_CASE_FACTS.format(first_sent=first_sent), (start, end))
+        if self.stats_notices_available():
+            sql = _CASE_FACTS.format(first_sent_column="fs.first_sent",
+                                     first_sent_join=_FIRST_SENT_JOIN)
+        else:
+            sql = _CASE_FACTS.format(first_sent_column="NULL", first_sent_join="")
+        return self._read(sql, (start, end))
 
     def stats_notices_sent(self, start: str, end: str) -> dict[str, int]:
         """Notices sent in [start, end) per recipient kind.
