@@ -33,14 +33,15 @@ def _echo_text(s: dict[str, Any]) -> None:
     click.echo(f"reports: {s['reports']} ({s['duplicates']} duplicates)")
     _breakdown("by channel", s["by_channel"])
     click.echo(f"cases: {s['cases']}, confirmed: {s['confirmed']} "
-               f"({_fmt(s['confirmed_share'], '%')}), dismissed: {s['dismissed']}")
+               f"(share: {_fmt(s['confirmed_share'], '%')}), dismissed: {s['dismissed']}")
     _breakdown("by category", s["by_category"])
     _breakdown("by hosting country", s["by_country"])
     _breakdown("top networks", {f"{k} {v['org'] or ''}".strip(): v["cases"]
                                 for k, v in s["top_networks"].items()})
     click.echo(f"noticed cases: {s['cases_noticed']}, notices sent: {s['notices_sent']}, "
                f"escalated cases: {s['escalated']} ({s['escalations']} steps)")
-    click.echo(f"removed: {s['removed']} ({_fmt(s['removed_share'], '%')} of noticed)")
+    click.echo(f"removed: {s['removed']} (share of noticed cases: "
+               f"{_fmt(s['removed_share'], '%')})")
     for label, hours, within in (
             ("from report (INHOPE)", s["removal_hours"], s["removed_within"]),
             ("from notice (IWF)", s["removal_hours_from_notice"],

@@ -501,15 +501,15 @@ _TICK_LABELS = {1: "1 h", 6: "6 h", 24: "24 h", 72: "3 d", 168: "7 d", 720: "30 
 
 
 def _chart_removal(stats: Stats, path: Path) -> None:
-    fig = _figure(10.0, 4.5)
-    hist, cdf = fig.subplots(1, 2)
     labels = {"report": "from report (INHOPE)", "notice": "from notice (IWF)"}
     if not stats.removal_hours:
+        fig = _figure(8.0, 4.0)
         n = stats.summary["removed"]
-        _note(hist, f"{n} removal(s): fewer than {stats.min_count}, not drawn" if n
-              else "no removals measured")
-        _note(cdf, "")
+        _note(fig.add_subplot(), f"{n} removal(s): fewer than {stats.min_count}, not drawn"
+              if n else "no removals measured")
     else:
+        fig = _figure(10.0, 4.5)
+        hist, cdf = fig.subplots(1, 2)
         edges = [*_BINS, max(_BINS[-1] + 1, *(max(v) + 1 for v in stats.removal_hours.values()))]
         names = [f"{a}-{b}h" for a, b in zip(_BINS, _BINS[1:], strict=False)] + [f">{_BINS[-1]}h"]
         width = 0.8 / len(stats.removal_hours)
@@ -544,7 +544,7 @@ def _chart_removal(stats: Stats, path: Path) -> None:
         cdf.set_xlabel("hours to removal")
         cdf.set_ylabel("share of removed cases")
         cdf.set_title("Time to removal (cumulative)", fontsize=10)
-        cdf.legend(fontsize=8, loc="upper left")
+        cdf.legend(fontsize=8, loc="lower right")
         cdf.grid(alpha=0.3)
     fig.suptitle(_title(stats, "Time to removal"), fontsize=10)
     fig.savefig(path)
