@@ -428,8 +428,11 @@ def _integer_ticks(axis: Any) -> None:
 
 def _figure(width: float = 8.0, height: float = 4.5) -> Any:
     # The object API with an explicit Agg canvas: no pyplot global state, no display needed.
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError as exc:
+        raise ConfigError("--plot needs matplotlib (pip install matplotlib)") from exc
 
     fig = Figure(figsize=(width, height), dpi=100, layout="constrained")
     FigureCanvasAgg(fig)
