@@ -231,3 +231,12 @@ def test_bench_hash_smoke() -> None:
 
     r = bench_hash(3, size=(256, 192))
     assert r["images"] == 3 and r["phash_crypto_per_s"]["per_cpu_s"] > 0
+
+
+def test_phash_hex_is_imagehash_phash() -> None:
+    import imagehash
+
+    for seed in range(12):
+        img = images.make_image(seed, (200, 150))
+        for candidate in (img, img.convert("L"), img.resize((33, 31))):
+            assert mh.phash_hex(candidate) == str(imagehash.phash(candidate))
