@@ -23,7 +23,19 @@ def open_store(url: str | None = None, *, migrate: bool = True) -> Store:
     """Open (and by default migrate) the store named by ``url`` (a path or a database URL)."""
     target = database_url(url)
     if target.startswith(("postgresql://", "postgres://")):
-        raise ConfigError(f"{DB_ENV}: the PostgreSQL backend is not available in this version")
+        try:
+            from engine.store.postgres import PostgresStore
+        except ImportError as exc:  # psycopg is an optional dependency
+            raise ConfigError(f"database URL {target.split('@')[-1]!r}: the PostgreSQL backend "
+                              f"needs psycopg 3 and psycopg-pool ({exc})") from exc
+        pg = PostgresStore(target)
+        if migrate:
+            try:
+                pg.migrate()
+            except BaseException:
+                pg.close()
+                raise
+        return pg
     if target.startswith("sqlite:///"):
         target = target[len("sqlite:///"):]
     elif "://" in target:
