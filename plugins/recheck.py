@@ -301,7 +301,9 @@ def _authority_context(ctx: Any, state: _RunState
                        ) -> tuple[str, frozenset[str], dict[str, tuple[str | None, str]]]:
     """Home country, member countries and ``[routing.contacts]`` (from the route plugin)."""
     if state.authority is None:
-        home, members, contacts = "NL", frozenset(), {}
+        home: str = "NL"
+        members: frozenset[str] = frozenset()
+        contacts: dict[str, tuple[str | None, str]] = {}
         try:
             from plugins.route_inhope import load_directory, settings_from_config
 
@@ -472,18 +474,18 @@ async def ntd_recheck(case: Case, ctx: Any) -> StageResult:
     home, members, contacts = _authority_context(ctx, state)
     noticed_at = parse(mon.get("noticed_at") or case.updated_at)
     position = int(mon.get("ladder_position") or 0)
-    step = next_step(ladder=s.ladder, position=position if ladder_due else len(s.ladder),
-                     plan=case.data.get("escalation") or [],
-                     plan_done=mon.get("plan_done") or [], noticed_at=noticed_at, now=now,
-                     routes=routes, resolution=case.data.get("resolution"),
-                     home_country=home, member_countries=members, contacts=contacts,
-                     deadline_hours=int(_deadline_hours(routes) or 0) or None)
-    if step is None:
+    found = next_step(ladder=s.ladder, position=position if ladder_due else len(s.ladder),
+                      plan=case.data.get("escalation") or [],
+                      plan_done=mon.get("plan_done") or [], noticed_at=noticed_at, now=now,
+                      routes=routes, resolution=case.data.get("resolution"),
+                      home_country=home, member_countries=members, contacts=contacts,
+                      deadline_hours=int(_deadline_hours(routes) or 0) or None)
+    if found is None:
         if ladder_due and position >= len(s.ladder):
             detail["ladder"] = "exhausted"
         return _result(mon, "monitoring", "still_online", next_check, detail)
     level = mon["escalation_level"] + 1
-    step = await _plugin_step(case, step, level, ctx)
+    step = await _plugin_step(case, found, level, ctx)
     record = {**step.detail(level), "at": now_text}
     mon.update(escalation_level=level, steps=[*mon["steps"], record])
     if step.advances_ladder:

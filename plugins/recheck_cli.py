@@ -278,7 +278,8 @@ def bench_recheck(cases: int = 100_000, *, workers: int = 64) -> dict[str, Any]:
                 counts, summary = asyncio.run(run_sweep(rt, workers=workers,
                                                         install_signal_handlers=False))
                 cpu = time.process_time() - cpu0
-                outbox = rt.store._read("SELECT count(*) FROM outbox")[0][0]
+                store: Any = rt.store  # the SQLite store made above
+                outbox = store._read("SELECT count(*) FROM outbox")[0][0]
                 states = rt.store.count_by_state()
             finally:
                 rt.close()
