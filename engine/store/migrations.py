@@ -381,5 +381,40 @@ MIGRATIONS: dict[int, dict[str, list[str]]] = {
                 lease_seconds DOUBLE PRECISION NOT NULL)""",
         ],
     },
+    7: {
+        "sqlite": [
+            # Web console accounts (engine.web): argon2 password hashes, one role each; a partner
+            # account reads only cases resolved to its ``country``.
+            """CREATE TABLE users (
+                id TEXT PRIMARY KEY,
+                name TEXT NOT NULL UNIQUE,
+                password_hash TEXT NOT NULL,
+                role TEXT NOT NULL,
+                country TEXT,
+                created_at TEXT NOT NULL)""",
+            # API tokens for scripts: only a SHA-256 of the (random, 256-bit) token is stored.
+            """CREATE TABLE api_tokens (
+                token_hash TEXT PRIMARY KEY,
+                user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+                created_at TEXT NOT NULL,
+                last_used_at TEXT)""",
+            "CREATE INDEX api_tokens_user ON api_tokens(user_id)",
+        ],
+        "postgresql": [
+            f"""CREATE TABLE users (
+                id {_T} PRIMARY KEY,
+                name {_T} NOT NULL UNIQUE,
+                password_hash {_T} NOT NULL,
+                role {_T} NOT NULL,
+                country {_T},
+                created_at {_T} NOT NULL)""",
+            f"""CREATE TABLE api_tokens (
+                token_hash {_T} PRIMARY KEY,
+                user_id {_T} NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+                created_at {_T} NOT NULL,
+                last_used_at {_T})""",
+            "CREATE INDEX api_tokens_user ON api_tokens(user_id)",
+        ],
+    },
 }
 
