@@ -339,8 +339,9 @@ class PostgresStore(PostgresNoticeMixin, PostgresStatsMixin, Store):
             return []
         until = clock.fmt(clock.parse(now) + timedelta(seconds=lease_seconds))
         # SKIP LOCKED: a row another claimer is taking right now is skipped, never waited for
-        # and never taken twice; the outer UPDATE sets the lease in the same statement.
-        with self._write() as conn:
+        # and never taken twice; the outer UPDATE sets the lease in the same statement. One
+        # statement is atomic on its own: autocommit saves the BEGIN/COMMIT round trips.
+        with self._conn() as conn:
             rows = conn.execute(
                 "UPDATE cases SET lease_owner = %s, lease_until = %s WHERE id IN ("
                 " SELECT id FROM cases WHERE state = ANY(%s)"
