@@ -45,7 +45,11 @@ TABLES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("reporters", ("id",)),
     ("reporter_keys", ("reporter_id",)),
     ("audit", ("id",)),
+    ("users", ("id",)),
+    ("api_tokens", ("token_hash",)),
 )
+# Not copied: the target's own migration history, and the old deployment's processes.
+SKIPPED = frozenset({"schema_version", "workers"})
 # Tables whose ``id`` is an identity column on PostgreSQL.
 IDENTITY_TABLES = frozenset({"reports", "items", "events", "hashlist_entries", "contacts",
                              "audit"})
@@ -190,6 +194,16 @@ def _write_rows(conn: Any, pg: bool, table: str, columns: list[str],
         conn.executemany(sql, batch)
 
 
+def _tables(conn: Any, pg: bool) -> set[str]:
+    if pg:
+        found = conn.execute("SELECT tablename FROM pg_tables"
+                             " WHERE schemaname = current_schema()").fetchall()
+        return {r["tablename"] for r in found}
+    found = conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'"
+                         " AND name NOT LIKE 'sqlite_%'").fetchall()
+    return {r[0] for r in found}
+
+
 def _count(conn: Any, pg: bool, table: str) -> int:
     if pg:
         row = conn.execute(f"SELECT count(*) AS n FROM {table}").fetchone()
@@ -239,6 +253,9 @@ def copy_database(source_url: str, target_url: str) -> CopyReport:
 def _copy(source: Store, target: Store, report: CopyReport) -> None:
     src_pg, dst_pg = _is_pg(source), _is_pg(target)
     with _transaction(target) as dst:
+        unknown = _tables(dst, dst_pg) - SKIPPED - {t for t, _ in TABLES}
+        if unknown:  # a newer migration added a table this copy does not know yet
+            raise StorageError(f"db copy does not know table(s) {', '.join(sorted(unknown))}")
         busy = [t for t, _ in TABLES if _count(dst, dst_pg, t)]
         if busy:
             raise InputError(f"--to {report.target} is not empty (rows in {', '.join(busy)}):"
