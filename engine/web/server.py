@@ -22,9 +22,9 @@ def uvicorn_config(app: Any, host: str, port: int, *, log_level: str = "warning"
                           lifespan="off", **extra)
 
 
-def serve(app: Any, host: str, port: int) -> None:
+def serve(app: Any, host: str, port: int, *, log_level: str = "info") -> None:
     """Run until SIGINT/SIGTERM."""
-    uvicorn.Server(uvicorn_config(app, host, port, log_level="info")).run()
+    uvicorn.Server(uvicorn_config(app, host, port, log_level=log_level)).run()
 
 
 def free_port(host: str = "127.0.0.1") -> int:
