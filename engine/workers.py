@@ -102,7 +102,7 @@ class _Tx:
 @contextmanager
 def _tx(store: Store) -> Iterator[_Tx]:
     postgres = getattr(store, "dialect", "sqlite") == "postgresql"
-    with store._write() as conn:  # type: ignore[attr-defined]  (both backends have it)
+    with store._write() as conn:  # type: ignore[attr-defined]  # both backends have it
         yield _Tx(conn, postgres)
 
 

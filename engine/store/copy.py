@@ -140,7 +140,7 @@ def _is_pg(store: Store) -> bool:
 
 @contextmanager
 def _transaction(store: Store) -> Iterator[Any]:
-    with store._write() as conn:  # type: ignore[attr-defined]  (both backends have it)
+    with store._write() as conn:  # type: ignore[attr-defined]  # both backends have it
         yield conn
 
 

@@ -167,7 +167,7 @@ class PostgresStore(PostgresNoticeMixin, PostgresStatsMixin, Store):
                     return newest
                 version = current + 1
                 for statement in MIGRATIONS[version]["postgresql"]:
-                    conn.execute(statement)  # type: ignore[arg-type]  (literal DDL)
+                    conn.execute(statement)  # type: ignore[arg-type]  # literal DDL
                 conn.execute("INSERT INTO schema_version(version, applied_at) VALUES (%s, %s)",
                              (version, clock.Clock().now_text()))
 
