@@ -21,6 +21,7 @@ import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import timedelta
+from functools import partial
 from typing import Any, TypeVar
 
 import psycopg
@@ -723,7 +724,7 @@ class PostgresStore(PostgresNoticeMixin, PostgresStatsMixin, Store):
             return len(ids)
         # Reporters of these cases go first, whatever their feedback state.
         for case_id in ids:
-            self._retrying(lambda conn, case_id=case_id: self._anonymise_one(conn, case_id, now))
+            self._retrying(partial(self._anonymise_one, case_id=case_id, now=now))
             self.erase_reporters(r["id"] for r in self.reporters(case_id=case_id))
         return len(ids)
 
