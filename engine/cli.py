@@ -140,16 +140,24 @@ class _progress:
 # -- running -----------------------------------------------------------------------------------
 @cli.command()
 @click.option("--until-idle", is_flag=True, help="Stop when no case is due in any stage.")
+@click.option("--daemon", is_flag=True,
+              help="Run continuously (stages, notice sending, re-checks) and purge on schedule.")
 @click.option("--workers", type=click.IntRange(min=1), default=None,
               help="Workers per stage (default: [pipeline] workers).")
+@click.option("--worker-id", default=None, metavar="ID",
+              help="This worker's id for leases (default: host:pid).")
 @JSON_OPT
 @click.pass_obj
-def run(obj: Obj, until_idle: bool, workers: int | None, as_json: bool) -> None:
+def run(obj: Obj, until_idle: bool, daemon: bool, workers: int | None, worker_id: str | None,
+        as_json: bool) -> None:
     """Run the pipeline (until idle, or until SIGINT/SIGTERM)."""
+    if until_idle and daemon:
+        raise click.UsageError("--until-idle and --daemon exclude each other")
     rt = obj.runtime()
     on_progress = _run_progress() if sys.stderr.isatty() and not as_json else None
     summary = rt.run_pipeline_sync(until_idle=until_idle, workers=workers,
-                                   on_progress=on_progress)
+                                   on_progress=on_progress, owner=worker_id,
+                                   retention=daemon)
     if as_json:
         emit_json(summary.to_dict())
         return
@@ -397,8 +405,32 @@ def bench_intake(urls: int, as_json: bool) -> None:
             click.echo(f"{key}: {value}")
 
 
+@bench.command("e2e")
+@click.option("--urls", type=click.IntRange(min=10), default=1000, show_default=True)
+@click.option("--latency-ms", type=click.FloatRange(min=0), default=50.0, show_default=True)
+@click.option("--image-share", type=click.FloatRange(0, 1), default=0.7, show_default=True)
+@click.option("--hosters", type=click.IntRange(min=1), default=200, show_default=True)
+@click.option("--workers", type=click.IntRange(min=1), default=None,
+              help="Workers per stage (default: [pipeline] workers).")
+@JSON_OPT
+@click.pass_obj
+def bench_e2e_cmd(obj: Obj, urls: int, latency_ms: float, image_share: float, hosters: int,
+                  workers: int | None, as_json: bool) -> None:
+    """The whole chain on a loopback world: URLs/s, stage latency, RSS, loop stalls, correctness."""
+    from engine.bench_e2e import bench_e2e
+
+    result = bench_e2e(urls=urls, latency_ms=latency_ms, image_share=image_share,
+                       hosters=hosters, workers=workers, db=obj.db)
+    if as_json:
+        emit_json(result)
+        return
+    for key, value in result.items():
+        click.echo(f"{key}: {value}")
+
+
 def _register_engine_commands() -> None:
     import engine.cli_privacy  # noqa: F401  (registers feedback, purge, dsr, audit)
+    import engine.cli_db  # noqa: F401  (registers db, workers)
     import engine.cli_stats  # noqa: F401  (registers stats)
 
 

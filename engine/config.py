@@ -77,8 +77,9 @@ Schema = Mapping[str, Mapping[str, Option]]
 
 ENGINE_SCHEMA: dict[str, dict[str, Option]] = {
     "pipeline": {
-        "workers": Option(type=int, default=16, check=positive,
-                          help="default workers per stage"),
+        "workers": Option(type=int, default=None, check=positive,
+                          help="workers per stage (default: 64 fetch/recheck, 32 resolve, "
+                               "16 others)"),
         "queue_size": Option(type=int, default=256, check=positive,
                              help="bound of each stage's queue"),
         "per_host_limit": Option(type=int, default=4, check=positive,

@@ -11,6 +11,7 @@ import asyncio
 import logging
 import multiprocessing
 import os
+import threading
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from functools import partial
@@ -29,17 +30,46 @@ T = TypeVar("T")
 log = logging.getLogger("ntd")
 
 
-class AsyncStore:
-    """Runs ``Store`` methods on one dedicated thread: the loop never waits on the database."""
+# Methods that only read: they run on reader threads with their own connections, so a busy
+# writer thread (commits, claims) never delays loading a case.
+READ_METHODS = frozenset({
+    "load_case", "get_case", "list_cases", "count_by_state", "events", "hashlist_generation",
+    "hashlists", "cache_get", "cache_items", "contacts_list", "contact_failures",
+    "lease_owners", "list_notices", "get_notice", "notice_counts",
+})
 
-    def __init__(self, store: Store) -> None:
+
+class AsyncStore:
+    """Runs ``Store`` methods off the event loop: writes on one dedicated thread (one writer,
+    as SQLite wants), reads on a small pool of reader threads with their own connections."""
+
+    def __init__(self, store: Store, *, readers: int = 2) -> None:
         self.sync = store
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ntd-db")
+        self._readers = ThreadPoolExecutor(max_workers=readers, thread_name_prefix="ntd-db-read")
+        self._local = threading.local()
+        self._clones: list[Store] = []
+        self._clone_lock = threading.Lock()
+
+    def _reader_store(self) -> Store:
+        store = getattr(self._local, "store", None)
+        if store is None:
+            store = self.sync.clone()
+            self._local.store = store
+            with self._clone_lock:
+                self._clones.append(store)
+        return store
+
+    def _read(self, method: str, args: Any, kwargs: Any) -> Any:
+        return getattr(self._reader_store(), method)(*args, **kwargs)
 
     async def call(self, method: str, /, *args: Any, **kwargs: Any) -> Any:
-        """Await ``store.method(*args, **kwargs)`` run on the database thread."""
-        fn = getattr(self.sync, method)
+        """Await ``store.method(*args, **kwargs)`` on the writer or a reader thread."""
         loop = asyncio.get_running_loop()
+        if method in READ_METHODS:
+            return await loop.run_in_executor(self._readers,
+                                              partial(self._read, method, args, kwargs))
+        fn = getattr(self.sync, method)
         return await loop.run_in_executor(self._executor, partial(fn, *args, **kwargs))
 
     async def call_fn(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
@@ -53,8 +83,12 @@ class AsyncStore:
         return partial(self.call, name)
 
     def close(self) -> None:
-        """Stop the database thread (the store itself stays open)."""
+        """Stop the database threads and close the readers' connections (not the store)."""
         self._executor.shutdown(wait=True)
+        self._readers.shutdown(wait=True)
+        for store in self._clones:
+            store.close()
+        self._clones.clear()
 
 
 class StageContext:

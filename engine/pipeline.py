@@ -35,6 +35,8 @@ from engine.store import Commit
 log = logging.getLogger("ntd.pipeline")
 
 MAX_ATTEMPTS = 5
+# Stages that mostly wait on the network get more workers unless configured otherwise.
+DEFAULT_STAGE_WORKERS = {"fetch": 64, "recheck": 64, "resolve": 32}
 
 
 @dataclass(frozen=True)
@@ -145,7 +147,8 @@ class Pipeline:
                  install_signal_handlers: bool = True) -> None:
         self.ctx = ctx
         cfg = ctx.config
-        self.workers = workers or cfg.get("pipeline", "workers", 16)
+        # None = per-stage defaults (more workers for stages that wait on the network).
+        self.workers = workers or cfg.get("pipeline", "workers")
         self.concurrency = cfg.section("pipeline.concurrency")
         self.queue_size = cfg.get("pipeline", "queue_size", 256)
         self.lease_seconds = cfg.get("pipeline", "lease_seconds", 300)
@@ -162,6 +165,7 @@ class Pipeline:
         self._claiming = 0
         self._claims = 0
         self._queues: dict[str, asyncio.Queue[str]] = {}
+        self._busy: set[asyncio.Task[Any]] = set()
 
     @property
     def active_stages(self) -> list[Stage]:
@@ -180,9 +184,16 @@ class Pipeline:
         now = self.ctx.clock.now_text()
         owners = await store.lease_owners()
         dead = dead_local_owners(list(owners), self.ctx.owner)
+        if self.ctx.owner in owners:
+            # Leases under our own id are from an earlier life of this worker (crash/kill -9).
+            dead.append(self.ctx.owner)
         if dead:
             self.summary.released = await store.release_owners(dead)
             log.info("released %d leases of dead workers %s", self.summary.released, dead)
+        # Register before any claim: a restarted worker's old leases are released first.
+        from engine import workers as worker_registry
+
+        await worker_registry.start_worker(self.ctx)
         active = self.active_stages
         for stage in active:
             await store.unpark(stage.name, now)
@@ -195,7 +206,10 @@ class Pipeline:
         try:
             async with asyncio.TaskGroup() as tg:
                 commit_task = tg.create_task(committer.run())
+                heartbeat_stop = asyncio.Event()
+                heartbeat = tg.create_task(worker_registry.heartbeat(self.ctx, heartbeat_stop))
                 stage_tasks = []
+                worker_tasks: list[asyncio.Task[None]] = []
                 service_stop = asyncio.Event()
                 service_tasks = [tg.create_task(coro) for coro, _ in await call_all(
                     self.ctx.pm, "ntd_service", ctx=self.ctx, stop=service_stop, _sync=True)]
@@ -203,13 +217,19 @@ class Pipeline:
                     queue: asyncio.Queue[str] = asyncio.Queue(maxsize=self.queue_size)
                     self._queues[stage.name] = queue
                     stage_tasks.append(tg.create_task(self._feeder(stage, queue)))
-                    n = int(self.concurrency.get(stage.name, self.workers))
+                    default = self.workers or DEFAULT_STAGE_WORKERS.get(stage.name, 16)
+                    n = int(self.concurrency.get(stage.name, default))
                     for _ in range(n):
-                        stage_tasks.append(tg.create_task(self._worker(stage, queue, committer)))
+                        worker = tg.create_task(self._worker(stage, queue, committer))
+                        worker_tasks.append(worker)
+                        stage_tasks.append(worker)
                 await self._supervise(active)
                 # Stop: feeders end, workers drain what they hold (bounded by the grace period).
                 self._stopping.set()
                 self._wake.set()
+                for task in worker_tasks:
+                    if task not in self._busy:
+                        task.cancel()  # idle: waiting for a case that will not come
                 pending: set[asyncio.Task[None]] = set()
                 if stage_tasks:
                     _, pending = await asyncio.wait(stage_tasks, timeout=self.grace)
@@ -224,6 +244,8 @@ class Pipeline:
                         task.cancel()
                 # Workers waited for their own commits, so nothing durable is pending here.
                 commit_task.cancel()
+                heartbeat_stop.set()
+                await heartbeat
         finally:
             if self.install_signal_handlers:
                 for sig in (signal.SIGINT, signal.SIGTERM):
@@ -273,7 +295,9 @@ class Pipeline:
     async def _feeder(self, stage: Stage, queue: asyncio.Queue[str]) -> None:
         while not self._stopping.is_set():
             room = queue.maxsize - queue.qsize()
-            if room <= 0:
+            if queue.qsize() > queue.maxsize // 2:
+                # Refill in batches below a low-water mark: one claim per many cases, not
+                # one per finished case.
                 await self._wait_wake(self.poll_seconds)
                 continue
             self._claiming += 1
@@ -297,13 +321,11 @@ class Pipeline:
 
     async def _worker(self, stage: Stage, queue: asyncio.Queue[str],
                       committer: _Committer) -> None:
-        while True:
-            if self._stopping.is_set():
-                return  # what is still queued is released by run()
-            try:
-                case_id = await asyncio.wait_for(queue.get(), timeout=0.1)
-            except TimeoutError:
-                continue
+        me = asyncio.current_task()
+        assert me is not None
+        while not self._stopping.is_set():
+            case_id = await queue.get()  # an idle worker is cancelled here at stop
+            self._busy.add(me)
             started = time.perf_counter()
             try:
                 commit = await self._run_stage(stage, case_id)
@@ -312,10 +334,11 @@ class Pipeline:
                 self.summary.stage_ms.setdefault(stage.name, []).append(
                     (time.perf_counter() - started) * 1000)
             except asyncio.CancelledError:
-                # Grace period over: the case is requeued (its lease released) by the caller.
+                # Grace period over: the case is requeued (its lease released).
                 await asyncio.shield(self.ctx.store.release([case_id], self.ctx.owner))
                 raise
             finally:
+                self._busy.discard(me)
                 self._in_flight -= 1
                 self._wake.set()
 

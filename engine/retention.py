@@ -29,6 +29,8 @@ SCHEMA: dict[str, dict[str, Option]] = {
                                        help="anonymise finished cases after this many days"),
         "max_case_days": Option(type=float, default=365.0, check=positive,
                                 help="anonymise any case after this many days"),
+        "purge_interval_minutes": Option(type=float, default=60.0, check=positive,
+                                         help="how often `ntd run --daemon` purges"),
     },
 }
 

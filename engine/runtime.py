@@ -80,20 +80,50 @@ class Runtime:
 
     async def run_pipeline(self, *, until_idle: bool = True, workers: int | None = None,
                            owner: str | None = None, on_progress: Any = None,
-                           install_signal_handlers: bool = True) -> RunSummary:
-        """Start plugins, run the pipeline, shut plugins down."""
+                           install_signal_handlers: bool = True,
+                           retention: bool = False) -> RunSummary:
+        """Start plugins, run the pipeline, shut plugins down.
+
+        ``retention`` (``ntd run --daemon``) also runs feedback and purge every
+        ``[retention] purge_interval_minutes``.
+        """
         ctx = self.context(owner)
+        purger: asyncio.Task[None] | None = None
         try:
             await call_all(self.pm, "ntd_startup", ctx=ctx)
             pipeline = Pipeline(ctx, workers=workers, until_idle=until_idle,
                                 on_progress=on_progress,
                                 install_signal_handlers=install_signal_handlers)
+            if retention:
+                purger = asyncio.create_task(self._purge_loop(pipeline))
             return await pipeline.run()
         finally:
+            if purger is not None:
+                purger.cancel()
+                await asyncio.gather(purger, return_exceptions=True)
             try:
                 await call_all(self.pm, "ntd_shutdown", ctx=ctx)
             finally:
                 await ctx.aclose()
+
+    async def _purge_loop(self, pipeline: Pipeline) -> None:
+        """Feedback and retention on a schedule, off the event loop (its own store thread)."""
+        from engine import retention
+
+        interval = self.config.get("retention", "purge_interval_minutes", 60.0) * 60
+        while True:
+            await asyncio.to_thread(self._purge_once, retention)
+            await asyncio.sleep(interval)
+
+    def _purge_once(self, retention: Any) -> None:
+        # A separate connection: the pipeline's store thread keeps its own.
+        store = open_store(getattr(self.store, "url", None))
+        try:
+            rt = Runtime(pm=self.pm, config=self.config, store=store, clock=self.clock)
+            retention.send_feedback(rt)
+            retention.purge(rt)
+        finally:
+            store.close()
 
     def run_pipeline_sync(self, **kwargs: Any) -> RunSummary:
         """``run_pipeline`` from synchronous code."""

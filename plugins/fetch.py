@@ -9,6 +9,8 @@ cryptographic hashes) plus one item per media URL found on it (capped, default 5
 from __future__ import annotations
 
 import asyncio
+import hashlib
+from collections import OrderedDict
 from datetime import timedelta
 from typing import Any
 
@@ -56,7 +58,62 @@ def ntd_config_schema() -> dict[str, dict[str, Option]]:
                                 help="first retry delay of an unreachable URL (doubles)"),
         "max_attempts": Option(type=int, default=5, check=positive,
                                help="fetch attempts before a case is marked failed"),
+        "hash_cache_entries": Option(
+            type=int, default=50_000, check=lambda v: None if v >= 0 else "must be 0 or more",
+            help="perceptual hashes remembered by SHA-256 (the same file at many URLs is "
+                 "decoded once); 0 disables"),
     }}
+
+
+class HashCache:
+    """Hashes of recently seen bodies, keyed by SHA-256 (an LRU; hashes only, never bytes)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.hits = self.misses = 0
+        self._entries: OrderedDict[str, dict[str, Any]] = OrderedDict()
+
+    def get(self, sha256: str) -> dict[str, Any] | None:
+        """The cached hashes of a body, refreshed as most recently used."""
+        found = self._entries.get(sha256)
+        if found is None:
+            self.misses += 1
+            return None
+        self._entries.move_to_end(sha256)
+        self.hits += 1
+        return dict(found)
+
+    def put(self, sha256: str, hashes: dict[str, Any]) -> None:
+        """Remember the hashes of a body."""
+        if self.size <= 0:
+            return
+        self._entries[sha256] = dict(hashes)
+        self._entries.move_to_end(sha256)
+        while len(self._entries) > self.size:
+            self._entries.popitem(last=False)
+
+
+def _hash_cache(ctx: Any) -> HashCache:
+    cache = ctx.state.get("fetch.hash_cache")
+    if cache is None:
+        cache = HashCache(ctx.config.get("fetch", "hash_cache_entries", 50_000))
+        ctx.state["fetch.hash_cache"] = cache
+    return cache
+
+
+async def hash_cached(ctx: Any, body: bytes, content_type: str) -> dict[str, Any]:
+    """``hash_bytes`` in the process pool, skipped when the same bytes were hashed before."""
+    # SHA-256 releases the GIL on large buffers: a thread keeps big bodies off the loop.
+    digest = (hashlib.sha256(body).hexdigest() if len(body) < 1 << 20
+              else await asyncio.to_thread(lambda: hashlib.sha256(body).hexdigest()))
+    cache = _hash_cache(ctx)
+    key = f"{content_type}:{digest}"
+    found = cache.get(key)
+    if found is not None:
+        return found
+    hashes: dict[str, Any] = await ctx.run_cpu(hash_bytes, body, content_type)
+    cache.put(key, hashes)
+    return hashes
 
 
 async def _fetch_item(ctx: Any, url: str, kind: str) -> tuple[Item, str | None]:
@@ -69,7 +126,7 @@ async def _fetch_item(ctx: Any, url: str, kind: str) -> tuple[Item, str | None]:
     hashes: dict[str, Any] = {}
     error = None
     if 200 <= resp.status < 300:
-        hashes = await ctx.run_cpu(hash_bytes, resp.body, resp.content_type)
+        hashes = await hash_cached(ctx, resp.body, resp.content_type)
         error = hashes.pop("error", None)
         if resp.content_type == "text/html" and kind == "url":
             html = resp.body.decode("utf-8", errors="replace")

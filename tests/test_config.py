@@ -13,7 +13,7 @@ from tests.conftest import ntd_json, run_ntd
 
 def test_defaults_fill_in() -> None:
     config = validate({}, ENGINE_SCHEMA)
-    assert config.get("pipeline", "workers") == 16
+    assert config.get("pipeline", "workers") is None  # per-stage defaults
     assert config.get("lab", "allow_private_networks") is False
 
 

@@ -53,6 +53,12 @@ async def site():
     await server.close()
 
 
+@pytest.fixture(autouse=True)
+def _fetch_and_match_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Later stages would move confirmed cases on; these tests look at fetch and match."""
+    monkeypatch.setenv("NTD_DISABLE_PLUGINS", "resolve,route_inhope,notify,recheck")
+
+
 def lab_runtime(db: Path, server: LabWebServer) -> Runtime:
     return Runtime.open(db=str(db), overrides={
         "lab": {"allow_private_networks": True},

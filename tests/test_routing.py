@@ -40,6 +40,12 @@ DIRECTORY = load_directory()
 
 
 # -- resolutions ---------------------------------------------------------------------------------
+
+@pytest.fixture(autouse=True)
+def _routing_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Later stages (notify, recheck) would move routed cases on; these tests stop at routing."""
+    monkeypatch.setenv("NTD_DISABLE_PLUGINS", "fetch,hashmatch,resolve,notify,recheck")
+
 def contact(scope: str, address: str, channel: str = "email", confidence: float = 0.9,
             **extra: Any) -> dict[str, Any]:
     return {"scope": scope, "channel": channel, "address": address, "source": "test",

@@ -33,6 +33,12 @@ class LabWorld:
     hosts: list[str]
     urls: list[PlannedURL] = field(default_factory=list)
     planted_seeds: range = range(0)
+    external_port: int | None = None  # set when a WorldServerProcess serves the world
+
+    @property
+    def port(self) -> int:
+        """The port the world is served on."""
+        return self.external_port or self.server.port
 
     def host_map(self) -> dict[str, str]:
         """``[resolve.hosts]`` for every virtual host: all point at loopback."""
@@ -42,13 +48,13 @@ class LabWorld:
         """Configuration that lets the engine reach this world (lab mode only)."""
         return {"lab": {"allow_private_networks": True},
                 "resolve.hosts": self.host_map(),
-                "fetch": {"allowed_ports": [self.server.port], "total_timeout": 5.0,
+                "fetch": {"allowed_ports": [self.port], "total_timeout": 5.0,
                           "max_bytes": 2 * 1024 * 1024}}
 
 
 def build_world(*, urls: int, hosters: int = 20, planted: int = 20, image_share: float = 0.7,
                 latency_ms: float = 0, seed: int = 7, faulty_share: float = 0.03,
-                image_pool: int = 200) -> LabWorld:
+                image_pool: int = 200, plan_only: bool = False) -> LabWorld:
     """Plan a world of ``urls`` report URLs over ``hosters`` hosts (server not yet started).
 
     A ``planted_share`` of images are from the synthetic list (seeds ``0..planted-1``); the rest
@@ -62,6 +68,8 @@ def build_world(*, urls: int, hosters: int = 20, planted: int = 20, image_share:
 
     def image(seed_: int) -> bytes:
         # A bounded pool of distinct images keeps generation cheap for large worlds.
+        if plan_only:
+            return b""  # the URLs and their meaning only: another process serves the bytes
         if seed_ not in cache:
             cache[seed_] = demo_image_bytes(seed_)
         return cache[seed_]
@@ -98,6 +106,140 @@ def build_world(*, urls: int, hosters: int = 20, planted: int = 20, image_share:
     return world
 
 
-def bind_urls(world: LabWorld) -> list[str]:
+def bind_urls(world: LabWorld, port: int | None = None) -> list[str]:
     """The planned URLs with the server's real port filled in (after start)."""
-    return [u.url.replace("PORT", str(world.server.port)) for u in world.urls]
+    real = str(port or world.port)
+    return [u.url.replace("PORT", real) for u in world.urls]
+
+
+# -- the full chain: RDAP registry, SMTP sink, routing contacts ---------------------------------
+
+COUNTRIES = ("NL", "NL", "NL", "DE", "DE", "FR", "BE", "QZ")  # QZ: a country without a hotline
+
+
+@dataclass
+class FullLab:
+    """The world plus a loopback RDAP registry and SMTP sink, started together."""
+
+    world: LabWorld
+    rdap: Any = None
+    sink: Any = None
+    rdap_keys: dict[str, str] = field(default_factory=dict)  # host -> public-looking IP
+
+    async def start(self) -> FullLab:
+        """Start the web server, RDAP registry and SMTP sink on loopback."""
+        from engine.lab.rdap_server import LabRdapServer
+        from engine.lab.smtp_sink import SMTPSink
+
+        if self.world.external_port is None:
+            await self.world.server.start()
+        self.rdap = LabRdapServer()
+        for i, host in enumerate(self.world.hosts):
+            # One synthetic /24 per hoster in public-looking space: keys for the loopback
+            # registry only, never contacted.
+            cidr = f"185.{4 + i // 250}.{i % 250}.0/24"
+            self.rdap.add_hoster(name=f"Hoster{i}", country=COUNTRIES[i % len(COUNTRIES)],
+                                 cidr=cidr, asn=64_500 + i,
+                                 abuse_email=f"abuse@hoster-{i}.example.test")
+            self.rdap_keys[host] = cidr.replace(".0/24", ".10")
+        self.rdap.add_registrar_domain(domain="example.test", registrar_name="Lab Registrar",
+                                       iana_id="9999", abuse_email="abuse@registrar.example.test")
+        await self.rdap.start()
+        self.sink = await SMTPSink().start()
+        return self
+
+    async def close(self) -> None:
+        """Stop everything."""
+        if self.sink is not None:
+            await self.sink.aclose()
+        if self.rdap is not None:
+            await self.rdap.close()
+        if self.world.external_port is None:
+            await self.world.server.close()
+
+    def config_overrides(self) -> dict[str, dict[str, Any]]:
+        """Configuration for every stage to work against this lab."""
+        out = self.world.config_overrides()
+        out.update({
+            "lab.rdap_addresses": dict(self.rdap_keys),
+            "resolve": {"origin_asn": False, "timeout": 2.0},
+            "rdap": {"ip_base_url": self.rdap.base_url, "backoff_base": 0.01,
+                     "domain_base_urls": {"*": self.rdap.base_url}},
+            "smtp": {"host": "127.0.0.1", "port": self.sink.port,
+                     "from_address": "notices@hotline.example.test"},
+            "notices": {"aggregate_minutes": 0.0, "hotline_name": "Lab Hotline",
+                        "reference_prefix": "LAB", "poll_seconds": 0.05},
+            "routing.contacts": {
+                "police:NL": "email:tbkk@police.example.test",
+                "hotline:DE": "email:reports@hotline-de.example.test",
+                "hotline:FR": "email:reports@hotline-fr.example.test",
+                "hotline:BE": "email:reports@hotline-be.example.test",
+                "interpol": "email:icse@interpol.example.test",
+            },
+        })
+        return out
+
+
+class WorldServerProcess:
+    """The world's web server in a child process, so the engine under test has its CPU.
+
+    Both processes build the same deterministic world from the same arguments; the child serves
+    it and reports its port on stdout.
+    """
+
+    def __init__(self, **world_args: Any) -> None:
+        self.world_args = world_args
+        self.proc: Any = None
+        self.port = 0
+
+    def start(self) -> WorldServerProcess:
+        """Spawn the child and wait for its port."""
+        import json
+        import subprocess
+        import sys
+
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "engine.lab.world", json.dumps(self.world_args)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        line = self.proc.stdout.readline()
+        if not line.strip().isdigit():
+            self.stop()
+            raise RuntimeError("world server process did not start")
+        self.port = int(line)
+        return self
+
+    def stop(self) -> None:
+        """End the child (closing its stdin tells it to stop)."""
+        if self.proc is not None:
+            try:
+                self.proc.stdin.close()
+                self.proc.wait(timeout=10)
+            except Exception:  # noqa: BLE001 - make sure it is gone whatever happened
+                self.proc.kill()
+                self.proc.wait()
+            if self.proc.stdout:
+                self.proc.stdout.close()
+            self.proc = None
+
+
+def _serve_main(args_json: str) -> None:
+    import asyncio
+    import json
+    import sys
+
+    async def serve() -> None:
+        world = build_world(**json.loads(args_json))
+        await world.server.start()
+        print(world.server.port, flush=True)
+        loop = asyncio.get_running_loop()
+        # Serve until the parent closes our stdin.
+        await loop.run_in_executor(None, sys.stdin.read)
+        await world.server.close()
+
+    asyncio.run(serve())
+
+
+if __name__ == "__main__":
+    import sys as _sys
+
+    _serve_main(_sys.argv[1])

@@ -70,6 +70,10 @@ class Store(NoticeStore, ABC):
     def close(self) -> None:
         """Release the connection(s)."""
 
+    @abstractmethod
+    def clone(self) -> Store:
+        """Another store on the same database with its own connection (for reader threads)."""
+
     # -- intake --------------------------------------------------------------------------------
     @abstractmethod
     def create_batch(self, *, channel: str, source: str, at: str) -> str:

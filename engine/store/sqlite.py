@@ -26,6 +26,8 @@ from engine.store.sqlite_notices import SQLiteNoticeMixin
 from engine.store.sqlite_stats import SQLiteStatsMixin
 
 _CLOSED = tuple(sorted(CLOSED_STATES))
+# States that mean "this stage failed; try again later".
+RETRY_STATES = frozenset({"unreachable", "unresolved"})
 
 
 def _dumps(value: Any) -> str:
@@ -81,6 +83,9 @@ class SQLiteStore(SQLiteNoticeMixin, SQLiteStatsMixin, Store):
     def close(self) -> None:
         with self._lock:
             self.conn.close()
+
+    def clone(self) -> SQLiteStore:
+        return SQLiteStore(self.path)
 
     # -- schema --------------------------------------------------------------------------------
     def schema_version(self) -> int:
@@ -325,10 +330,11 @@ class SQLiteStore(SQLiteNoticeMixin, SQLiteStatsMixin, Store):
                 cur = conn.execute(
                     "UPDATE cases SET state = ?, state_reason = ?, retry_at = ?, updated_at = ?,"
                     " lease_owner = NULL, lease_until = NULL, is_open = ?, parked_stage = NULL,"
-                    " attempts = CASE WHEN ? THEN attempts + 1 ELSE 0 END"
+                    # Attempts count retries of one stage: a failure state, or staying put.
+                    " attempts = CASE WHEN ? OR state = ? THEN attempts + 1 ELSE 0 END"
                     " WHERE id = ? AND lease_owner = ?",
                     (r.state, r.reason, retry_at, now, 0 if r.state in CLOSED_STATES else 1,
-                     1 if retry_at else 0, c.case_id, c.owner))
+                     1 if r.state in RETRY_STATES else 0, r.state, c.case_id, c.owner))
                 if cur.rowcount != 1:
                     lost.append(c.case_id)
                     continue
