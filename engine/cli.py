@@ -429,8 +429,8 @@ def bench_e2e_cmd(obj: Obj, urls: int, latency_ms: float, image_share: float, ho
 
 
 def _register_engine_commands() -> None:
-    import engine.cli_privacy  # noqa: F401  (registers feedback, purge, dsr, audit)
     import engine.cli_db  # noqa: F401  (registers db, workers)
+    import engine.cli_privacy  # noqa: F401  (registers feedback, purge, dsr, audit)
     import engine.cli_stats  # noqa: F401  (registers stats)
 
 
