@@ -214,8 +214,25 @@ def ntd_notify(case: Case, ctx: StageContext) -> StageResult | None:
 
 @hookspec
 def ntd_recheck(case: Case, ctx: StageContext) -> StageResult | None:
-    """Re-check stage: consumes cases in ``monitoring`` / ``escalated`` whose check is due.
+    """Re-check stage: consumes ``noticed``, ``monitoring``, ``escalated``, ``reappeared`` and
+    ``removed`` cases whose check (``retry_at``) is due.
 
-    Check whether the material is still online and return the case's next state (``removed``,
-    ``monitoring``, ``escalated`` ...) with ``data={"monitoring": {...}}``.
+    Check whether the material is still online through ``ctx.fetcher`` and return the case's
+    next state — ``monitoring`` (still online, next check scheduled), ``escalated`` (a ladder
+    step queued in ``StageResult.outbox``), ``removed`` (gone; one confirmation check follows),
+    ``reappeared`` (back after removal) or ``closed`` — with ``data={"monitoring": {...}}`` and
+    ``retry_at`` for the next check.
+    """
+
+
+@hookspec
+def ntd_escalate(case: Case, step: dict[str, Any],
+                 ctx: StageContext) -> list[dict[str, Any]] | None:
+    """Adjust an escalation step of the re-check stage before it is queued.
+
+    ``step`` is ``{"level": N, "step": "deferred"|"reminder"|"upstream"|"authority"|
+    "reappeared", "targets": [...], "skipped": [...], "routes": [...]}`` (routes in the routing
+    contract). Return extra contract routes to add to the step, and/or ``{"veto": true,
+    "recipient_kind": "..."}`` to drop that kind from it; ``None`` for no change. All answers
+    are collected; placeholder targets are skipped. May return an awaitable.
     """

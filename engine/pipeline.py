@@ -54,7 +54,8 @@ STAGES: tuple[Stage, ...] = (
     Stage("resolve", "ntd_resolve", ("confirmed", "unresolved")),
     Stage("route", "ntd_route", ("resolved",)),
     Stage("notify", "ntd_notify", ("routed",)),
-    Stage("recheck", "ntd_recheck", ("noticed", "monitoring", "escalated", "reappeared")),
+    Stage("recheck", "ntd_recheck",
+          ("noticed", "monitoring", "escalated", "reappeared", "removed")),
 )
 
 

@@ -63,18 +63,27 @@ async def ntd_pending_work(ctx: Any) -> int:
 @hookimpl
 async def ntd_notify(case: Any, ctx: Any) -> StageResult:
     settings = notice_settings(ctx.config)
+    from plugins.escalation import is_placeholder
+
     routes = [r for r in case.data.get("routes") or [] if isinstance(r, dict)]
+    # A placeholder target (e.g. "police:NL" with no contact configured) is never sent: it
+    # stays visible in the routes and the trail for the analyst.
+    placeholders = [r["target"] for r in routes
+                    if r.get("target") and is_placeholder(r.get("target"))]
     actions = [{"id": new_id("A"),
                 **build_action(case, route, reference_prefix=settings.reference_prefix)}
-               for route in routes if route.get("target")]
+               for route in routes
+               if route.get("target") and not is_placeholder(route.get("target"))]
     hours = [a["deadline_hours"] for a in actions
              if isinstance(a.get("deadline_hours"), int | float) and a["deadline_hours"] > 0]
     first_check = min(hours) if hours else settings.recheck_hours
     channels = Counter(a["channel"] for a in actions)
     detail: dict[str, Any] = {"actions": len(actions), "channels": dict(channels),
                               "recipients": sorted({a["recipient"] for a in actions})}
-    if len(actions) < len(routes):
-        detail["skipped_routes_without_target"] = len(routes) - len(actions)
+    if placeholders:
+        detail["skipped_unconfigured_targets"] = sorted(placeholders)
+    if len(actions) + len(placeholders) < len(routes):
+        detail["skipped_routes_without_target"] = len(routes) - len(actions) - len(placeholders)
     return StageResult(state="noticed", action="noticed", outbox=actions, detail=detail,
                        retry_at=ctx.clock.now() + timedelta(hours=first_check))
 

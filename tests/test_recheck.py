@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import json
 import os
 import signal
@@ -361,7 +363,14 @@ async def test_delayed_hoster_notice_of_the_plan_is_a_ladder_step(tmp_path: Path
         rt.close()
 
 
-async def test_without_a_confirmation_stage_removal_closes_at_once(tmp_path: Path) -> None:
+async def test_without_a_confirmation_stage_removal_closes_at_once(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # An engine whose recheck stage does not take `removed` cases back: close at once.
+    from engine import pipeline
+
+    monkeypatch.setattr(pipeline, "STAGES", tuple(
+        dataclasses.replace(s, consumes=tuple(c for c in s.consumes if c != "removed"))
+        for s in pipeline.STAGES))
     async with LabWebServer() as srv:
         rt = make_runtime(tmp_path, srv.port)
         case_id = make_case(rt, srv, "site-a.test", serve=False)

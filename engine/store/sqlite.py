@@ -330,11 +330,13 @@ class SQLiteStore(SQLiteNoticeMixin, SQLiteStatsMixin, Store):
                 cur = conn.execute(
                     "UPDATE cases SET state = ?, state_reason = ?, retry_at = ?, updated_at = ?,"
                     " lease_owner = NULL, lease_until = NULL, is_open = ?, parked_stage = NULL,"
-                    # Attempts count retries of one stage: a failure state, or staying put.
-                    " attempts = CASE WHEN ? OR state = ? THEN attempts + 1 ELSE 0 END"
+                    # Attempts count retries of one stage: a failure state or an engine error
+                    # (a scheduled re-check that stays in its state is not a retry).
+                    " attempts = CASE WHEN ? THEN attempts + 1 ELSE 0 END"
                     " WHERE id = ? AND lease_owner = ?",
                     (r.state, r.reason, retry_at, now, 0 if r.state in CLOSED_STATES else 1,
-                     1 if r.state in RETRY_STATES else 0, r.state, c.case_id, c.owner))
+                     1 if (r.state in RETRY_STATES or r.action == "error") else 0,
+                     c.case_id, c.owner))
                 if cur.rowcount != 1:
                     lost.append(c.case_id)
                     continue
