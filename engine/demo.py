@@ -1,7 +1,10 @@
 """``ntd demo``: an offline run of the whole chain on synthetic data, with a readable summary.
 
-Everything is generated: host names under ``.test`` served by a loopback web server, images made of
-gradients, shapes and noise, a hash list built from some of them. Nothing leaves the machine.
+Everything is generated: host names under ``.test`` served by a loopback web server, a loopback
+RDAP registry, an SMTP sink, images made of gradients, shapes and noise, and a hash list built from
+some of them. The demo submits a batch, runs fetch → match → resolve → route → notice, lets a
+simulated day pass (some hosters take material down), runs one re-check sweep, and prints what
+happened, ending with the anonymised statistics. Nothing leaves the machine.
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import tempfile
 from collections import Counter
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +20,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 from rich.table import Table
 
+from engine.clock import Clock
 from engine.intake import submit_files
-from engine.lab.world import bind_urls, build_world
+from engine.lab.world import FullLab, bind_urls, build_world
 from engine.runtime import Runtime
 
 
@@ -35,34 +40,48 @@ async def _demo(urls: int, folder: Path) -> dict[str, Any]:
     db = folder / "demo.db"
     for suffix in ("", "-wal", "-shm"):
         Path(f"{db}{suffix}").unlink(missing_ok=True)
-    world = build_world(urls=urls, hosters=20, planted=20)
-    await world.server.start()
+    # Dense planting so every stage has work: a fifth of the URLs carry listed images.
+    world = build_world(urls=urls, hosters=24, planted=20, image_pool=60)
+    lab = await FullLab(world).start()
     try:
-        overrides = world.config_overrides()
+        overrides = lab.config_overrides()
         overrides["pipeline"] = {"poll_seconds": 0.05}
-        rt = Runtime.open(db=str(db), overrides=overrides)
+        overrides["notices"]["mode"] = "send"
+        overrides["stats"] = {"min_count": 3}
+        overrides["lab"]["allow_private_networks"] = True
+        clock = Clock(fixed=datetime.now(UTC))
+        rt = Runtime.open(db=str(db), overrides=overrides, clock=clock)
         try:
-            return await _run(console, rt, world, folder)
+            return await _run(console, rt, lab, folder)
         finally:
             rt.close()
     finally:
-        await world.server.close()
+        await lab.close()
 
 
-async def _run(console: Console, rt: Runtime, world: Any, folder: Path) -> dict[str, Any]:
+def _table(title: str, columns: list[str], rows: list[list[Any]]) -> Table:
+    table = Table(title=title, title_justify="left")
+    for col in columns:
+        table.add_column(col, overflow="fold")
+    for row in rows:
+        table.add_row(*(str(v) for v in row))
+    return table
+
+
+async def _run(console: Console, rt: Runtime, lab: FullLab, folder: Path) -> dict[str, Any]:
     from engine.lab.images import build_demo_hashlist
-
-    # 1. A synthetic known-hash list (what a hotline receives from INHOPE/ICCAM partners).
-    list_file = folder / "demo-hashlist.csv"
-    build_demo_hashlist(list_file, n=len(world.planted_seeds))
     from plugins.hashlist_format import parse_hashlist
 
+    world = lab.world
+    # 1. A synthetic known-hash list (what a hotline receives from partners).
+    list_file = folder / "demo-hashlist.csv"
+    build_demo_hashlist(list_file, n=len(world.planted_seeds))
     entries = rt.store.import_hashlist(
         name="demo-baseline", source="ntd synthetic demo", trust="auto", negative=False,
         thresholds={}, now=rt.clock.now_text(),
         entries=((e.hash_type, e.hash, e.category, e.label, e.source)
                  for e in parse_hashlist(list_file)))
-    console.print(f"hash list [bold]demo-baseline[/bold]: {entries} hashes of "
+    console.print(f"[bold]1.[/bold] hash list demo-baseline: {entries} hashes of "
                   f"{len(world.planted_seeds)} generated images (trust=auto)")
 
     # 2. A batch of reports, with the repeats and junk real batches contain.
@@ -72,64 +91,89 @@ async def _run(console: Console, rt: Runtime, world: Any, folder: Path) -> dict[
     src = folder / "reports.txt"
     src.write_text("\n".join(lines) + "\n", encoding="utf-8")
     result = submit_files(rt.store, [str(src)], clock=rt.clock)
-    console.print(f"submitted batch {result.batch}: [green]{result.accepted}[/green] new cases, "
-                  f"{result.duplicates} duplicates, {len(result.rejected)} rejected")
-    for rej in result.rejected:
-        console.print(f"  [dim]rejected line {rej['line']}: {rej['reason']}[/dim]")
+    console.print(f"[bold]2.[/bold] submitted batch {result.batch}: [green]{result.accepted}"
+                  f"[/green] new cases, {result.duplicates} duplicates, "
+                  f"{len(result.rejected)} rejected "
+                  f"({'; '.join(r['reason'] for r in result.rejected)})")
 
-    # 3. The pipeline, until nothing is due.
+    # 3. The pipeline until nothing is due: fetch, match, resolve, route, notice.
     with Progress("{task.description}", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=console, transient=True) as progress:
-        task = progress.add_task("fetch · hash · match", total=result.accepted)
+        task = progress.add_task("[3] fetch · hash · match · resolve · route · notify",
+                                 total=result.accepted)
 
         def on_progress(summary: Any) -> None:
             progress.update(task, completed=min(result.accepted,
                                                 summary.processed.get("match", 0)))
 
         summary = await rt.run_pipeline(until_idle=True, on_progress=on_progress)
-
-    # 4. What happened.
-    counts = rt.store.count_by_state()
-    table = Table(title="cases by state")
-    table.add_column("state")
-    table.add_column("cases", justify="right")
-    for state, n in counts.items():
-        table.add_row(state, str(n))
-    console.print(table)
+    console.print(f"[bold]3.[/bold] pipeline done in {summary.seconds:.1f}s — "
+                  + ", ".join(f"{k} {v}" for k, v in sorted(summary.processed.items())))
 
     cases = rt.store.list_cases()
-    planted_urls = {u.url.replace("PORT", str(world.server.port))
-                    for u in world.urls if u.planted}
-    found = {c["canonical_url"] for c in cases if c["state"] == "confirmed"
-             or c.get("match")}
-    matches: Counter[tuple[str, str]] = Counter()
+    port = str(world.port)
+    planted = {u.url.replace("PORT", port) for u in world.urls if u.planted}
+    matched = {c["canonical_url"] for c in cases
+               if any(not m["negative"] for i in c["items"] for m in i["matches"])}
+    console.print(_table("cases by state", ["state", "cases"],
+                         [[k, v] for k, v in rt.store.count_by_state().items()]))
+    console.print(f"matches: planted URLs found [bold]{len(planted & matched)}[/bold] of "
+                  f"{len(planted)}; false matches: {len(matched - planted)}")
+
+    routes: Counter[tuple[str, str, str, str]] = Counter()
     for c in cases:
+        country = (c.get("resolution") or {}).get("country") or "?"
+        for r in c.get("routes") or []:
+            routes[(country, r["action"], r["recipient_kind"], r["decided_by"])] += 1
+    console.print(_table("routes (why each recipient was chosen)",
+                         ["hosting country", "action", "recipient", "decided by", "cases"],
+                         [[*k, n] for k, n in sorted(routes.items())]))
+    notices = rt.store.list_notices()
+    by_recipient = Counter((n["recipient"], n["state"]) for n in notices)
+    console.print(_table("notices (SMTP sink on loopback)", ["recipient", "state", "notices"],
+                         [[r, s, n] for (r, s), n in sorted(by_recipient.items())[:12]]))
+    console.print(f"SMTP sink received {len(lab.sink.messages)} messages, "
+                  f"{len({m.message_id for m in lab.sink.messages})} distinct Message-IDs")
+
+    # 4. Three days later: some hosters took the material down; one re-check sweep.
+    noticed = [c for c in cases if c["state"] == "noticed"]
+    taken_down = noticed[: len(noticed) // 2]
+    for c in taken_down:
         for item in c["items"]:
-            for m in item["matches"]:
-                matches[(m["list"], m["hash_type"])] += 1
-    mt = Table(title="hash matches")
-    for col in ("list", "hash type", "items"):
-        mt.add_column(col)
-    for (name, kind), n in sorted(matches.items()):
-        mt.add_row(name, kind, str(n))
-    console.print(mt)
-    console.print(f"planted URLs found: [bold]{len(planted_urls & found)}[/bold] of "
-                  f"{len(planted_urls)}; false matches: {len(found - planted_urls)}")
-    example = next((c for c in cases if c["state"] == "confirmed"), None)
-    if example:
-        trail = rt.store.get_case(example["id"])["events"]
-        tt = Table(title=f"trail of {example['id']} ({example['canonical_url']})")
-        for col in ("at", "stage", "actor", "action"):
-            tt.add_column(col)
-        for e in trail:
-            tt.add_row(e["at"][11:23], e["stage"], e["actor"], e["action"])
-        console.print(tt)
-    if summary.parked:
-        console.print("[yellow]waiting for plugins:[/yellow] " + ", ".join(
-            f"{stage} stage ({n} cases)" for stage, n in summary.parked.items()))
-    console.print(f"done in {summary.seconds:.1f}s — "
-                  + ", ".join(f"{k} {v}" for k, v in sorted(summary.processed.items())))
+            host, path = _host_path(item["url"])
+            world.server.remove(host, path)
+    rt.clock.advance(73 * 3600)  # past every route's deadline (24 h NL, 72 h forwards)
+    from plugins.recheck_cli import run_sweep
+
+    counts, _ = await run_sweep(rt, limit=None, workers=None, on_progress=None,
+                                install_signal_handlers=False)
+    console.print(f"[bold]4.[/bold] three days later, {len(taken_down)} hosters removed the "
+                  f"material; re-check sweep: {counts}")
+    monitor = [c.get("monitoring") or {} for c in rt.store.list_cases()]
+    hours = sorted(m["seconds_to_removal_from_report"] / 3600 for m in monitor
+                   if m.get("seconds_to_removal_from_report"))
+    if hours:
+        console.print(f"time to removal from report: median {hours[len(hours) // 2]:.1f} h")
+
+    # 5. The anonymised statistics a hotline publishes.
+    from engine.stats import compute_for_runtime, parse_period
+
+    stats = compute_for_runtime(rt, parse_period(None, None)).summary
+    console.print(_table("statistics (aggregates only)", ["metric", "value"], [
+        ["reports", stats["reports"]], ["cases", stats["cases"]],
+        ["confirmed", stats["confirmed"]], ["by channel", stats["by_channel"]],
+        ["by hosting country", stats["by_country"]], ["notices sent", stats["notices_sent"]],
+        ["removed", stats["removed"]], ["removed within", stats["removed_within"]]]))
+    console.print(f"[dim]database: {rt.store.url}[/dim]")
     return {"accepted": result.accepted, "duplicates": result.duplicates,
-            "rejected": len(result.rejected), "by_state": counts,
-            "planted": len(planted_urls), "found": len(planted_urls & found),
-            "false_matches": len(found - planted_urls)}
+            "rejected": len(result.rejected), "by_state": rt.store.count_by_state(),
+            "planted": len(planted), "found": len(planted & matched),
+            "false_matches": len(matched - planted), "notices": len(notices),
+            "received": len(lab.sink.messages), "recheck": counts}
+
+
+def _host_path(url: str) -> tuple[str, str]:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    return parts.hostname or "", parts.path

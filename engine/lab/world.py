@@ -114,7 +114,7 @@ def bind_urls(world: LabWorld, port: int | None = None) -> list[str]:
 
 # -- the full chain: RDAP registry, SMTP sink, routing contacts ---------------------------------
 
-COUNTRIES = ("NL", "NL", "NL", "DE", "DE", "FR", "BE", "QZ")  # QZ: a country without a hotline
+COUNTRIES = ("NL", "NL", "NL", "DE", "DE", "FR", "BE", "SC")  # SC: no INHOPE hotline
 
 
 @dataclass
