@@ -30,9 +30,21 @@ def typecheck(session: nox.Session) -> None:
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """Benchmarks (figures go in docs/performance.md)."""
+    """Benchmarks; figures and method in docs/performance.md.
+
+    ``nox -s bench -- 100000`` sets the end-to-end size (default 1000 and 10000).
+    """
     session.install("-e", ".")
+    sizes = session.posargs or ["1000", "10000"]
+    for n in sizes:
+        session.run("ntd", "bench", "e2e", "--urls", n, "--json")
     session.run("ntd", "bench", "intake", "--urls", "100000")
+    session.run("ntd", "bench", "match", "--entries", "1000000", "--json")
+    session.run("ntd", "bench", "hash", "--json")
+    session.run("ntd", "bench", "resolve", "--json")
+    session.run("ntd", "bench", "route", "--json")
+    session.run("ntd", "bench", "notify", "--notices", "2000", "--json")
+    session.run("ntd", "bench", "recheck", "--cases", "10000", "--json")
 
 
 @nox.session
