@@ -134,7 +134,7 @@ async def post_report(request: Request) -> Response:
             fields = parse_qs(body.decode("utf-8"), max_num_fields=20)
         except (UnicodeDecodeError, ValueError) as exc:
             raise Problem("bad-request", f"the form body cannot be read: {exc}") from None
-        url = (fields.get("url") or [None])[0]
+        url = fields["url"][0] if fields.get("url") else None
     else:
         raise Problem("unsupported-media-type",
                       "send application/json or application/x-www-form-urlencoded")

@@ -48,7 +48,8 @@ async def submit_form(request: Request) -> Response:
         fields = parse_qs(body.decode("utf-8"), max_num_fields=20)
     except (UnicodeDecodeError, ValueError):
         fields = {}
-    lang = i18n.choose((fields.get("lang") or [None])[0] or request.query_params.get("lang"),
+    chosen = fields["lang"][0] if fields.get("lang") else request.query_params.get("lang")
+    lang = i18n.choose(chosen,
                        request.headers.get("accept-language"))
     url = (fields.get("url") or [""])[0]
     html = wants_html(request)

@@ -27,7 +27,7 @@ _LIMIT = _query("limit", {"type": "integer", "minimum": 1, "maximum": 1000, "def
                 "At most this many rows.")
 _CASE_ID = {"name": "case_id", "in": "path", "required": True, "schema": {"type": "string"},
             "description": "Case id (``C`` + 16 characters)."}
-_AUTH = [{"bearer": []}]
+_AUTH: list[dict[str, list[str]]] = [{"bearer": []}]
 
 
 def spec() -> dict[str, Any]:
