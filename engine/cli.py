@@ -432,6 +432,7 @@ def _register_engine_commands() -> None:
     import engine.cli_db  # noqa: F401  (registers db, workers)
     import engine.cli_privacy  # noqa: F401  (registers feedback, purge, dsr, audit)
     import engine.cli_stats  # noqa: F401  (registers stats)
+    import engine.cli_web  # noqa: F401  (registers serve, users, bench api)
 
 
 def _register_plugin_commands() -> None:

@@ -79,8 +79,9 @@ def setup_logging(level: str = "WARNING", *, fmt: str = "text", file: str | None
     """Configure the ``ntd`` logger tree once per process (idempotent)."""
     root = logging.getLogger("ntd")
     root.setLevel(level)
-    for handler in _configured:
-        root.removeHandler(handler)
+    for old in _configured:
+        root.removeHandler(old)
+        old.close()  # a replaced file handler must not leak its file
     _configured.clear()
     handler: logging.Handler = (logging.FileHandler(file, encoding="utf-8") if file
                                 else logging.StreamHandler())

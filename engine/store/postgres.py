@@ -38,6 +38,7 @@ from engine.store.base import Commit, IntakeOutcome, IntakeRow, Store
 from engine.store.migrations import MIGRATIONS
 from engine.store.postgres_notices import PostgresNoticeMixin
 from engine.store.postgres_stats import PostgresStatsMixin
+from engine.store.postgres_users import PostgresUsersMixin
 
 T = TypeVar("T")
 # States that mean "this stage failed; try again later" (as in the SQLite backend).
@@ -67,7 +68,7 @@ def describe_url(url: str) -> str:
     return f"postgresql://{user}{parts.get('host', 'localhost')}{port}/{parts.get('dbname', '')}"
 
 
-class PostgresStore(PostgresNoticeMixin, PostgresStatsMixin, Store):
+class PostgresStore(PostgresNoticeMixin, PostgresStatsMixin, PostgresUsersMixin, Store):
     """Case store in a PostgreSQL database (``postgresql://`` or ``postgres://`` URL)."""
 
     dialect = "postgresql"

@@ -24,6 +24,7 @@ from engine.store.base import Commit, IntakeOutcome, IntakeRow, Store
 from engine.store.migrations import MIGRATIONS
 from engine.store.sqlite_notices import SQLiteNoticeMixin
 from engine.store.sqlite_stats import SQLiteStatsMixin
+from engine.store.sqlite_users import SQLiteUsersMixin
 
 _CLOSED = tuple(sorted(CLOSED_STATES))
 # States that mean "this stage failed; try again later".
@@ -34,7 +35,7 @@ def _dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), sort_keys=True)
 
 
-class SQLiteStore(SQLiteNoticeMixin, SQLiteStatsMixin, Store):
+class SQLiteStore(SQLiteNoticeMixin, SQLiteStatsMixin, SQLiteUsersMixin, Store):
     """Case store in one SQLite file."""
 
     def __init__(self, path: str | Path) -> None:
