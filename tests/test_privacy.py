@@ -155,3 +155,76 @@ async def test_canary_through_pipeline_purge_and_logs(db_path: Path, tmp_path: P
     proc = run_ntd("--db", str(db_path), "dsr", "export", "--phone", MARKERS["phone"], "--json",
                    env={"NTD_MASTER_KEY": os.environ["NTD_MASTER_KEY"]})
     assert proc.returncode == 0 and json.loads(proc.stdout) == []
+
+
+@pytest.mark.slow
+async def test_canary_through_the_whole_chain(db_path: Path, tmp_path: Path) -> None:
+    """Chat reports with unique markers go through fetch, match, resolve, route, notices (sent
+    to a loopback SMTP sink AND rendered to a dry-run folder), a re-check, statistics, exports
+    and purge: no marker may appear anywhere afterwards."""
+    from datetime import UTC, datetime
+
+    from engine.clock import Clock
+    from engine.lab.images import build_demo_hashlist
+    from engine.lab.world import FullLab, bind_urls, build_world
+    from engine.stats import compute_for_runtime, parse_period, to_csv
+    from plugins.hashlist_format import parse_hashlist
+    from plugins.recheck_cli import run_sweep
+
+    world = build_world(urls=12, hosters=4, planted=3, image_pool=3, faulty_share=0.0,
+                        image_share=1.0)
+    lab = await FullLab(world).start()
+    log_file = tmp_path / "chain.log"
+    dry = tmp_path / "dry-run"
+    try:
+        overrides = lab.config_overrides()
+        overrides["pipeline"] = {"poll_seconds": 0.05, "cpu_workers": 1}
+        overrides["logging"] = {"level": "DEBUG", "file": str(log_file)}
+        # Notices rendered to a folder (what an operator inspects); SMTP delivery of the same
+        # messages is covered by tests/test_notify.py.
+        overrides["notices"].update({"mode": "dry-run", "dry_run_dir": str(dry)})
+        rt = Runtime.open(db=str(db_path), overrides=overrides,
+                          clock=Clock(fixed=datetime.now(UTC)))
+        build_demo_hashlist(tmp_path / "list.csv", n=3)
+        rt.store.import_hashlist(
+            name="l", source="t", trust="auto", negative=False, thresholds={},
+            now=rt.clock.now_text(),
+            entries=((e.hash_type, e.hash, e.category, e.label, e.source)
+                     for e in parse_hashlist(tmp_path / "list.csv")))
+        chat = tmp_path / "chat.ndjson"
+        chat.write_text("".join(json.dumps({"url": u, "app": "signal", **MARKERS,
+                                            "contact_police": False}) + "\n"
+                                for u in bind_urls(world)))
+        submit_files(rt.store, [str(chat)], channel="chat", clock=rt.clock)
+        await rt.run_pipeline(until_idle=True, install_signal_handlers=False)
+        assert rt.store.count_by_state().get("noticed", 0) > 0
+        rt.clock.advance(80 * 3600)
+        await run_sweep(rt, install_signal_handlers=False)
+        stats = compute_for_runtime(rt, parse_period(None, None))
+        outputs = [json.dumps(stats.summary), to_csv(stats.summary),
+                   json.dumps(rt.store.list_cases()),
+                   json.dumps([rt.store.get_case(c["id"]) for c in rt.store.list_cases()]),
+                   json.dumps(rt.store.list_notices()), json.dumps(rt.store.audit_log())]
+        # Analysts decide the rest; every reporter gets feedback; then nothing may remain.
+        for case in rt.store.list_cases(state="awaiting_assessment"):
+            rt.store.transition(case["id"], state="dismissed", stage="assessment",
+                                actor="analyst:t", action="verdict", now=rt.clock.now_text(),
+                                detail={"verdict": "not_illegal"})
+        for case in rt.store.list_cases():
+            rt.store.feedback_sent(case["id"], rt.clock.now_text())
+        assert retention.purge(rt)["reporters_purged"] == len(world.urls)
+        rt.close()
+    finally:
+        await lab.close()
+    assert leaks(db_bytes(db_path)) == []
+    assert leaks(log_file.read_bytes()) == []
+    for out in outputs:
+        assert leaks(out.encode()) == []
+    for message in lab.sink.messages:
+        assert leaks(message.data if isinstance(message.data, bytes)
+                     else str(message.data).encode()) == []
+    rendered = list(dry.rglob("*")) if dry.exists() else []
+    assert any(p.suffix == ".eml" for p in rendered), "dry-run notices must have been written"
+    for path in rendered:
+        if path.is_file():
+            assert leaks(path.read_bytes()) == []
