@@ -101,9 +101,16 @@ class RunSummary:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form for ``ntd run --json``."""
+        stages = {}
+        for stage, ms in self.stage_ms.items():
+            ordered = sorted(ms)
+            stages[stage] = {"p50_ms": round(ordered[len(ordered) // 2], 1),
+                             "p99_ms": round(ordered[min(len(ordered) - 1,
+                                                         int(0.99 * len(ordered)))], 1)}
         return {"processed": dict(self.processed), "errors": dict(self.errors),
                 "parked": dict(self.parked), "released": self.released,
-                "stopped_by_signal": self.stopped_by_signal, "seconds": round(self.seconds, 3)}
+                "stopped_by_signal": self.stopped_by_signal, "seconds": round(self.seconds, 3),
+                "stages": stages}
 
 
 class _Committer:
@@ -288,7 +295,10 @@ class Pipeline:
                 if (due == 0 and self._in_flight == 0 and self._claiming == 0
                         and self._claims == claims_before):
                     pending = await call_all(self.ctx.pm, "ntd_pending_work", ctx=self.ctx)
-                    if not any(n for n, _ in pending) and self._claims == claims_before:
+                    # Other workers' leased cases will become due work here: wait for them.
+                    others = await self.ctx.store.lease_owners()
+                    if (not any(n for n, _ in pending) and not others
+                            and self._claims == claims_before):
                         return
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), timeout=0.05)
