@@ -105,6 +105,7 @@ class StageContext:
         self.state: dict[str, Any] = {}  # per-run scratch space for plugins, keyed by plugin
         self._fetcher: SafeFetcher | None = None
         self._cpu_pool: ProcessPoolExecutor | None = None
+        self._cpu_lock = asyncio.Lock()
 
     # -- outbound HTTP -------------------------------------------------------------------------
     @property
@@ -120,10 +121,18 @@ class StageContext:
     async def run_cpu(self, fn: Callable[..., T], *args: Any) -> T:
         """Run a picklable module-level function in the process pool."""
         if self._cpu_pool is None:
-            size = self.config.get("pipeline", "cpu_workers") or os.cpu_count() or 1
-            # forkserver: forking a process that runs threads (the database thread) is unsafe.
-            self._cpu_pool = ProcessPoolExecutor(
-                max_workers=size, mp_context=multiprocessing.get_context("forkserver"))
+            async with self._cpu_lock:
+                if self._cpu_pool is None:
+                    size = self.config.get("pipeline", "cpu_workers") or os.cpu_count() or 1
+                    # forkserver: forking a process that runs threads (the database thread)
+                    # is unsafe.
+                    pool = ProcessPoolExecutor(
+                        max_workers=size, mp_context=multiprocessing.get_context("forkserver"))
+                    # Starting the worker processes blocks; do it off the event loop.
+                    await asyncio.to_thread(
+                        lambda: [f.result() for f in [pool.submit(os.getpid)
+                                                      for _ in range(size)]])
+                    self._cpu_pool = pool
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._cpu_pool, partial(fn, *args))
 
