@@ -306,27 +306,16 @@ def verdict(obj: Obj, case_id: str, decision: str, category: str | None, note: s
     """Record an analyst's decision on a case awaiting assessment."""
     import getpass
 
-    from engine.plugin_manager import call_all_sync
+    from engine.assessment import record_verdict
 
     rt = obj.runtime()
-    actor = f"analyst:{analyst or getpass.getuser()}"
-    case_before = rt.store.load_case(case_id)
-    now = rt.clock.now_text()
-    state = "confirmed" if decision == "illegal" else "dismissed"
-    detail: dict[str, Any] = {"verdict": decision, "learn": learn}
-    if category:
-        detail["category"] = category
-    if note:
-        detail["note"] = note
-    data = {"assessment": {"verdict": decision, "category": category, "by": actor, "at": now}}
-    rt.store.transition(case_id, state=state, stage="assessment", actor=actor, action="verdict",
-                        now=now, detail=detail, data=data, expect=["awaiting_assessment"])
-    call_all_sync(rt.pm, "ntd_verdict_recorded", case=case_before, verdict=decision,
-                  category=category, learn=learn, actor=actor, store=rt.store, now=now)
+    result = record_verdict(rt, case_id, verdict=decision,
+                            actor=f"analyst:{analyst or getpass.getuser()}",
+                            category=category, note=note, learn=learn)
     if as_json:
-        emit_json({"id": case_id, "state": state, "verdict": decision, "actor": actor})
+        emit_json(result)
     else:
-        click.echo(f"{case_id}: {decision} → {state}")
+        click.echo(f"{case_id}: {decision} → {result['state']}")
 
 
 @cli.command()

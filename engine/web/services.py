@@ -34,32 +34,18 @@ def check_verdict_fields(verdict: Any, category: Any, note: Any, learn: Any) -> 
 def record_verdict(rt: Any, user: User, case_id: str, *, verdict: str, category: str | None,
                    note: str | None, learn: bool) -> dict[str, Any]:
     """``ntd verdict`` for a signed-in analyst; returns the CLI's JSON object."""
-    from engine.plugin_manager import call_all_sync
-
     if not user.can_assess:
         raise Problem("forbidden", f"role {user.role} cannot record verdicts")
     check_verdict_fields(verdict, category, note, learn)
     if rt.store.get_case(case_id, events=False) is None:
         raise Problem("not-found", f"no case {case_id!r}")
-    actor = user.actor
-    case_before = rt.store.load_case(case_id)
-    now = rt.clock.now_text()
-    state = "confirmed" if verdict == "illegal" else "dismissed"
-    detail: dict[str, Any] = {"verdict": verdict, "learn": learn}
-    if category:
-        detail["category"] = category
-    if note:
-        detail["note"] = note
-    data = {"assessment": {"verdict": verdict, "category": category, "by": actor, "at": now}}
+    from engine.assessment import record_verdict as commit_verdict
+
     try:
-        rt.store.transition(case_id, state=state, stage="assessment", actor=actor,
-                            action="verdict", now=now, detail=detail, data=data,
-                            expect=["awaiting_assessment"])
+        return commit_verdict(rt, case_id, verdict=verdict, actor=user.actor,
+                              category=category, note=note, learn=learn)
     except InputError as exc:
         raise Problem("conflict", exc.message) from exc
-    call_all_sync(rt.pm, "ntd_verdict_recorded", case=case_before, verdict=verdict,
-                  category=category, learn=learn, actor=actor, store=rt.store, now=now)
-    return {"id": case_id, "state": state, "verdict": verdict, "actor": actor}
 
 
 def view_case(rt: Any, user: User, case_id: str) -> dict[str, Any]:
