@@ -17,7 +17,6 @@ thread (``srv.start_in_thread()`` / ``srv.stop()``) for synchronous callers such
 
 from __future__ import annotations
 
-import asyncio
 import ipaddress
 import json
 import threading
@@ -28,6 +27,7 @@ from typing import Any
 from aiohttp import web
 
 from engine.lab import rdap_fixtures
+from engine.lab.threaded import LoopThread
 
 _KINDS = ("ip", "entity", "domain")
 _RDAP_JSON = "application/rdap+json"
@@ -56,8 +56,7 @@ class LabRdapServer:
         self._overrides: list[tuple[str, _Override]] = []
         self._lock = threading.Lock()
         self._runner: web.AppRunner | None = None
-        self._thread: threading.Thread | None = None
-        self._thread_loop: asyncio.AbstractEventLoop | None = None
+        self._runner_thread: LoopThread | None = None
 
     # ---------------------------------------------------------------- data registration
 
@@ -199,40 +198,15 @@ class LabRdapServer:
 
     def start_in_thread(self, timeout: float = 10.0) -> LabRdapServer:
         """Run the server on its own event loop in a daemon thread; returns once listening."""
-        ready = threading.Event()
-        failure: list[BaseException] = []
-
-        def run() -> None:
-            loop = asyncio.new_event_loop()
-            self._thread_loop = loop
-            try:
-                loop.run_until_complete(self.start())
-            except BaseException as exc:  # reported to the starting thread
-                failure.append(exc)
-                ready.set()
-                loop.close()
-                return
-            ready.set()
-            loop.run_forever()
-            loop.run_until_complete(self.close())
-            loop.close()
-
-        self._thread = threading.Thread(target=run, name="lab-rdap", daemon=True)
-        self._thread.start()
-        if not ready.wait(timeout):
-            raise TimeoutError("lab RDAP server did not start")
-        if failure:
-            raise failure[0]
+        self._runner_thread = LoopThread(self.start, self.close, name="lab-rdap")
+        self._runner_thread.start(timeout)
         return self
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop a server started with :meth:`start_in_thread`."""
-        loop, thread = self._thread_loop, self._thread
-        if loop is None or thread is None:
-            return
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(timeout)
-        self._thread = self._thread_loop = None
+        if self._runner_thread is not None:
+            self._runner_thread.stop(timeout)
+            self._runner_thread = None
 
 
 def _kind_of(path: str) -> tuple[str, str]:

@@ -16,13 +16,14 @@ from __future__ import annotations
 import asyncio
 import email
 import email.policy
-import threading
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiosmtpd.smtp import SMTP
+
+from engine.lab.threaded import LoopThread
 
 __all__ = ["ReceivedMessage", "SMTPSink"]
 
@@ -82,7 +83,7 @@ class SMTPSink:
     attempts: Counter[str] = field(default_factory=Counter)
     _server: asyncio.AbstractServer | None = None
     _loop: asyncio.AbstractEventLoop | None = None
-    _thread: threading.Thread | None = None
+    _runner: LoopThread | None = None
 
     # -- on the caller's loop ------------------------------------------------------------------
     async def start(self) -> SMTPSink:
@@ -113,37 +114,16 @@ class SMTPSink:
     # -- on its own loop in a thread ----------------------------------------------------------
     def start_in_thread(self) -> SMTPSink:
         """Run the sink on a private loop in a daemon thread; returns once it listens."""
-        ready = threading.Event()
-        failure: list[BaseException] = []
-
-        def main() -> None:
-            loop = asyncio.new_event_loop()
-            self._loop = loop
-            try:
-                loop.run_until_complete(self.start())
-            except BaseException as exc:  # surfaced to the caller below
-                failure.append(exc)
-                ready.set()
-                loop.close()
-                return
-            ready.set()
-            loop.run_forever()
-            loop.run_until_complete(self.aclose())
-            loop.close()
-
-        self._thread = threading.Thread(target=main, name="smtp-sink", daemon=True)
-        self._thread.start()
-        ready.wait(10)
-        if failure:
-            raise failure[0]
+        self._runner = LoopThread(self.start, self.aclose, name="smtp-sink")
+        self._runner.start()
+        self._loop = self._runner.loop
         return self
 
     def stop(self) -> None:
         """Stop a sink started with ``start_in_thread``."""
-        if self._loop is not None and self._thread is not None:
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join(10)
-            self._thread = None
+        if self._runner is not None:
+            self._runner.stop()
+            self._runner = None
             self._loop = None
 
     # -- reading -------------------------------------------------------------------------------

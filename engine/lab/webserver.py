@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-import threading
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
+
+from engine.lab.threaded import LoopThread
 
 __all__ = ["LabWebServer", "Route"]
 
@@ -116,8 +117,7 @@ class LabWebServer:
         self._runner: web.ServerRunner | None = None
         self._port: int | None = None
         self._handlers: set[asyncio.Task[Any]] = set()
-        self._thread: threading.Thread | None = None
-        self._thread_loop: asyncio.AbstractEventLoop | None = None
+        self._runner_thread: LoopThread | None = None
 
     # -- content --------------------------------------------------------------------------
 
@@ -208,42 +208,20 @@ class LabWebServer:
 
     def start_in_thread(self, timeout: float = 10.0) -> LabWebServer:
         """Run the server on its own event loop in a daemon thread; returns once it listens."""
-        ready = threading.Event()
-        failure: list[BaseException] = []
-
-        def run() -> None:
-            loop = asyncio.new_event_loop()
-            self._thread_loop = loop
-            try:
-                loop.run_until_complete(self.start())
-            except BaseException as exc:  # report start-up failures to the caller
-                failure.append(exc)
-                ready.set()
-                loop.close()
-                return
-            ready.set()
-            try:
-                loop.run_forever()
-            finally:
-                loop.run_until_complete(self.close())
-                loop.close()
-
-        self._thread = threading.Thread(target=run, name="lab-webserver", daemon=True)
-        self._thread.start()
-        if not ready.wait(timeout):
-            raise RuntimeError("LabWebServer did not start in time")
-        if failure:
-            raise RuntimeError("LabWebServer failed to start") from failure[0]
+        self._runner_thread = LoopThread(self.start, self.close, name="lab-webserver")
+        try:
+            self._runner_thread.start(timeout)
+        except TimeoutError as exc:
+            raise RuntimeError("LabWebServer did not start in time") from exc
+        except Exception as exc:
+            raise RuntimeError("LabWebServer failed to start") from exc
         return self
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop a server started with :meth:`start_in_thread` and join its thread."""
-        if self._thread is None or self._thread_loop is None:
-            return
-        self._thread_loop.call_soon_threadsafe(self._thread_loop.stop)
-        self._thread.join(timeout)
-        self._thread = None
-        self._thread_loop = None
+        if self._runner_thread is not None:
+            self._runner_thread.stop(timeout)
+            self._runner_thread = None
 
     # -- request handling -----------------------------------------------------------------
 
