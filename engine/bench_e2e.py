@@ -10,9 +10,11 @@ correctness (planted matches found, false matches, every notice received once).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import resource
+import signal
 import sys
 import tempfile
 import time
@@ -98,7 +100,8 @@ def write_config(overrides: dict[str, dict[str, Any]], path: Path) -> None:
 
 async def run_e2e(*, urls: int = 1000, latency_ms: float = 50.0, image_share: float = 0.7,
                   hosters: int = 200, db: str | None = None, workers: int | None = None,
-                  planted: int = 20, processes: int = 0) -> dict[str, Any]:
+                  planted: int = 20, processes: int = 0,
+                  kill_one: bool = False) -> dict[str, Any]:
     """Build the lab, run N URLs through every stage, and measure."""
     args = {"urls": urls, "hosters": hosters, "planted": planted, "image_share": image_share,
             "latency_ms": latency_ms}
@@ -116,6 +119,7 @@ async def run_e2e(*, urls: int = 1000, latency_ms: float = 50.0, image_share: fl
         rt = Runtime.open(db=db or str(Path(tmp.name) / "e2e.db"), overrides=overrides)
         try:
             return await _measure(rt, lab, Path(tmp.name), processes=processes,
+                                  kill_one_after=urls // 3 if kill_one and processes else 0,
                                   overrides=overrides, db=db or str(Path(tmp.name) / "e2e.db"))
         finally:
             rt.close()
@@ -125,21 +129,66 @@ async def run_e2e(*, urls: int = 1000, latency_ms: float = 50.0, image_share: fl
         tmp.cleanup()
 
 
+def _progressed(rt: Runtime) -> int:
+    """Cases that have left ``new`` (for deciding when to kill a worker)."""
+    counts = rt.store.count_by_state()
+    return sum(counts.values()) - counts.get("new", 0)
+
+
+STAGE_ACTIONS = {"fetch": ("fetched", "unreachable"), "match": ("matched", "needs_assessment",
+                                                                "suppressed"),
+                 "resolve": ("resolved",), "route": ("routed", "awaiting_routing"),
+                 "notify": ("noticed",)}
+
+
+def duplicate_stage_events(rt: Runtime) -> int:
+    """Stage results committed more than once for a case (must be 0 after any crash)."""
+    duplicates = 0
+    for case in rt.store.list_cases():
+        seen: dict[tuple[str, str], int] = {}
+        for event in rt.store.events(case["id"]):
+            if event.action in STAGE_ACTIONS.get(event.stage, ()):
+                key = (event.stage, event.action)
+                seen[key] = seen.get(key, 0) + 1
+        # (a run never retries an unreachable URL before its retry time, so no exceptions)
+        duplicates += sum(n - 1 for n in seen.values() if n > 1)
+    return duplicates
+
+
 async def _run_processes(n: int, *, db: str, overrides: dict[str, dict[str, Any]],
-                         folder: Path) -> list[dict[str, Any]]:
-    """``n`` worker processes (``ntd run --until-idle --worker-id wN``) on the shared database."""
+                         folder: Path, kill_one_after: int = 0,
+                         progress: Any = None) -> list[dict[str, Any]]:
+    """``n`` worker processes (``ntd run --until-idle --worker-id wN``) on the shared database.
+
+    With ``kill_one_after``, worker 0 is killed with SIGKILL once ``progress()`` reports that
+    many committed stage results, then started again under the same worker id.
+    """
     config = folder / "workers.toml"
     write_config(overrides, config)
     env = {**os.environ, "NTD_CONFIG": str(config)}
-    procs = [await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "engine.cli", "--db", db, "run", "--until-idle", "--json",
-        "--worker-id", f"bench-w{i}", env=env, stdout=asyncio.subprocess.PIPE)
-        for i in range(n)]
+
+    async def spawn(i: int) -> asyncio.subprocess.Process:
+        # Own session: a kill takes the worker's hashing processes down with it (as a crash of
+        # the machine would) and they do not keep its stdout open.
+        return await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "engine.cli", "--db", db, "run", "--until-idle", "--json",
+            "--worker-id", f"bench-w{i}", env=env, stdout=asyncio.subprocess.PIPE,
+            start_new_session=True)
+
+    procs = [await spawn(i) for i in range(n)]
+    if kill_one_after and progress is not None:
+        while await asyncio.to_thread(progress) < kill_one_after:
+            await asyncio.sleep(0.2)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(procs[0].pid, signal.SIGKILL)  # no clean-up: leases are left behind
+        await procs[0].communicate()
+        procs[0] = await spawn(0)
     outs = await asyncio.gather(*(p.communicate() for p in procs))
     return [json.loads(out) for out, _ in outs if out.strip()]
 
 
 async def _measure(rt: Runtime, lab: FullLab, folder: Path, *, processes: int = 0,
+                   kill_one_after: int = 0,
                    overrides: dict[str, dict[str, Any]] | None = None,
                    db: str = "") -> dict[str, Any]:
     from engine.lab.images import build_demo_hashlist
@@ -163,7 +212,10 @@ async def _measure(rt: Runtime, lab: FullLab, folder: Path, *, processes: int = 
     result = await asyncio.to_thread(submit_files, rt.store, [str(src)], clock=rt.clock)
     intake_seconds = time.perf_counter() - intake_started
     if processes:
-        runs = await _run_processes(processes, db=db, overrides=overrides or {}, folder=folder)
+        runs = await _run_processes(
+            processes, db=db, overrides=overrides or {}, folder=folder,
+            kill_one_after=kill_one_after,
+            progress=lambda: _progressed(rt))
         stage_ms = {stage: {"p50_ms": max(r["stages"][stage]["p50_ms"] for r in runs
                                           if stage in r.get("stages", {})),
                             "p99_ms": max(r["stages"][stage]["p99_ms"] for r in runs
@@ -207,6 +259,8 @@ async def _measure(rt: Runtime, lab: FullLab, folder: Path, *, processes: int = 
         "notices_received": len(received),
         "notices_duplicated": len(lab.sink.messages) - len(received),
         "accepted": result.accepted,
+        "killed_and_restarted": bool(kill_one_after),
+        "duplicate_stage_events": duplicate_stage_events(rt) if processes else 0,
     }
 
 

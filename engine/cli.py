@@ -403,15 +403,18 @@ def bench_intake(urls: int, as_json: bool) -> None:
               help="Workers per stage (default: [pipeline] workers).")
 @click.option("--processes", type=click.IntRange(min=0), default=0,
               help="Run N `ntd run` worker processes on the shared database (0: in-process).")
+@click.option("--kill-one", is_flag=True,
+              help="With --processes: SIGKILL one worker a third of the way, then restart it.")
 @JSON_OPT
 @click.pass_obj
 def bench_e2e_cmd(obj: Obj, urls: int, latency_ms: float, image_share: float, hosters: int,
-                  workers: int | None, processes: int, as_json: bool) -> None:
+                  workers: int | None, processes: int, kill_one: bool, as_json: bool) -> None:
     """The whole chain on a loopback world: URLs/s, stage latency, RSS, loop stalls, correctness."""
     from engine.bench_e2e import bench_e2e
 
     result = bench_e2e(urls=urls, latency_ms=latency_ms, image_share=image_share,
-                       hosters=hosters, workers=workers, db=obj.db, processes=processes)
+                       hosters=hosters, workers=workers, db=obj.db, processes=processes,
+                       kill_one=kill_one)
     if as_json:
         emit_json(result)
         return
