@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import signal
@@ -205,6 +206,10 @@ class Pipeline:
         active = self.active_stages
         for stage in active:
             await store.unpark(stage.name, now)
+        # Long-lived start-up objects (plugins, indexes, config) leave the collector's view, so
+        # full collections during the run do not scan them (they showed as loop stalls).
+        gc.collect()
+        gc.freeze()
         loop = asyncio.get_running_loop()
         if self.install_signal_handlers:
             for sig in (signal.SIGINT, signal.SIGTERM):
@@ -255,6 +260,7 @@ class Pipeline:
                 heartbeat_stop.set()
                 await heartbeat
         finally:
+            gc.unfreeze()
             if self.install_signal_handlers:
                 for sig in (signal.SIGINT, signal.SIGTERM):
                     with contextlib.suppress(NotImplementedError, RuntimeError):
