@@ -178,3 +178,23 @@ def test_four_workers_kill_9_one_restart_every_case_once_per_stage(
     assert len(per_case) == n
     assert all(c == Counter({"fetched": 1, "no_match": 1}) for c in per_case.values())
     print(f"w2 held {held} leases when killed")
+
+
+@pytest.mark.slow
+def test_four_workers_in_the_loopback_world_survive_a_kill_9(pg_url: str) -> None:  # noqa: F811
+    """Issue 10: 4 worker processes on PostgreSQL run 10,000 synthetic reports through every
+    stage in the loopback world (web server, RDAP registry, SMTP sink); one worker and its
+    hashing processes are SIGKILLed a third of the way and restarted under the same id. Every
+    case reaches its final state exactly once per stage, every planted match is found, nothing
+    else matches, and every notice reaches the SMTP sink (redeliveries only under the same
+    Message-ID)."""
+    from engine.bench_e2e import bench_e2e
+
+    out = bench_e2e(urls=10_000, processes=4, kill_one=True, db=pg_url, latency_ms=0)
+    assert out["killed_and_restarted"] is True
+    assert out["accepted"] == 10_000
+    assert out["duplicate_stage_events"] == 0
+    assert out["planted_matches"] > 0 and out["found_matches"] == out["planted_matches"]
+    assert out["false_matches"] == 0
+    assert out["notices_expected"] > 0 and out["notices_received"] == out["notices_expected"]
+    assert "new" not in out["by_state"] and "fetched" not in out["by_state"]
