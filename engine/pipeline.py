@@ -153,8 +153,14 @@ class Pipeline:
     def __init__(self, ctx: StageContext, *, workers: int | None = None,
                  until_idle: bool = False, stages: tuple[Stage, ...] = STAGES,
                  on_progress: Callable[[RunSummary], None] | None = None,
-                 install_signal_handlers: bool = True) -> None:
+                 install_signal_handlers: bool = True, limit: int | None = None,
+                 stop_when_drained: bool = False) -> None:
+        """``limit`` stops after that many cases were claimed (and finished);
+        ``stop_when_drained`` stops as soon as a claim finds nothing due while nothing is in
+        flight, without waiting for services' pending work (a cron sweep of one stage)."""
         self.ctx = ctx
+        self.limit = limit
+        self.stop_when_drained = stop_when_drained
         cfg = ctx.config
         # None = per-stage defaults (more workers for stages that wait on the network).
         self.workers = workers or cfg.get("pipeline", "workers")
@@ -312,6 +318,14 @@ class Pipeline:
     async def _feeder(self, stage: Stage, queue: asyncio.Queue[str]) -> None:
         while not self._stopping.is_set():
             room = queue.maxsize - queue.qsize()
+            if self.limit is not None:
+                room = min(room, self.limit - self._claims)
+                if room <= 0:
+                    if self._in_flight == 0:
+                        self.stop()  # the limit is reached and its cases are done
+                        return
+                    await self._wait_wake(self.poll_seconds)
+                    continue
             if queue.qsize() > queue.maxsize // 2:
                 # Refill in batches below a low-water mark: one claim per many cases, not
                 # one per finished case.
@@ -329,6 +343,9 @@ class Pipeline:
             for case_id in ids:
                 queue.put_nowait(case_id)
             if not ids:
+                if self.stop_when_drained and self._in_flight == 0:
+                    self.stop()  # nothing due and nothing in flight
+                    return
                 await self._wait_wake(self.poll_seconds)
 
     async def _wait_wake(self, timeout: float) -> None:

@@ -32,47 +32,16 @@ class SweepPipeline(Pipeline):
     """The pipeline for one sweep: stops once nothing is due, or after ``limit`` cases.
 
     ``Pipeline(until_idle=True)`` would also wait for other plugins' pending work (e.g. notices
-    to send), which a re-check sweep does not run; this feeder ends the sweep itself as soon as
-    a claim finds nothing due while no case is in flight.
+    to send), which a re-check sweep does not run; a sweep ends as soon as a claim finds nothing
+    due while no case is in flight (``stop_when_drained``).
     """
 
     def __init__(self, ctx: Any, *, stage: Stage, limit: int | None = None,
                  **kwargs: Any) -> None:
-        super().__init__(ctx, until_idle=False, stages=(stage,), **kwargs)
-        self.limit = limit
+        super().__init__(ctx, until_idle=False, stages=(stage,), limit=limit,
+                         stop_when_drained=True, **kwargs)
         if limit is not None:
-            self.workers = max(1, min(self.workers, limit))
-
-    async def _feeder(self, stage: Stage, queue: asyncio.Queue[str]) -> None:
-        while not self._stopping.is_set():
-            room = queue.maxsize - queue.qsize()
-            if self.limit is not None:
-                room = min(room, self.limit - self._claims)
-                if room <= 0 and self._claims >= self.limit:
-                    if self._in_flight == 0:
-                        self.stop()
-                        return
-                    await self._wait_wake(self.poll_seconds)
-                    continue
-            if room <= 0:
-                await self._wait_wake(self.poll_seconds)
-                continue
-            self._claiming += 1
-            try:
-                ids = await self.ctx.store.claim(
-                    stage.consumes, limit=room, owner=self.ctx.owner,
-                    lease_seconds=self.lease_seconds, now=self.ctx.clock.now_text())
-                self._in_flight += len(ids)
-                self._claims += len(ids)
-            finally:
-                self._claiming -= 1
-            for case_id in ids:
-                queue.put_nowait(case_id)
-            if not ids:
-                if self._in_flight == 0:
-                    self.stop()  # nothing due and nothing in flight: the sweep is done
-                    return
-                await self._wait_wake(self.poll_seconds)
+            self.workers = max(1, min(self.workers or limit, limit))
 
 
 def sweep_counts(summary: RunSummary, counts: Any) -> dict[str, int]:
