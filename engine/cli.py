@@ -244,9 +244,9 @@ def case(obj: Obj, case_id: str, as_json: bool) -> None:
     found = rt.store.get_case(case_id)
     if found is None:
         raise InputError(f"no case {case_id!r}")
-    import getpass
+    from engine.retention import actor_name
 
-    rt.store.audit(actor=f"analyst:{os.environ.get('NTD_ANALYST') or getpass.getuser()}",
+    rt.store.audit(actor=actor_name(os.environ.get("NTD_ANALYST")),
                    action="view", obj=f"case:{case_id}", now=rt.clock.now_text())
     if as_json:
         emit_json(found)
@@ -304,13 +304,11 @@ def queue(obj: Obj, limit: int | None, as_json: bool) -> None:
 def verdict(obj: Obj, case_id: str, decision: str, category: str | None, note: str | None,
             learn: bool, analyst: str | None, as_json: bool) -> None:
     """Record an analyst's decision on a case awaiting assessment."""
-    import getpass
-
     from engine.assessment import record_verdict
+    from engine.retention import actor_name
 
     rt = obj.runtime()
-    result = record_verdict(rt, case_id, verdict=decision,
-                            actor=f"analyst:{analyst or getpass.getuser()}",
+    result = record_verdict(rt, case_id, verdict=decision, actor=actor_name(analyst),
                             category=category, note=note, learn=learn)
     if as_json:
         emit_json(result)

@@ -9,7 +9,7 @@ use NDJSON for large batches). A bad line is rejected with its line number and r
 good lines are stored; an unreadable file or unknown format raises ``InputError``.
 
 Privacy: fields that identify a reporter (``PERSONAL_FIELDS``) never reach case data. Web-form
-reports keep no reporter data at all; chat-reporter fields are split off by ``split_reporter``
+reports keep no reporter data at all; chat-reporter fields are sealed by ``engine.privacy``
 for the separate encrypted reporter store.
 """
 
@@ -27,7 +27,7 @@ from typing import IO, Any
 
 from engine.clock import Clock
 from engine.errors import InputError
-from engine.models import CHANNELS, PERSONAL_FIELDS, REPORTER_FIELDS
+from engine.models import CHANNELS, PERSONAL_FIELDS
 from engine.store import IntakeRow, Store
 from engine.urls import canonicalize
 
@@ -197,11 +197,6 @@ def clean_metadata(fields: dict[str, Any], channel: str) -> dict[str, Any]:
         if isinstance(value, (str, int, float, bool)) or value is None:
             out[k] = value
     return out
-
-
-def split_reporter(fields: dict[str, Any]) -> dict[str, Any]:
-    """The chat-reporter fields of a record (for the encrypted reporter store)."""
-    return {k: v for k, v in fields.items() if str(k).lower() in REPORTER_FIELDS}
 
 
 def submit_files(
