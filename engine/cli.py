@@ -54,7 +54,37 @@ class Obj:
             self._runtime.close()
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _PluginCommandsGroup(click.Group):
+    """The ``ntd`` group: plugin subcommands are loaded only when asked for.
+
+    Loading every plugin costs a few hundred milliseconds and tens of megabytes; ``ntd submit``
+    and the other core commands should not pay that.
+    """
+
+    _plugins_loaded = False
+
+    def _load_plugins(self) -> None:
+        if not type(self)._plugins_loaded:
+            type(self)._plugins_loaded = True
+            _register_plugin_commands()
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        found = super().get_command(ctx, cmd_name)
+        if found is None:
+            self._load_plugins()
+            found = super().get_command(ctx, cmd_name)
+        return found
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        self._load_plugins()
+        return super().list_commands(ctx)
+
+
+_PluginCommandsGroup.group_class = _PluginCommandsGroup  # ``ntd bench`` etc. load them too
+
+
+@click.group(cls=_PluginCommandsGroup,
+             context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--db", "db", metavar="PATH", default=None,
               help="Database path or URL (default: $NTD_DATABASE_URL or ./ntd.db).")
 @click.option("--config", "config", metavar="FILE", default=None,
@@ -438,7 +468,6 @@ def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: maps ntd errors to exit codes 1 and 2."""
     try:
         _register_engine_commands()
-        _register_plugin_commands()
         code = cli.main(args=argv, prog_name="ntd", standalone_mode=False)
         if isinstance(code, int) and code:
             sys.exit(code)

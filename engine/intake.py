@@ -32,12 +32,12 @@ from engine.store import IntakeRow, Store
 from engine.urls import canonicalize
 
 FORMATS = ("text", "csv", "json", "ndjson")
-CHUNK = 2000
+CHUNK = 10000
 _EXT = {".txt": "text", ".lst": "text", ".csv": "csv", ".json": "json", ".ndjson": "ndjson",
         ".jsonl": "ndjson"}
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Record:
     """One raw submission line: where it came from, the URL text and other fields."""
 
@@ -227,13 +227,23 @@ def submit_files(
         vault = ReporterVault(load_master_key(getattr(store, "path", None)))
     batch = store.create_batch(channel=channel, source=",".join(names), at=clock.now_text())
     result = SubmitResult(batch=batch)
+    with store.bulk_load():
+        _submit_handles(store, handles, batch, channel, fmt, clock, result, progress,
+                        keep_case_ids, vault, multi=len(names) > 1)
+    return result
+
+
+def _submit_handles(store: Store, handles: list[tuple[str, IO[str]]], batch: str, channel: str,
+                    fmt: str | None, clock: Clock, result: SubmitResult,
+                    progress: Callable[[int], None] | None, keep_case_ids: bool, vault: Any,
+                    *, multi: bool) -> None:
     done = 0
     try:
         for name, fh in handles:
             chunk: list[IntakeRow] = []
             with fh:
                 for record in read_records(fh, name, fmt):
-                    row = _row_or_reject(record, name, channel, result, multi=len(names) > 1,
+                    row = _row_or_reject(record, name, channel, result, multi=multi,
                                          vault=vault)
                     if row is not None:
                         chunk.append(row)
@@ -249,7 +259,6 @@ def submit_files(
     finally:
         store.finish_batch(batch, accepted=result.accepted, duplicates=result.duplicates,
                            rejected=len(result.rejected))
-    return result
 
 
 def _row_or_reject(record: Record, name: str, channel: str, result: SubmitResult, *,

@@ -107,7 +107,8 @@ def test_rereport_of_closed_case_opens_a_new_case(tmp_path: Path, store) -> None
     assert len(store.list_cases()) == 2
 
 
-def test_large_file_streams_in_chunks(tmp_path: Path, store) -> None:
+def test_large_file_streams_in_chunks(tmp_path: Path, store, monkeypatch) -> None:
+    monkeypatch.setattr("engine.intake.CHUNK", 2000)
     lines = [f"http://h{i % 50}.example/p/{i}\n" for i in range(5000)]
     src = write(tmp_path, "big.txt", "".join(lines + lines[:40]))  # 40 duplicates at the end
     seen: list[int] = []

@@ -18,7 +18,7 @@ from typing import Any
 
 from engine import clock
 from engine.errors import InputError, StorageError
-from engine.ids import new_id
+from engine.ids import new_id, new_ids
 from engine.models import CLOSED_STATES, Case, Event, Item
 from engine.store.base import Commit, IntakeOutcome, IntakeRow, Store
 from engine.store.migrations import MIGRATIONS
@@ -139,11 +139,12 @@ class SQLiteStore(SQLiteNoticeMixin, SQLiteStatsMixin, SQLiteUsersMixin, Store):
             new_events = []
             reports = []
             created = _dumps({"batch": batch_id})
+            fresh_ids = iter(new_ids("C", len(rows)))
             for row in rows:
                 case_id = open_cases.get(row.canonical_url)
                 duplicate = case_id is not None
                 if case_id is None:
-                    case_id = new_id("C")
+                    case_id = next(fresh_ids)
                     open_cases[row.canonical_url] = case_id
                     new_cases.append((case_id, row.raw_url, row.canonical_url, row.host,
                                       row.domain, at, at))
@@ -184,6 +185,22 @@ class SQLiteStore(SQLiteNoticeMixin, SQLiteStatsMixin, SQLiteUsersMixin, Store):
              1 if police else 0, at))
         conn.execute("INSERT INTO reporter_keys(reporter_id, wrapped_key) VALUES (?,?)",
                      (rid, wrapped))
+
+    @contextmanager
+    def bulk_load(self) -> Iterator[None]:
+        """No automatic WAL checkpoints during a large intake.
+
+        Checkpoints (copying the WAL into the database file, with an fsync) took a third of a
+        100,000-URL submission. Commits stay durable in the WAL; the next commit after the
+        batch, or the last connection's close, checkpoints as usual.
+        """
+        with self._lock:
+            self.conn.execute("PRAGMA wal_autocheckpoint=0")
+        try:
+            yield
+        finally:
+            with self._lock:
+                self.conn.execute("PRAGMA wal_autocheckpoint=1000")
 
     def finish_batch(self, batch_id: str, *, accepted: int, duplicates: int,
                      rejected: int) -> None:
