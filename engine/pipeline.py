@@ -37,6 +37,7 @@ log = logging.getLogger("ntd.pipeline")
 
 MAX_ATTEMPTS = 5
 # Stages that mostly wait on the network get more workers unless configured otherwise.
+EMPTY_CLAIM_GAP = 0.02  # seconds between claims of a stage that found nothing due
 DEFAULT_STAGE_WORKERS = {"fetch": 64, "recheck": 64, "resolve": 32}
 
 
@@ -176,6 +177,7 @@ class Pipeline:
         self.summary = RunSummary()
         self._stopping = asyncio.Event()
         self._wake = asyncio.Event()
+        self._wakes = 0  # how often _wake was set (a feeder sees whether it missed one)
         self._in_flight = 0
         self._claiming = 0
         self._claims = 0
@@ -332,6 +334,7 @@ class Pipeline:
                 await self._wait_wake(self.poll_seconds)
                 continue
             self._claiming += 1
+            wakes = self._wakes
             try:
                 ids = await self.ctx.store.claim(
                     stage.consumes, limit=room, owner=self.ctx.owner,
@@ -346,7 +349,13 @@ class Pipeline:
                 if self.stop_when_drained and self._in_flight == 0:
                     self.stop()  # nothing due and nothing in flight
                     return
-                await self._wait_wake(self.poll_seconds)
+                # Nothing due. Every finished case wakes the feeders, but an empty claim is a
+                # write transaction: claim again at most every EMPTY_CLAIM_GAP (without this,
+                # 1,000+ empty claims a run competed with the commits).
+                gap = min(self.poll_seconds, EMPTY_CLAIM_GAP)
+                await asyncio.sleep(gap)
+                if self._wakes == wakes:
+                    await self._wait_wake(self.poll_seconds - gap)
 
     async def _wait_wake(self, timeout: float) -> None:
         self._wake.clear()
@@ -374,6 +383,7 @@ class Pipeline:
             finally:
                 self._busy.discard(me)
                 self._in_flight -= 1
+                self._wakes += 1
                 self._wake.set()
 
     async def _run_stage(self, stage: Stage, case_id: str) -> Commit:

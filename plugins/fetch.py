@@ -101,10 +101,23 @@ def _hash_cache(ctx: Any) -> HashCache:
     return cache
 
 
+_INLINE_BYTES = 64 * 1024  # hashing this much on the event loop costs well under a millisecond
+
+
 async def hash_cached(ctx: Any, body: bytes, content_type: str) -> dict[str, Any]:
-    """``hash_bytes`` in the process pool, skipped when the same bytes were hashed before."""
-    # SHA-256 releases the GIL on large buffers: a thread keeps big bodies off the loop.
-    digest = (hashlib.sha256(body).hexdigest() if len(body) < 1 << 20
+    """``hash_bytes`` in the process pool, skipped when the same bytes were hashed before.
+
+    Only images need the pool (decoding, perceptual hashes). Anything else gets its
+    cryptographic hashes here: shipping an HTML page to another process cost more than
+    hashing it. Large bodies are hashed on a thread (hashlib releases the GIL).
+    """
+    if content_type not in IMAGE_TYPES:
+        from plugins.media_hashing import crypto_hashes
+
+        if len(body) <= _INLINE_BYTES:
+            return crypto_hashes(body)
+        return await asyncio.to_thread(crypto_hashes, body)
+    digest = (hashlib.sha256(body).hexdigest() if len(body) <= _INLINE_BYTES
               else await asyncio.to_thread(lambda: hashlib.sha256(body).hexdigest()))
     cache = _hash_cache(ctx)
     key = f"{content_type}:{digest}"

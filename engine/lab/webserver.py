@@ -279,10 +279,13 @@ class LabWebServer:
                 resp.enable_chunked_encoding()
             await resp.prepare(request)
             remaining = route.stream_bytes
-            while remaining > 0:
-                piece = _STREAM_FILL[: min(remaining, len(_STREAM_FILL))]
-                await resp.write(piece)
-                remaining -= len(piece)
-            await resp.write_eof()
+            try:
+                while remaining > 0:
+                    piece = _STREAM_FILL[: min(remaining, len(_STREAM_FILL))]
+                    await resp.write(piece)
+                    remaining -= len(piece)
+                await resp.write_eof()
+            except ConnectionResetError:
+                pass  # the client stopped reading (a fetcher's size cap): expected, not an error
             return resp
         return web.Response(status=route.status, body=route.body, headers=headers)

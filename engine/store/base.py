@@ -53,6 +53,27 @@ class Commit:
     result: StageResult
 
 
+def claim_candidates_sql(states: Sequence[str], now: str, limit: int,
+                         mark: str = "?") -> tuple[str, list[Any]]:
+    """The cases a claim may take, as SQL (``id, updated_at`` rows) and its parameters.
+
+    Per state, two walks of the ``cases_claim`` index in claim order: cases without a retry
+    time, and cases whose retry time has come. Each stops after ``limit`` unleased cases, so a
+    claim costs the same with 100 or 100,000 cases waiting (one ``ORDER BY`` over several
+    states made the database sort them all). ``mark`` is the backend's parameter marker.
+    """
+    lease = f"(lease_owner IS NULL OR lease_until < {mark})"
+    parts: list[str] = []
+    params: list[Any] = []
+    for state in states:
+        for n, retry in enumerate(("retry_at IS NULL", f"retry_at <= {mark}")):
+            parts.append(
+                f"SELECT * FROM (SELECT id, updated_at FROM cases WHERE state = {mark} AND {retry}"
+                f" AND {lease} ORDER BY updated_at, id LIMIT {mark}) AS c{len(parts)}")
+            params += [state, *([now] if n else []), now, limit]
+    return " UNION ALL ".join(parts), params
+
+
 class Store(NoticeStore, ABC):
     """Case store: cases, reports, items, events, per-case data and leases."""
 

@@ -34,7 +34,7 @@ from engine import clock
 from engine.errors import InputError, StorageError
 from engine.ids import new_id
 from engine.models import CLOSED_STATES, Case, Event, Item
-from engine.store.base import Commit, IntakeOutcome, IntakeRow, Store
+from engine.store.base import Commit, IntakeOutcome, IntakeRow, Store, claim_candidates_sql
 from engine.store.migrations import MIGRATIONS
 from engine.store.postgres_notices import PostgresNoticeMixin
 from engine.store.postgres_stats import PostgresStatsMixin
@@ -343,15 +343,19 @@ class PostgresStore(PostgresNoticeMixin, PostgresStatsMixin, PostgresUsersMixin,
         # SKIP LOCKED: a row another claimer is taking right now is skipped, never waited for
         # and never taken twice; the outer UPDATE sets the lease in the same statement. One
         # statement is atomic on its own: autocommit saves the BEGIN/COMMIT round trips.
+        # The candidates are found without locks; the locking SELECT checks them again on
+        # their latest version, so a case another worker just leased is never taken twice.
+        candidates, params = claim_candidates_sql(states, now, limit, mark="%s")
         with self._conn() as conn:
             rows = conn.execute(
                 "UPDATE cases SET lease_owner = %s, lease_until = %s WHERE id IN ("
-                " SELECT id FROM cases WHERE state = ANY(%s)"
+                f" SELECT id FROM cases WHERE id IN (SELECT id FROM ({candidates}) AS c)"
+                " AND state = ANY(%s)"
                 " AND (retry_at IS NULL OR retry_at <= %s)"
                 " AND (lease_owner IS NULL OR lease_until < %s)"
                 " ORDER BY updated_at, id LIMIT %s FOR UPDATE SKIP LOCKED)"
                 " RETURNING id, updated_at",
-                (owner, until, states, now, now, limit)).fetchall()
+                (owner, until, *params, states, now, now, limit)).fetchall()
         # RETURNING has no order: hand them out oldest first, as SQLite does.
         return [r["id"] for r in sorted(rows, key=lambda r: (r["updated_at"], r["id"]))]
 

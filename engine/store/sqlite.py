@@ -20,7 +20,7 @@ from engine import clock
 from engine.errors import InputError, StorageError
 from engine.ids import new_id, new_ids
 from engine.models import CLOSED_STATES, Case, Event, Item
-from engine.store.base import Commit, IntakeOutcome, IntakeRow, Store
+from engine.store.base import Commit, IntakeOutcome, IntakeRow, Store, claim_candidates_sql
 from engine.store.migrations import MIGRATIONS
 from engine.store.sqlite_notices import SQLiteNoticeMixin
 from engine.store.sqlite_stats import SQLiteStatsMixin
@@ -292,16 +292,14 @@ class SQLiteStore(SQLiteNoticeMixin, SQLiteStatsMixin, SQLiteUsersMixin, Store):
         if not states or limit <= 0:
             return []
         until = clock.fmt(clock.parse(now) + timedelta(seconds=lease_seconds))
-        marks = ",".join("?" * len(states))
+        candidates, params = claim_candidates_sql(states, now, limit)
         with self._write() as conn:
             rows = conn.execute(
                 f"UPDATE cases SET lease_owner = ?, lease_until = ? WHERE id IN ("
-                f" SELECT id FROM cases WHERE state IN ({marks})"
-                f" AND (retry_at IS NULL OR retry_at <= ?)"
-                f" AND (lease_owner IS NULL OR lease_until < ?)"
-                f" ORDER BY updated_at, id LIMIT ?) RETURNING id",
-                (owner, until, *states, now, now, limit)).fetchall()
-        return [r[0] for r in rows]
+                f" SELECT id FROM ({candidates}) ORDER BY updated_at, id LIMIT ?)"
+                f" RETURNING id, updated_at", (owner, until, *params, limit)).fetchall()
+        # RETURNING has no defined order: hand them out oldest first.
+        return [r[0] for r in sorted(rows, key=lambda r: (r[1], r[0]))]
 
     def due_count(self, states: Iterable[str], now: str) -> int:
         states = list(states)
