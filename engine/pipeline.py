@@ -37,6 +37,7 @@ log = logging.getLogger("ntd.pipeline")
 
 MAX_ATTEMPTS = 5
 # Stages that mostly wait on the network get more workers unless configured otherwise.
+COMMIT_BATCH = 256  # commits per database transaction (group commit)
 EMPTY_CLAIM_GAP = 0.02  # seconds between claims of a stage that found nothing due
 DEFAULT_STAGE_WORKERS = {"fetch": 64, "recheck": 64, "resolve": 32}
 
@@ -89,6 +90,84 @@ def dead_local_owners(owners: list[str], me: str) -> list[str]:
     return dead
 
 
+class LoopMonitor:
+    """Measures how long the event loop was blocked: a 10 ms ticker and its overshoot."""
+
+    def __init__(self, interval: float = 0.01, threshold: float = 0.1) -> None:
+        self.interval = interval
+        self.threshold = threshold
+        self.max_block = 0.0
+        self.max_block_at = 0.0  # seconds after start
+        self.over_threshold = 0  # stalls longer than ``threshold``
+        self._started = time.perf_counter()
+        self._task: asyncio.Task[None] | None = None
+
+    async def _tick(self) -> None:
+        while True:
+            before = time.perf_counter()
+            await asyncio.sleep(self.interval)
+            late = time.perf_counter() - before - self.interval
+            if late > self.threshold:
+                self.over_threshold += 1
+            if late > self.max_block:
+                self.max_block = late
+                self.max_block_at = before - self._started
+
+    def start(self) -> None:
+        """Begin measuring on the running loop.
+
+        With ``NTD_LOOP_WATCHDOG_MS`` set, a thread also logs what the loop's thread was doing
+        whenever the loop has not run for that long (a diagnostic for operators).
+        """
+        self._started = time.perf_counter()
+        self._task = asyncio.get_running_loop().create_task(self._tick())
+        limit = os.environ.get("NTD_LOOP_WATCHDOG_MS")
+        if limit:
+            self._watchdog(float(limit) / 1000)
+
+    def _watchdog(self, limit: float) -> None:
+        import sys
+        import threading
+        import traceback
+
+        loop = asyncio.get_running_loop()
+        loop_thread = threading.get_ident()
+        beat = [time.perf_counter()]
+
+        def on_loop() -> None:
+            beat[0] = time.perf_counter()
+            if self._task is not None and not self._task.done():
+                loop.call_later(limit / 4, on_loop)
+
+        def watch() -> None:
+            reported = 0.0
+            while self._task is not None and not self._task.done():
+                time.sleep(limit / 4)
+                stalled = time.perf_counter() - beat[0]
+                if stalled > limit and beat[0] != reported:
+                    reported = beat[0]
+                    frame = sys._current_frames().get(loop_thread)
+                    stack = "".join(traceback.format_stack(frame, limit=12)) if frame else "?"
+                    log.warning("event loop stalled %.0f ms so far in:\n%s",
+                                stalled * 1000, stack)
+
+        on_loop()
+        threading.Thread(target=watch, name="ntd-loop-watchdog", daemon=True).start()
+
+    async def stop(self) -> None:
+        """Stop measuring."""
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+
+def _warm_up() -> None:
+    import engine.safe_fetch  # noqa: F401  (imports aiohttp)
+    from engine.urls import registrable_domain
+
+    registrable_domain("example.com")  # loads the public-suffix list
+
+
 @dataclass
 class RunSummary:
     """What one ``ntd run`` did."""
@@ -100,6 +179,9 @@ class RunSummary:
     stopped_by_signal: bool = False
     seconds: float = 0.0
     stage_ms: dict[str, list[float]] = field(default_factory=dict)
+    max_loop_block_ms: float = 0.0  # the longest the event loop could not run (LoopMonitor)
+    max_loop_block_at: float = 0.0  # when, in seconds after the start
+    loop_blocks_over_100ms: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form for ``ntd run --json``."""
@@ -112,13 +194,15 @@ class RunSummary:
         return {"processed": dict(self.processed), "errors": dict(self.errors),
                 "parked": dict(self.parked), "released": self.released,
                 "stopped_by_signal": self.stopped_by_signal, "seconds": round(self.seconds, 3),
-                "stages": stages}
+                "stages": stages, "max_loop_block_ms": round(self.max_loop_block_ms, 1),
+                "max_loop_block_at_s": round(self.max_loop_block_at, 1),
+                "loop_blocks_over_100ms": self.loop_blocks_over_100ms}
 
 
 class _Committer:
     """Commits stage results in groups on the database thread (group commit)."""
 
-    def __init__(self, ctx: StageContext, max_batch: int = 256) -> None:
+    def __init__(self, ctx: StageContext, max_batch: int = COMMIT_BATCH) -> None:
         self.ctx = ctx
         self.max_batch = max_batch
         self.queue: asyncio.Queue[tuple[Commit, asyncio.Future[bool]]] = asyncio.Queue()
@@ -223,7 +307,12 @@ class Pipeline:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 with contextlib.suppress(NotImplementedError, RuntimeError):
                     loop.add_signal_handler(sig, self._on_signal)
+        # What would otherwise load at the first case, on the loop (stalls of 100-300 ms seen by
+        # NTD_LOOP_WATCHDOG_MS): aiohttp, the public-suffix list. A thread keeps the loop free.
+        await asyncio.to_thread(_warm_up)
         committer = _Committer(self.ctx)
+        monitor = LoopMonitor()
+        monitor.start()
         try:
             async with asyncio.TaskGroup() as tg:
                 commit_task = tg.create_task(committer.run())
@@ -268,6 +357,10 @@ class Pipeline:
                 heartbeat_stop.set()
                 await heartbeat
         finally:
+            await monitor.stop()
+            self.summary.max_loop_block_ms = monitor.max_block * 1000
+            self.summary.max_loop_block_at = monitor.max_block_at
+            self.summary.loop_blocks_over_100ms = monitor.over_threshold
             gc.unfreeze()
             if self.install_signal_handlers:
                 for sig in (signal.SIGINT, signal.SIGTERM):

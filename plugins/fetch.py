@@ -18,6 +18,8 @@ from engine import hookimpl
 from engine.config import Option, positive
 from engine.errors import FetchError
 from engine.models import Item, StageResult
+from plugins.digests import crypto_hashes
+from plugins.html_media import extract_media_urls  # here, not at the first page: no loop stall
 
 IMAGE_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp", "image/bmp"})
 
@@ -28,7 +30,7 @@ def hash_bytes(data: bytes, content_type: str) -> dict[str, Any]:
     Images get cryptographic and perceptual hashes; anything else, or an image that fails to
     decode safely, gets cryptographic hashes and an ``error`` naming why.
     """
-    from plugins.media_hashing import MediaError, crypto_hashes, hash_media
+    from plugins.media_hashing import MediaError, hash_media
 
     if content_type in IMAGE_TYPES:
         try:
@@ -112,8 +114,6 @@ async def hash_cached(ctx: Any, body: bytes, content_type: str) -> dict[str, Any
     hashing it. Large bodies are hashed on a thread (hashlib releases the GIL).
     """
     if content_type not in IMAGE_TYPES:
-        from plugins.media_hashing import crypto_hashes
-
         if len(body) <= _INLINE_BYTES:
             return crypto_hashes(body)
         return await asyncio.to_thread(crypto_hashes, body)
@@ -167,8 +167,6 @@ async def ntd_fetch(case: Any, ctx: Any) -> StageResult:
     items = [page]
     media: list[str] = []
     if html is not None:
-        from plugins.html_media import extract_media_urls
-
         media = extract_media_urls(html, page.final_url or case.canonical_url,
                                    limit=settings["max_media_per_page"])
         gate = asyncio.Semaphore(settings["media_concurrency"])

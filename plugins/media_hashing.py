@@ -23,7 +23,6 @@ callers that still want the cryptographic hashes of non-images use :func:`crypto
 
 from __future__ import annotations
 
-import hashlib
 import io
 import struct
 from typing import Any
@@ -33,6 +32,7 @@ import scipy.fftpack  # what imagehash.phash uses; pulled in by imagehash
 from PIL import Image, UnidentifiedImageError
 
 from engine.errors import StageError
+from plugins.digests import crypto_hashes  # noqa: F401  (re-exported: part of this module's API)
 
 try:  # optional: builds from source (no Linux wheel); without it "pdq" is None
     import pdqhash
@@ -52,15 +52,6 @@ _DECODE_ERRORS = (ValueError, OSError, EOFError, SyntaxError, struct.error, Inde
 
 class MediaError(StageError):
     """Bytes that cannot be hashed as an image: ``reason`` is not_image, bomb or decode_error."""
-
-
-def crypto_hashes(data: bytes) -> dict[str, str]:
-    """Return the lower-case hex ``md5``, ``sha1`` and ``sha256`` of ``data``."""
-    return {
-        "md5": hashlib.md5(data, usedforsecurity=False).hexdigest(),
-        "sha1": hashlib.sha1(data, usedforsecurity=False).hexdigest(),
-        "sha256": hashlib.sha256(data).hexdigest(),
-    }
 
 
 def _reduced_scale(width: int, height: int, min_side: int) -> int:

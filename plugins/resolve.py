@@ -445,9 +445,14 @@ async def service_for(ctx: Any) -> ResolveService:
 
 
 @hookimpl
-def ntd_startup(ctx: Any) -> None:
+async def ntd_startup(ctx: Any) -> None:
     # Created lazily in service_for: a run with nothing to resolve needs no resolver.
     ctx.state.setdefault(STATE_KEY, _RunState())
+    # The registrable-domain extractor loads its suffix list at first use (~0.1-0.3 s): load it
+    # now, on a thread, rather than stall the event loop at the first case.
+    from plugins.rdap import registered_domain
+
+    await asyncio.to_thread(registered_domain, "example.com")
 
 
 @hookimpl
