@@ -37,7 +37,9 @@ def bench(session: nox.Session) -> None:
     session.install("-e", ".")
     sizes = session.posargs or ["1000", "10000"]
     for n in sizes:
+        # One engine process, then two `ntd run` worker processes on the same database.
         session.run("ntd", "bench", "e2e", "--urls", n, "--json")
+        session.run("ntd", "bench", "e2e", "--urls", n, "--processes", "2", "--json")
     session.run("ntd", "bench", "intake", "--urls", "100000")
     session.run("ntd", "bench", "match", "--entries", "1000000", "--json")
     session.run("ntd", "bench", "hash", "--json")
