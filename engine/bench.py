@@ -29,7 +29,7 @@ def generate_urls(n: int, *, hosts: int = 1000, seed: int = 0) -> list[str]:
 
 
 _CHILD = """
-import json, resource, sys, time
+import json, sys, time
 from engine.intake import submit_files
 from engine.runtime import Runtime
 rt = Runtime.open(db=sys.argv[1])

@@ -227,38 +227,31 @@ def submit_files(
         vault = ReporterVault(load_master_key(getattr(store, "path", None)))
     batch = store.create_batch(channel=channel, source=",".join(names), at=clock.now_text())
     result = SubmitResult(batch=batch)
-    with store.bulk_load():
-        _submit_handles(store, handles, batch, channel, fmt, clock, result, progress,
-                        keep_case_ids, vault, multi=len(names) > 1)
-    return result
-
-
-def _submit_handles(store: Store, handles: list[tuple[str, IO[str]]], batch: str, channel: str,
-                    fmt: str | None, clock: Clock, result: SubmitResult,
-                    progress: Callable[[int], None] | None, keep_case_ids: bool, vault: Any,
-                    *, multi: bool) -> None:
     done = 0
-    try:
-        for name, fh in handles:
-            chunk: list[IntakeRow] = []
-            with fh:
-                for record in read_records(fh, name, fmt):
-                    row = _row_or_reject(record, name, channel, result, multi=multi,
-                                         vault=vault)
-                    if row is not None:
-                        chunk.append(row)
-                    done += 1
-                    if len(chunk) >= CHUNK:
-                        _flush(store, batch, channel, clock, chunk, result, keep_case_ids)
-                        chunk = []
-                        if progress:
-                            progress(done)
-                _flush(store, batch, channel, clock, chunk, result, keep_case_ids)
-                if progress:
-                    progress(done)
-    finally:
-        store.finish_batch(batch, accepted=result.accepted, duplicates=result.duplicates,
-                           rejected=len(result.rejected))
+    multi = len(names) > 1
+    with store.bulk_load():
+        try:
+            for name, fh in handles:
+                chunk: list[IntakeRow] = []
+                with fh:
+                    for record in read_records(fh, name, fmt):
+                        row = _row_or_reject(record, name, channel, result, multi=multi,
+                                             vault=vault)
+                        if row is not None:
+                            chunk.append(row)
+                        done += 1
+                        if len(chunk) >= CHUNK:
+                            _flush(store, batch, channel, clock, chunk, result, keep_case_ids)
+                            chunk = []
+                            if progress:
+                                progress(done)
+                    _flush(store, batch, channel, clock, chunk, result, keep_case_ids)
+                    if progress:
+                        progress(done)
+        finally:
+            store.finish_batch(batch, accepted=result.accepted, duplicates=result.duplicates,
+                               rejected=len(result.rejected))
+    return result
 
 
 def _row_or_reject(record: Record, name: str, channel: str, result: SubmitResult, *,

@@ -36,9 +36,9 @@ from engine.store import Commit
 log = logging.getLogger("ntd.pipeline")
 
 MAX_ATTEMPTS = 5
-# Stages that mostly wait on the network get more workers unless configured otherwise.
 COMMIT_BATCH = 256  # commits per database transaction (group commit)
 EMPTY_CLAIM_GAP = 0.02  # seconds between claims of a stage that found nothing due
+# Stages that mostly wait on the network get more workers unless configured otherwise.
 DEFAULT_STAGE_WORKERS = {"fetch": 64, "recheck": 64, "resolve": 32}
 
 

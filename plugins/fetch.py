@@ -106,6 +106,15 @@ def _hash_cache(ctx: Any) -> HashCache:
 _INLINE_BYTES = 64 * 1024  # hashing this much on the event loop costs well under a millisecond
 
 
+def _sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+async def _off_loop_if_large(fn: Any, body: bytes) -> Any:
+    """``fn(body)`` here when small, else on a thread (hashlib releases the GIL there)."""
+    return fn(body) if len(body) <= _INLINE_BYTES else await asyncio.to_thread(fn, body)
+
+
 async def hash_cached(ctx: Any, body: bytes, content_type: str) -> dict[str, Any]:
     """``hash_bytes`` in the process pool, skipped when the same bytes were hashed before.
 
@@ -114,11 +123,8 @@ async def hash_cached(ctx: Any, body: bytes, content_type: str) -> dict[str, Any
     hashing it. Large bodies are hashed on a thread (hashlib releases the GIL).
     """
     if content_type not in IMAGE_TYPES:
-        if len(body) <= _INLINE_BYTES:
-            return crypto_hashes(body)
-        return await asyncio.to_thread(crypto_hashes, body)
-    digest = (hashlib.sha256(body).hexdigest() if len(body) <= _INLINE_BYTES
-              else await asyncio.to_thread(lambda: hashlib.sha256(body).hexdigest()))
+        return await _off_loop_if_large(crypto_hashes, body)
+    digest = await _off_loop_if_large(_sha256_hex, body)
     cache = _hash_cache(ctx)
     key = f"{content_type}:{digest}"
     found = cache.get(key)

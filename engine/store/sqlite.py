@@ -195,12 +195,13 @@ class SQLiteStore(SQLiteNoticeMixin, SQLiteStatsMixin, SQLiteUsersMixin, Store):
         batch, or the last connection's close, checkpoints as usual.
         """
         with self._lock:
+            before = int(self.conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0])
             self.conn.execute("PRAGMA wal_autocheckpoint=0")
         try:
             yield
         finally:
             with self._lock:
-                self.conn.execute("PRAGMA wal_autocheckpoint=1000")
+                self.conn.execute(f"PRAGMA wal_autocheckpoint={before}")
 
     def finish_batch(self, batch_id: str, *, accepted: int, duplicates: int,
                      rejected: int) -> None:
