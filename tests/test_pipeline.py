@@ -20,7 +20,6 @@ from engine.runtime import Runtime
 from tests.conftest import PLUGIN_PKG, ntd_env, wait_for
 from tests.plugins import stage_stubs
 
-
 BUILTINS = "fetch,hashmatch,resolve,route_inhope,notify,recheck"
 
 
