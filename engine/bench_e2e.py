@@ -88,6 +88,8 @@ async def run_e2e(*, urls: int = 1000, latency_ms: float = 50.0, image_share: fl
     try:
         overrides = lab.config_overrides()
         overrides["pipeline"] = {"poll_seconds": 0.05}
+        if processes > 1:  # each worker hashes on its share of the cores (as the README says)
+            overrides["pipeline"]["cpu_workers"] = max(1, (os.cpu_count() or 1) // processes)
         if workers:
             overrides["pipeline"]["workers"] = workers
         rt = Runtime.open(db=db or str(Path(tmp.name) / "e2e.db"), overrides=overrides)

@@ -235,7 +235,9 @@ class ResolveService:
     async def open(cls, ctx: Any) -> ResolveService:
         """Build the service and warm its caches from the store."""
         try:
-            service = cls(ctx.config, ctx.clock)
+            # On a thread: reading the bootstrap and rules files and loading the CA bundle
+            # for the RDAP client stalled the event loop ~100 ms at the first case.
+            service = await asyncio.to_thread(cls, ctx.config, ctx.clock)
         except ResolutionError as exc:  # e.g. an unreadable bootstrap file
             raise ConfigError(f"[rdap] bootstrap_file: {exc.message}") from exc
         loaded = await service.ip_cache.load(ctx.store)
