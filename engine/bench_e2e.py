@@ -208,12 +208,19 @@ async def _measure(rt: Runtime, lab: FullLab, folder: Path, *, processes: int = 
                             "cases": sum(r["processed"].get(stage, 0) for r in runs)}
                     for stage in {s for r in runs for s in r.get("stages", {})}}
         loop_block_ms = max(r.get("max_loop_block_ms", 0.0) for r in runs)
+        loop_blocks = [{k: r.get(k) for k in ("max_loop_block_ms", "max_loop_block_at_s",
+                                              "loop_blocks_over_100ms", "seconds")}
+                       for r in runs]
     else:
         summary = await rt.run_pipeline(until_idle=True, install_signal_handlers=False)
         stage_ms = {stage: {"p50_ms": round(_pct(ms, 0.5), 1),
                             "p99_ms": round(_pct(ms, 0.99), 1), "cases": len(ms)}
                     for stage, ms in summary.stage_ms.items()}
         loop_block_ms = summary.max_loop_block_ms
+        loop_blocks = [{"max_loop_block_ms": round(loop_block_ms, 1),
+                        "max_loop_block_at_s": round(summary.max_loop_block_at, 1),
+                        "loop_blocks_over_100ms": summary.loop_blocks_over_100ms,
+                        "seconds": round(summary.seconds, 1)}]
     seconds = time.perf_counter() - wall0
     cpu = _cpu_seconds() - cpu0
 
@@ -238,6 +245,7 @@ async def _measure(rt: Runtime, lab: FullLab, folder: Path, *, processes: int = 
         "cpu_utilisation": round(cpu / seconds / (os.cpu_count() or 1), 2),
         "peak_rss_mb": peak_rss,
         "max_loop_block_ms": round(loop_block_ms, 1),  # the engine's loop(s), while running
+        "loop_blocks": loop_blocks,  # each engine process: its longest stall, when, how many
         "planted_matches": len(planted),
         "found_matches": len(planted & matched),
         "false_matches": len(matched - planted),

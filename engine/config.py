@@ -86,6 +86,9 @@ ENGINE_SCHEMA: dict[str, dict[str, Option]] = {
                                  help="outbound requests in flight per host"),
         "cpu_workers": Option(type=int, default=0, check=non_negative,
                               help="process-pool size for CPU-bound work; 0 = number of cores"),
+        "cpu_nice": Option(type=int, default=10, check=non_negative,
+                           help="niceness added to the CPU pool's processes, so hashing yields "
+                                "the cores to the event loops (0 = same priority)"),
         "lease_seconds": Option(type=int, default=300, check=positive,
                                 help="how long a claimed case stays leased to a worker"),
         "poll_seconds": Option(type=float, default=1.0, check=positive,

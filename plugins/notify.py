@@ -37,7 +37,8 @@ async def ntd_startup(ctx: Any) -> None:
     from plugins.notices.sender import NoticeSender
 
     # Builds channels and validates every template: a broken template stops the start here.
-    ctx.state[_STATE_KEY] = NoticeSender.from_context(ctx)
+    # Notices render in the CPU pool: the run's event loop also fetches and commits.
+    ctx.state[_STATE_KEY] = NoticeSender.from_context(ctx, render_in_pool=True)
 
 
 @hookimpl

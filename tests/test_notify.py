@@ -437,3 +437,33 @@ def test_kill_9_mid_batch_then_restart_delivers_each_notice_once(tmp_path: Path)
     duplicates = sum(received.values()) - n
     assert 0 <= duplicates <= 4  # at most the batch that was in flight when killed
     assert all(r["attempts"] in (1, 2) for r in notices)
+
+
+def test_a_notice_rendered_in_the_cpu_pool_equals_one_rendered_inline(
+        tmp_path: Path) -> None:
+    # ``ntd run`` renders notices in its process pool (off the event loop); a resend after a
+    # crash may be rendered either way, so both must give the same message.
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    from plugins.notices.message import email_bytes, prepare, render_notice
+    from plugins.notices.settings import notice_settings, smtp_settings
+
+    rt = make_runtime(tmp_path / "ntd.db")
+    rt.store.queue_notice_actions([_action(1, urls=2)], now=Clock().now_text())
+    rt.store.aggregate_notices(now=Clock().now_text(), window_seconds=0.0, max_urls=50,
+                               sendable=["email"])
+    (notice,) = rt.store.claim_notices(owner="t", limit=1, now=Clock().now_text(),
+                                       lease_seconds=60)
+    settings, smtp = notice_settings(rt.config), smtp_settings(rt.config)
+    inline = prepare(notice, Renderer(settings.template_dir), settings, smtp)
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("forkserver")) as pool:
+        pooled = pool.submit(render_notice, notice, settings, smtp, None, True).result()
+    def boundaryless(data: bytes | None) -> bytes:  # MIME boundaries are random per render
+        import re
+        return re.sub(rb"=+\d+==", b"BOUNDARY", data or b"")
+
+    assert boundaryless(pooled.email) == boundaryless(email_bytes(inline, settings, smtp))
+    assert b"Message-ID: " + inline.message_id.encode() in boundaryless(pooled.email)
+    assert (pooled.rendered, pooled.reports) == (inline.rendered, inline.reports)
+    rt.close()

@@ -38,6 +38,8 @@ def _dumps(value: Any) -> str:
 class SQLiteStore(SQLiteNoticeMixin, SQLiteStatsMixin, SQLiteUsersMixin, Store):
     """Case store in one SQLite file."""
 
+    inline_reads = True  # point reads are cheap enough for the event loop (engine.context)
+
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.url = f"sqlite:///{self.path}"

@@ -10,7 +10,7 @@ the recipient can recognise it as the notice it may already have. The e-mail is
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from email.header import Header
 from email.mime.application import MIMEApplication
@@ -38,6 +38,8 @@ class Prepared:
     rendered: Rendered
     reports: list[dict[str, Any]]
     message_id: str
+    email: bytes | None = None  # the MIME message, when it was built with the rest
+
 
     @property
     def json_body(self) -> bytes:
@@ -104,6 +106,23 @@ def prepare(notice: dict[str, Any], renderer: Renderer, settings: NoticeSettings
                             reply_to=reply_address(settings, smtp))
     return Prepared(notice=notice, rendered=rendered, reports=reports,
                     message_id=message_id(notice, smtp))
+
+
+_RENDERERS: dict[str | None, Renderer] = {}
+
+
+def render_notice(notice: dict[str, Any], settings: NoticeSettings, smtp: SMTPSettings,
+                  key: bytes | None, with_email: bool) -> Prepared:
+    """``prepare`` plus, for e-mail, the MIME bytes: a module-level function of plain values, so
+    the sender runs it in the CPU pool (3-4 ms of CPU a notice; a batch of 64 rendered on the
+    event loop held it for a quarter of a second). Each process keeps its own Renderer."""
+    renderer = _RENDERERS.get(settings.template_dir)
+    if renderer is None:
+        renderer = _RENDERERS[settings.template_dir] = Renderer(settings.template_dir)
+    prepared = prepare(notice, renderer, settings, smtp)
+    if with_email:
+        prepared = replace(prepared, email=email_bytes(prepared, settings, smtp, key))
+    return prepared
 
 
 def email_bytes(prepared: Prepared, settings: NoticeSettings, smtp: SMTPSettings,

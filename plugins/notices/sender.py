@@ -28,7 +28,7 @@ from engine.errors import NtdError
 from engine.pipeline import dead_local_owners
 from plugins.notices.api_channel import APIChannel
 from plugins.notices.channels import Channel, Outcome, registered_channels
-from plugins.notices.message import Prepared, dkim_key, email_bytes, prepare
+from plugins.notices.message import Prepared, dkim_key, email_bytes, prepare, render_notice
 from plugins.notices.render import Renderer
 from plugins.notices.settings import NoticeSettings, SMTPSettings, notice_settings, smtp_settings
 from plugins.notices.smtp_channel import SMTPChannel
@@ -72,8 +72,13 @@ class NoticeSender:
     """Drains the notice outbox for one process (lease owner ``ctx.owner``)."""
 
     def __init__(self, ctx: Any, *, settings: NoticeSettings, smtp: SMTPSettings,
-                 renderer: Renderer, channels: dict[str, Channel]) -> None:
+                 renderer: Renderer, channels: dict[str, Channel],
+                 render_key: tuple[bytes | None] | None = None) -> None:
+        """``render_key`` (the DKIM key, in a tuple) renders notices in the run's CPU pool with
+        the renderer of ``settings.template_dir``; without it, ``renderer`` renders them on the
+        event loop."""
         self.ctx = ctx
+        self.render_key = render_key
         self.settings = settings
         self.smtp = smtp
         self.renderer = renderer
@@ -82,9 +87,12 @@ class NoticeSender:
         self.sent = 0
 
     @classmethod
-    def from_context(cls, ctx: Any, *,
-                     api_transport: httpx.AsyncBaseTransport | None = None) -> NoticeSender:
-        """Build the sender from the run's configuration (templates validated here)."""
+    def from_context(cls, ctx: Any, *, api_transport: httpx.AsyncBaseTransport | None = None,
+                     render_in_pool: bool = False) -> NoticeSender:
+        """Build the sender from the run's configuration (templates validated here).
+
+        ``render_in_pool``: render in the run's CPU pool (``ntd run``, whose event loop also
+        fetches and commits); a standalone ``ntd notices send`` renders on its own loop."""
         settings = notice_settings(ctx.config)
         smtp = smtp_settings(ctx.config)
         renderer = Renderer(settings.template_dir)
@@ -92,6 +100,8 @@ class NoticeSender:
         key = dkim_key(smtp)
 
         def build(prepared: Prepared) -> bytes:
+            if prepared.email is not None:  # built in the CPU pool with the rest
+                return prepared.email
             return email_bytes(prepared, settings, smtp, key)
 
         channels: dict[str, Channel] = {}
@@ -105,7 +115,9 @@ class NoticeSender:
                                          transport=api_transport)
             for name, factory in registered_channels().items():
                 channels[name] = factory(ctx)
-        return cls(ctx, settings=settings, smtp=smtp, renderer=renderer, channels=channels)
+        pooled = (key,) if render_in_pool else None
+        return cls(ctx, settings=settings, smtp=smtp, renderer=renderer, channels=channels,
+                   render_key=pooled)
 
     # -- rounds --------------------------------------------------------------------------------
     async def release_dead(self) -> int:
@@ -165,6 +177,14 @@ class NoticeSender:
             await channel.aclose()
 
     # -- one notice ----------------------------------------------------------------------------
+    async def _prepare(self, notice: dict[str, Any]) -> Prepared:
+        if self.render_key is None:
+            return prepare(notice, self.renderer, self.settings, self.smtp)
+        prepared: Prepared = await self.ctx.run_cpu(
+            render_notice, notice, self.settings, self.smtp, self.render_key[0],
+            notice["channel"] == "email")
+        return prepared
+
     async def _deliver(self, notice: dict[str, Any]) -> None:
         store = self.ctx.store
         channel = self.channels.get(notice["channel"])
@@ -173,7 +193,7 @@ class NoticeSender:
                 outcome = Outcome(status="failed",
                                   detail=f"no sender for channel {notice['channel']!r}")
             else:
-                prepared = prepare(notice, self.renderer, self.settings, self.smtp)
+                prepared = await self._prepare(notice)
                 outcome = await channel.send(prepared)
         except NtdError as exc:  # e.g. a missing secret: our configuration, not the recipient
             outcome = Outcome(status="retry", detail=str(exc))

@@ -1,0 +1,59 @@
+"""Where the engine does its work: the CPU pool runs below the event loop, and SQLite point
+reads stay on the loop's thread (a hop to a reader thread cost the loop more than the read)."""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+from engine.intake import submit_files
+from engine.runtime import Runtime
+
+
+async def test_cpu_pool_processes_run_at_a_lower_priority(db_path: Path) -> None:
+    rt = Runtime.open(db=str(db_path), overrides={"pipeline": {"cpu_workers": 1,
+                                                               "cpu_nice": 7}})
+    ctx = rt.context()
+    try:
+        assert await ctx.run_cpu(os.nice, 0) == os.nice(0) + 7
+    finally:
+        await ctx.aclose()
+        rt.close()
+
+
+async def test_cpu_nice_zero_keeps_the_engine_priority(db_path: Path) -> None:
+    rt = Runtime.open(db=str(db_path), overrides={"pipeline": {"cpu_workers": 1,
+                                                               "cpu_nice": 0}})
+    ctx = rt.context()
+    try:
+        assert await ctx.run_cpu(os.nice, 0) == os.nice(0)
+    finally:
+        await ctx.aclose()
+        rt.close()
+
+
+async def test_sqlite_point_reads_run_on_the_loop_thread(db_path: Path, tmp_path: Path) -> None:
+    rt = Runtime.open(db=str(db_path))
+    src = tmp_path / "urls.txt"
+    src.write_text("http://h.example/1.png\n")
+    submit_files(rt.store, [str(src)])
+    (case_id,) = [c["id"] for c in rt.store.list_cases()]
+    ctx = rt.context()
+    seen: list[int] = []
+    original = type(rt.store).load_case
+
+    def spy(self, case_id):  # type: ignore[no-untyped-def]
+        seen.append(threading.get_ident())
+        return original(self, case_id)
+
+    type(rt.store).load_case = spy  # type: ignore[method-assign]
+    try:
+        case = await ctx.store.load_case(case_id)
+        listed = await ctx.store.list_cases()  # not a point read: a reader thread
+    finally:
+        type(rt.store).load_case = original  # type: ignore[method-assign]
+        await ctx.aclose()
+        rt.close()
+    assert case.id == case_id and listed[0]["id"] == case_id
+    assert seen == [threading.get_ident()]
