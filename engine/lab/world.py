@@ -117,31 +117,43 @@ def bind_urls(world: LabWorld, port: int | None = None) -> list[str]:
 COUNTRIES = ("NL", "NL", "NL", "DE", "DE", "FR", "BE", "SC")  # SC: no INHOPE hotline
 
 
+def _hosters(hosts: list[str]) -> list[tuple[int, str, str]]:
+    """(index, host, CIDR) of every hoster: one synthetic /24 each in public-looking space, keys
+    for the loopback registry only, never contacted."""
+    return [(i, host, f"185.{4 + i // 250}.{i % 250}.0/24") for i, host in enumerate(hosts)]
+
+
 @dataclass
 class FullLab:
-    """The world plus a loopback RDAP registry and SMTP sink, started together."""
+    """The world plus a loopback RDAP registry and SMTP sink, started together.
+
+    With ``remote`` (a started ``WorldServerProcess(full=True)``) all three run in that child
+    process and this object only knows their addresses: the benchmark's engine then shares its
+    event loop with none of the simulated internet.
+    """
 
     world: LabWorld
     rdap: Any = None
     sink: Any = None
     rdap_keys: dict[str, str] = field(default_factory=dict)  # host -> public-looking IP
+    remote: WorldServerProcess | None = None
 
     async def start(self) -> FullLab:
         """Start the web server, RDAP registry and SMTP sink on loopback."""
         from engine.lab.rdap_server import LabRdapServer
         from engine.lab.smtp_sink import SMTPSink
 
+        for _, host, cidr in _hosters(self.world.hosts):
+            self.rdap_keys[host] = cidr.replace(".0/24", ".10")
+        if self.remote is not None:
+            return self
         if self.world.external_port is None:
             await self.world.server.start()
         self.rdap = LabRdapServer()
-        for i, host in enumerate(self.world.hosts):
-            # One synthetic /24 per hoster in public-looking space: keys for the loopback
-            # registry only, never contacted.
-            cidr = f"185.{4 + i // 250}.{i % 250}.0/24"
+        for i, _, cidr in _hosters(self.world.hosts):
             self.rdap.add_hoster(name=f"Hoster{i}", country=COUNTRIES[i % len(COUNTRIES)],
                                  cidr=cidr, asn=64_500 + i,
                                  abuse_email=f"abuse@hoster-{i}.example.test")
-            self.rdap_keys[host] = cidr.replace(".0/24", ".10")
         self.rdap.add_registrar_domain(domain="example.test", registrar_name="Lab Registrar",
                                        iana_id="9999", abuse_email="abuse@registrar.example.test")
         await self.rdap.start()
@@ -154,8 +166,24 @@ class FullLab:
             await self.sink.aclose()
         if self.rdap is not None:
             await self.rdap.close()
-        if self.world.external_port is None:
+        if self.world.external_port is None and self.remote is None:
             await self.world.server.close()
+
+    def received_message_ids(self) -> list[str]:
+        """Message-ID of every message the SMTP sink accepted, in arrival order."""
+        if self.remote is not None:
+            return self.remote.message_ids()
+        return [m.message_id for m in self.sink.messages]
+
+    @property
+    def rdap_base_url(self) -> str:
+        """Where the loopback RDAP registry answers."""
+        return self.remote.rdap_base_url if self.remote is not None else self.rdap.base_url
+
+    @property
+    def smtp_port(self) -> int:
+        """The SMTP sink's port."""
+        return self.remote.smtp_port if self.remote is not None else self.sink.port
 
     def config_overrides(self) -> dict[str, dict[str, Any]]:
         """Configuration for every stage to work against this lab."""
@@ -163,9 +191,9 @@ class FullLab:
         out.update({
             "lab.rdap_addresses": dict(self.rdap_keys),
             "resolve": {"origin_asn": False, "timeout": 2.0},
-            "rdap": {"ip_base_url": self.rdap.base_url, "backoff_base": 0.01,
-                     "domain_base_urls": {"*": self.rdap.base_url}},
-            "smtp": {"host": "127.0.0.1", "port": self.sink.port,
+            "rdap": {"ip_base_url": self.rdap_base_url, "backoff_base": 0.01,
+                     "domain_base_urls": {"*": self.rdap_base_url}},
+            "smtp": {"host": "127.0.0.1", "port": self.smtp_port,
                      "from_address": "notices@hotline.example.test"},
             "notices": {"aggregate_minutes": 0.0, "hotline_name": "Lab Hotline",
                         "reference_prefix": "LAB", "poll_seconds": 0.05},
@@ -181,32 +209,51 @@ class FullLab:
 
 
 class WorldServerProcess:
-    """The world's web server in a child process, so the engine under test has its CPU.
+    """The world's web server (``full``: with the RDAP registry and SMTP sink) in a child
+    process, so the engine under test has its CPU and its event loop to itself.
 
     Both processes build the same deterministic world from the same arguments; the child serves
-    it and reports its port on stdout.
+    it and reports its addresses on stdout. It answers ``messages`` on stdin with the Message-IDs
+    its SMTP sink accepted (one JSON line); closing stdin stops it.
     """
 
-    def __init__(self, **world_args: Any) -> None:
+    def __init__(self, *, full: bool = False, **world_args: Any) -> None:
         self.world_args = world_args
+        self.full = full
         self.proc: Any = None
         self.port = 0
+        self.rdap_base_url = ""
+        self.smtp_port = 0
 
     def start(self) -> WorldServerProcess:
-        """Spawn the child and wait for its port."""
+        """Spawn the child and wait for its addresses."""
         import json
         import subprocess
         import sys
 
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "engine.lab.world", json.dumps(self.world_args)],
+            [sys.executable, "-m", "engine.lab.world",
+             json.dumps({**self.world_args, "full": self.full})],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        line = self.proc.stdout.readline()
-        if not line.strip().isdigit():
+        try:
+            ready = json.loads(self.proc.stdout.readline() or "null")
+        except ValueError:
+            ready = None
+        if not isinstance(ready, dict):
             self.stop()
             raise RuntimeError("world server process did not start")
-        self.port = int(line)
+        self.port = int(ready["port"])
+        self.rdap_base_url = ready.get("rdap", "")
+        self.smtp_port = int(ready.get("smtp", 0))
         return self
+
+    def message_ids(self) -> list[str]:
+        """Message-IDs the child's SMTP sink accepted so far."""
+        import json
+
+        self.proc.stdin.write("messages\n")
+        self.proc.stdin.flush()
+        return list(json.loads(self.proc.stdout.readline()))
 
     def stop(self) -> None:
         """End the child (closing its stdin tells it to stop)."""
@@ -228,12 +275,24 @@ def _serve_main(args_json: str) -> None:
     import sys
 
     async def serve() -> None:
-        world = build_world(**json.loads(args_json))
-        await world.server.start()
-        print(world.server.port, flush=True)
+        args = json.loads(args_json)
+        full = args.pop("full", False)
+        world = build_world(**args)
+        lab = await FullLab(world).start() if full else None
+        if lab is None:
+            await world.server.start()
+        ready: dict[str, Any] = {"port": world.server.port}
+        if lab is not None:
+            ready.update(rdap=lab.rdap.base_url, smtp=lab.sink.port)
+        print(json.dumps(ready), flush=True)
         loop = asyncio.get_running_loop()
-        # Serve until the parent closes our stdin.
-        await loop.run_in_executor(None, sys.stdin.read)
+        # Serve until the parent closes our stdin; answer its questions meanwhile.
+        while line := await loop.run_in_executor(None, sys.stdin.readline):
+            if line.strip() == "messages":
+                ids = lab.received_message_ids() if lab is not None else []
+                print(json.dumps(ids), flush=True)
+        if lab is not None:
+            await lab.close()
         await world.server.close()
 
     asyncio.run(serve())
