@@ -14,7 +14,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from engine import clock
 from engine.errors import InputError, StorageError
@@ -29,6 +29,38 @@ from engine.store.sqlite_users import SQLiteUsersMixin
 _CLOSED = tuple(sorted(CLOSED_STATES))
 # States that mean "this stage failed; try again later".
 RETRY_STATES = frozenset({"unreachable", "unresolved"})
+
+
+_ROWS_PER_STATEMENT = 100  # rows of one multi-row statement (well under SQLite's variable cap)
+
+
+class _Effects(NamedTuple):
+    """What one stage result writes besides the case row."""
+
+    case_id: str
+    stage: str
+    actor: str
+    action: str
+    reason: str | None
+    detail: dict[str, Any]
+    items: Sequence[Item]
+    data: dict[str, Any] | None
+    outbox: Sequence[dict[str, Any]]
+
+
+def _chunks(seq: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(seq), size):
+        yield seq[start:start + size]
+
+
+def _insert_rows(conn: sqlite3.Connection, sql: str, rows: Sequence[tuple[Any, ...]]) -> None:
+    """``sql`` (with ``{}`` where the VALUES rows go) for ``rows``, a chunk per statement."""
+    if not rows:
+        return
+    marks = "(" + ",".join("?" * len(rows[0])) + ")"
+    for chunk in _chunks(rows, _ROWS_PER_STATEMENT):
+        conn.execute(sql.format(",".join([marks] * len(chunk))),
+                     [value for row in chunk for value in row])
 
 
 def _dumps(value: Any) -> str:
@@ -341,61 +373,79 @@ class SQLiteStore(SQLiteNoticeMixin, SQLiteStatsMixin, SQLiteUsersMixin, Store):
         return {r["lease_owner"]: r["n"] for r in rows}
 
     def apply(self, commits: Sequence[Commit], now: str) -> list[str]:
+        # A batch is a handful of multi-row statements, not several statements per commit: each
+        # statement hands the GIL back and forth with the event loop, and per-commit
+        # statements kept this writer thread busy most of a run waiting for it.
         lost: list[str] = []
+        first: dict[str, Commit] = {}
+        for c in commits:
+            if c.case_id in first:
+                lost.append(c.case_id)  # the first result took the lease with it
+            else:
+                first[c.case_id] = c
         with self._write() as conn:
-            for c in commits:
-                r = c.result
-                retry_at = clock.fmt(r.retry_at) if r.retry_at else None
-                cur = conn.execute(
-                    "UPDATE cases SET state = ?, state_reason = ?, retry_at = ?, updated_at = ?,"
-                    " lease_owner = NULL, lease_until = NULL, is_open = ?, parked_stage = NULL,"
+            updated: set[str] = set()
+            for chunk in _chunks(list(first.values()), _ROWS_PER_STATEMENT):
+                params: list[Any] = []
+                for c in chunk:
+                    r = c.result
                     # Attempts count retries of one stage: a failure state or an engine error
                     # (a scheduled re-check that stays in its state is not a retry).
-                    " attempts = CASE WHEN ? THEN attempts + 1 ELSE 0 END"
-                    " WHERE id = ? AND lease_owner = ?",
-                    (r.state, r.reason, retry_at, now, 0 if r.state in CLOSED_STATES else 1,
-                     1 if (r.state in RETRY_STATES or r.action == "error") else 0,
-                     c.case_id, c.owner))
-                if cur.rowcount != 1:
-                    lost.append(c.case_id)
-                    continue
-                self._write_effects(conn, c.case_id, now, stage=c.stage, actor=c.actor,
-                                    action=r.action, reason=r.reason, detail=r.detail,
-                                    items=r.items, data=r.data, outbox=r.outbox)
+                    params += (c.case_id, c.owner, r.state, r.reason,
+                               clock.fmt(r.retry_at) if r.retry_at else None,
+                               0 if r.state in CLOSED_STATES else 1,
+                               1 if (r.state in RETRY_STATES or r.action == "error") else 0)
+                rows = conn.execute(
+                    "WITH v(id, owner, state, reason, retry_at, is_open, retry) AS (VALUES "
+                    + ",".join(["(?,?,?,?,?,?,?)"] * len(chunk)) + ")"
+                    " UPDATE cases SET state = v.state, state_reason = v.reason,"
+                    " retry_at = v.retry_at, updated_at = ?, lease_owner = NULL,"
+                    " lease_until = NULL, is_open = v.is_open, parked_stage = NULL,"
+                    " attempts = CASE WHEN v.retry THEN cases.attempts + 1 ELSE 0 END"
+                    " FROM v WHERE cases.id = v.id AND cases.lease_owner = v.owner"
+                    " RETURNING cases.id", (*params, now)).fetchall()
+                updated.update(r[0] for r in rows)
+            lost += [case_id for case_id in first if case_id not in updated]
+            self._effects(conn, now, [
+                _Effects(c.case_id, c.stage, c.actor, c.result.action, c.result.reason,
+                         c.result.detail, c.result.items, c.result.data, c.result.outbox)
+                for c in first.values() if c.case_id in updated])
         return lost
 
     def _write_effects(self, conn: sqlite3.Connection, case_id: str, now: str, *, stage: str,
                        actor: str, action: str, reason: str | None, detail: dict[str, Any],
                        items: Sequence[Item] = (), data: dict[str, Any] | None = None,
                        outbox: Sequence[dict[str, Any]] = ()) -> None:
-        for item in items:
-            conn.execute(
-                "INSERT INTO items(case_id, url, kind, status, content_type, size, final_url,"
-                " error, hashes, matches, created_at, updated_at)"
-                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?)"
-                " ON CONFLICT(case_id, url) DO UPDATE SET kind=excluded.kind,"
-                " status=excluded.status, content_type=excluded.content_type,"
-                " size=excluded.size, final_url=excluded.final_url, error=excluded.error,"
-                " hashes=excluded.hashes, matches=excluded.matches,"
-                " updated_at=excluded.updated_at",
-                (case_id, item.url, item.kind, item.status, item.content_type, item.size,
-                 item.final_url, item.error, _dumps(item.hashes), _dumps(item.matches),
-                 now, now))
-        for key, value in (data or {}).items():
-            conn.execute(
-                "INSERT INTO case_data(case_id, key, value) VALUES (?,?,?)"
-                " ON CONFLICT(case_id, key) DO UPDATE SET value = excluded.value",
-                (case_id, key, _dumps(value)))
-        for notice in outbox:
-            conn.execute(
-                "INSERT INTO outbox(id, case_id, created_at, payload) VALUES (?,?,?,?)",
-                (notice.get("id") or new_id("N"), case_id, now, _dumps(notice)))
-        event_detail = dict(detail)
-        if reason:
-            event_detail.setdefault("reason", reason)
-        conn.execute("INSERT INTO events(case_id, at, stage, actor, action, detail) "
-                     "VALUES (?,?,?,?,?,?)",
-                     (case_id, now, stage, actor, action, _dumps(event_detail)))
+        self._effects(conn, now, [_Effects(case_id, stage, actor, action, reason, detail, items,
+                                           data, outbox)])
+
+    @staticmethod
+    def _effects(conn: sqlite3.Connection, now: str, batch: Sequence[_Effects]) -> None:
+        """Items, case data, outbox entries and one trail event per case, in multi-row
+        statements."""
+        items, data, outbox, events = [], [], [], []
+        for e in batch:
+            items += [(e.case_id, i.url, i.kind, i.status, i.content_type, i.size, i.final_url,
+                       i.error, _dumps(i.hashes), _dumps(i.matches), now, now) for i in e.items]
+            data += [(e.case_id, key, _dumps(value)) for key, value in (e.data or {}).items()]
+            outbox += [(n.get("id") or new_id("N"), e.case_id, now, _dumps(n)) for n in e.outbox]
+            event_detail = dict(e.detail)
+            if e.reason:
+                event_detail.setdefault("reason", e.reason)
+            events.append((e.case_id, now, e.stage, e.actor, e.action, _dumps(event_detail)))
+        _insert_rows(conn, "INSERT INTO items(case_id, url, kind, status, content_type, size,"
+                     " final_url, error, hashes, matches, created_at, updated_at) VALUES {}"
+                     " ON CONFLICT(case_id, url) DO UPDATE SET kind=excluded.kind,"
+                     " status=excluded.status, content_type=excluded.content_type,"
+                     " size=excluded.size, final_url=excluded.final_url, error=excluded.error,"
+                     " hashes=excluded.hashes, matches=excluded.matches,"
+                     " updated_at=excluded.updated_at", items)
+        _insert_rows(conn, "INSERT INTO case_data(case_id, key, value) VALUES {}"
+                     " ON CONFLICT(case_id, key) DO UPDATE SET value = excluded.value", data)
+        _insert_rows(conn, "INSERT INTO outbox(id, case_id, created_at, payload) VALUES {}",
+                     outbox)
+        _insert_rows(conn, "INSERT INTO events(case_id, at, stage, actor, action, detail)"
+                     " VALUES {}", events)
 
     def park(self, states: Iterable[str], stage: str, now: str) -> int:
         # Parking keeps the case's lifecycle state and says why nothing happens to it.
