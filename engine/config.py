@@ -78,7 +78,7 @@ Schema = Mapping[str, Mapping[str, Option]]
 ENGINE_SCHEMA: dict[str, dict[str, Option]] = {
     "pipeline": {
         "workers": Option(type=int, default=None, check=positive,
-                          help="workers per stage (default: 64 fetch/recheck, 32 resolve, "
+                          help="workers per stage (default: 128 fetch, 64 recheck, 32 resolve, "
                                "16 others)"),
         "queue_size": Option(type=int, default=256, check=positive,
                              help="bound of each stage's queue"),

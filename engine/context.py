@@ -112,6 +112,7 @@ class StageContext:
         self.state: dict[str, Any] = {}  # per-run scratch space for plugins, keyed by plugin
         self._fetcher: SafeFetcher | None = None
         self._cpu_pool: ProcessPoolExecutor | None = None
+        self.cpu_preload: set[str] = set()  # modules the CPU pool's processes start with
         self._cpu_lock = asyncio.Lock()
 
     # -- outbound HTTP -------------------------------------------------------------------------
@@ -125,23 +126,33 @@ class StageContext:
         return self._fetcher
 
     # -- CPU-bound work ------------------------------------------------------------------------
+    async def start_cpu_pool(self) -> None:
+        """Start the process pool now rather than at the first ``run_cpu`` (``ntd run`` does,
+        before its first case). Its processes fork from a server that has already imported
+        the modules plugins named in ``cpu_preload`` (the imaging stack, templates), so no
+        worker imports them and the first cases do not wait for it."""
+        if self._cpu_pool is not None:
+            return
+        async with self._cpu_lock:
+            if self._cpu_pool is not None:
+                return
+            size = self.config.get("pipeline", "cpu_workers") or os.cpu_count() or 1
+            nice = self.config.get("pipeline", "cpu_nice")
+            # forkserver: forking a process that runs threads (the database thread) is unsafe.
+            mp = multiprocessing.get_context("forkserver")
+            if self.cpu_preload:  # (the server starts once per process: later lists are moot)
+                mp.set_forkserver_preload(sorted(self.cpu_preload))
+            pool = ProcessPoolExecutor(max_workers=size, mp_context=mp,
+                                       initializer=_lower_priority, initargs=(nice,))
+            # Starting the worker processes blocks; do it off the event loop.
+            await asyncio.to_thread(
+                lambda: [f.result() for f in [pool.submit(os.getpid) for _ in range(size)]])
+            self._cpu_pool = pool
+
     async def run_cpu(self, fn: Callable[..., T], *args: Any) -> T:
         """Run a picklable module-level function in the process pool."""
         if self._cpu_pool is None:
-            async with self._cpu_lock:
-                if self._cpu_pool is None:
-                    size = self.config.get("pipeline", "cpu_workers") or os.cpu_count() or 1
-                    # forkserver: forking a process that runs threads (the database thread)
-                    # is unsafe.
-                    nice = self.config.get("pipeline", "cpu_nice")
-                    pool = ProcessPoolExecutor(
-                        max_workers=size, mp_context=multiprocessing.get_context("forkserver"),
-                        initializer=_lower_priority, initargs=(nice,))
-                    # Starting the worker processes blocks; do it off the event loop.
-                    await asyncio.to_thread(
-                        lambda: [f.result() for f in [pool.submit(os.getpid)
-                                                      for _ in range(size)]])
-                    self._cpu_pool = pool
+            await self.start_cpu_pool()
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._cpu_pool, partial(fn, *args))
 

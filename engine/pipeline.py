@@ -39,7 +39,7 @@ MAX_ATTEMPTS = 5
 COMMIT_BATCH = 256  # commits per database transaction (group commit)
 EMPTY_CLAIM_GAP = 0.02  # seconds between claims of a stage that found nothing due
 # Stages that mostly wait on the network get more workers unless configured otherwise.
-DEFAULT_STAGE_WORKERS = {"fetch": 64, "recheck": 64, "resolve": 32}
+DEFAULT_STAGE_WORKERS = {"fetch": 128, "recheck": 64, "resolve": 32}
 
 
 @dataclass(frozen=True)
@@ -310,6 +310,8 @@ class Pipeline:
         # What would otherwise load at the first case, on the loop (stalls of 100-300 ms seen by
         # NTD_LOOP_WATCHDOG_MS): aiohttp, the public-suffix list. A thread keeps the loop free.
         await asyncio.to_thread(_warm_up)
+        if self.ctx.cpu_preload:  # plugins that hash or render: their pool starts now
+            await self.ctx.start_cpu_pool()
         committer = _Committer(self.ctx)
         monitor = LoopMonitor()
         monitor.start()

@@ -67,6 +67,12 @@ def ntd_config_schema() -> dict[str, dict[str, Option]]:
     }}
 
 
+@hookimpl
+def ntd_startup(ctx: Any) -> None:
+    # Hashing runs in the CPU pool: its processes start with the imaging stack loaded.
+    ctx.cpu_preload.add("plugins.media_hashing")
+
+
 class HashCache:
     """Hashes of recently seen bodies, keyed by SHA-256 (an LRU; hashes only, never bytes)."""
 
@@ -74,6 +80,9 @@ class HashCache:
         self.size = size
         self.hits = self.misses = 0
         self._entries: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        # Hashing in progress, by key: the same file fetched again meanwhile waits for it
+        # instead of being hashed twice (a popular file reported at many URLs at once).
+        self.pending: dict[str, asyncio.Future[dict[str, Any]]] = {}
 
     def get(self, sha256: str) -> dict[str, Any] | None:
         """The cached hashes of a body, refreshed as most recently used."""
@@ -130,9 +139,19 @@ async def hash_cached(ctx: Any, body: bytes, content_type: str) -> dict[str, Any
     found = cache.get(key)
     if found is not None:
         return found
-    hashes: dict[str, Any] = await ctx.run_cpu(hash_bytes, body, content_type)
-    cache.put(key, hashes)
-    return hashes
+    task = cache.pending.get(key)
+    if task is None:
+        task = cache.pending[key] = asyncio.ensure_future(ctx.run_cpu(hash_bytes, body,
+                                                                      content_type))
+
+        def done(t: asyncio.Future[dict[str, Any]]) -> None:
+            cache.pending.pop(key, None)
+            if not t.cancelled() and t.exception() is None:
+                cache.put(key, t.result())
+
+        task.add_done_callback(done)
+    # shield: one waiter's cancellation (shutdown) does not cancel the others' result
+    return dict(await asyncio.shield(task))
 
 
 async def _fetch_item(ctx: Any, url: str, kind: str) -> tuple[Item, str | None]:

@@ -38,6 +38,7 @@ async def ntd_startup(ctx: Any) -> None:
 
     # Builds channels and validates every template: a broken template stops the start here.
     # Notices render in the CPU pool: the run's event loop also fetches and commits.
+    ctx.cpu_preload.add("plugins.notices.message")
     ctx.state[_STATE_KEY] = NoticeSender.from_context(ctx, render_in_pool=True)
 
 
