@@ -117,6 +117,22 @@ def test_large_file_streams_in_chunks(tmp_path: Path, store, monkeypatch) -> Non
     assert len(seen) >= 3 and seen == sorted(seen)  # progress reported per chunk
 
 
+def test_cyclic_gc_pauses_during_intake_and_resumes(tmp_path: Path, store) -> None:
+    import gc
+
+    src = write(tmp_path, "a.txt", "http://a.example/1\nhttp://a.example/2\n")
+    during: list[bool] = []
+    assert gc.isenabled()
+    submit_files(store, [src], progress=lambda n: during.append(gc.isenabled()))
+    assert during and not any(during) and gc.isenabled()
+    gc.disable()  # a caller that had it off keeps it off
+    try:
+        submit_files(store, [src])
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+
+
 @pytest.mark.parametrize(("name", "head", "fmt"), [
     ("x.txt", "http://a", "text"), ("x.csv", "url\n", "csv"), ("-", "[", "json"),
     ("-", '{"url":1}', "ndjson"), ("-", "url,src\nhttp://a,b", "csv"), ("-", "http://a", "text"),
