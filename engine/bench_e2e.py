@@ -77,8 +77,8 @@ async def run_e2e(*, urls: int = 1000, latency_ms: float = 50.0, image_share: fl
                   planted: int = 20, processes: int = 0,
                   kill_one: bool = False) -> dict[str, Any]:
     """Build the lab, run N URLs through every stage, and measure."""
-    args = {"urls": urls, "hosters": hosters, "planted": planted, "image_share": image_share,
-            "latency_ms": latency_ms}
+    args: dict[str, Any] = {"urls": urls, "hosters": hosters, "planted": planted,
+                            "image_share": image_share, "latency_ms": latency_ms}
     # The simulated internet (web, RDAP, SMTP) runs in its own process: the engine's figures
     # are its own.
     server = await asyncio.to_thread(WorldServerProcess(full=True, **args).start)

@@ -11,6 +11,7 @@ import json
 import os
 import sys
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import click
@@ -136,7 +137,7 @@ def _count_lines(files: tuple[str, ...]) -> int | None:
         if name == "-" or not os.path.isfile(name):
             return None
         with open(name, "rb") as fh:
-            for block in iter(lambda fh=fh: fh.read(1 << 20), b""):
+            for block in iter(partial(fh.read, 1 << 20), b""):
                 total += block.count(b"\n")
     return total
 

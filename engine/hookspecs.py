@@ -40,7 +40,7 @@ hookspec = pluggy.HookspecMarker("ntd")
 
 
 @hookspec
-def ntd_config_schema() -> dict[str, dict[str, Any]]:
+def ntd_config_schema() -> dict[str, dict[str, Any]]:  # type: ignore[empty-body]
     """Declare the configuration sections this plugin reads.
 
     Return ``{"section": {"key": engine.config.Option(...)}}``. Sections from all plugins are

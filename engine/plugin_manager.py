@@ -98,7 +98,8 @@ def get_plugin_manager(
 
 
 def _plugin_name(pm: pluggy.PluginManager, plugin: object) -> str:
-    return pm.get_name(plugin) or getattr(plugin, "__name__", repr(plugin))
+    name = pm.get_name(plugin) or getattr(plugin, "__name__", None)
+    return name if isinstance(name, str) else repr(plugin)
 
 
 def _register(pm: pluggy.PluginManager, name: str, plugin: object, *,

@@ -182,7 +182,8 @@ async def current_matcher(ctx: Any) -> Matcher:
     async with state.lock:
         now = time.monotonic()
         stale = state.matcher is None
-        if not stale and now - state.checked_at >= settings.get("reload_check_seconds", 0.0):
+        if (state.matcher is not None
+                and now - state.checked_at >= settings.get("reload_check_seconds", 0.0)):
             generation = await ctx.store.hashlist_generation()
             stale = generation != state.matcher.generation
             state.checked_at = now

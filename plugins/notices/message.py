@@ -129,7 +129,8 @@ def email_bytes(prepared: Prepared, settings: NoticeSettings, smtp: SMTPSettings
                 dkim_key: bytes | None = None) -> bytes:
     """The complete RFC 5322 message (optionally DKIM-signed) for an e-mail notice."""
     notice = prepared.notice
-    root = MIMEMultipart("report", **{"report-type": "xarf"})
+    # (typeshed has no room for a hyphenated Content-Type parameter)
+    root = MIMEMultipart("report", **{"report-type": "xarf"})  # type: ignore[arg-type,type-var]
     root["From"] = formataddr((settings.hotline_name, smtp.from_address), "utf-8")
     root["To"] = notice["recipient"]
     root["Reply-To"] = reply_address(settings, smtp)
