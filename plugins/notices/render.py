@@ -1,10 +1,11 @@
 """Notice templates: Jinja2, autoescaped HTML plus plain text, strict about undefined names.
 
-Templates live in ``notice_templates/<recipient_kind>/<language>.{txt,html}.j2`` and define a
-``subject`` block; operators override any of them by pointing ``[notices] template_dir`` at a
-folder with the same layout (files there win, the rest fall back to the built-ins). Every
-template is rendered once with a sample notice at start-up, so a typo or an undefined variable
-stops the run with the template's name and line instead of failing a notice at 3 a.m.
+Templates live in ``plugins/notices/templates/<recipient_kind>/<language>.{txt,html}.j2``
+(shipped in the package) and define a ``subject`` block; operators override any of them by
+pointing ``[notices] template_dir`` at a folder with the same layout (files there win, the rest
+fall back to the built-ins). Every template is rendered once with a sample notice at start-up,
+so a typo or an undefined variable stops the run with the template's name and line instead of
+failing a notice at 3 a.m.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import jinja2
 
 from engine.errors import ConfigError
 
-BUILTIN_DIR = Path(__file__).resolve().parent.parent.parent / "notice_templates"
+BUILTIN_DIR = Path(__file__).resolve().parent / "templates"
 KINDS = ("hosting", "registrar", "cdn", "platform", "hotline", "police", "interpol")
 LANGUAGES = ("nl", "en")
 FORMATS = ("txt", "html")
