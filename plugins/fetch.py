@@ -24,18 +24,25 @@ from plugins.html_media import extract_media_urls  # here, not at the first page
 IMAGE_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp", "image/bmp"})
 
 
-def hash_bytes(data: bytes, content_type: str) -> dict[str, Any]:
+HASH_KEYS = ("md5", "sha1", "sha256", "phash", "pdq", "pdq_quality")  # an item's ``hashes``
+# Hashes of the left-right mirror image, for matching only (a mirrored copy of a listed image
+# is the cheapest evasion): kept in the case's data under "mirror_hashes", not in the item.
+MIRROR_KEYS = {"pdq_mirror": "pdq"}
+
+
+def hash_bytes(data: bytes, content_type: str, mirror: bool = False) -> dict[str, Any]:
     """Hashes of fetched bytes (runs in the process pool; nothing is written anywhere).
 
-    Images get cryptographic and perceptual hashes; anything else, or an image that fails to
-    decode safely, gets cryptographic hashes and an ``error`` naming why.
+    Images get cryptographic and perceptual hashes (``mirror``: also ``MIRROR_KEYS``); anything
+    else, or an image that fails to decode safely, gets cryptographic hashes and an ``error``
+    naming why.
     """
     from plugins.media_hashing import MediaError, hash_media
 
     if content_type in IMAGE_TYPES:
         try:
             h = hash_media(data)
-            return {k: h[k] for k in ("md5", "sha1", "sha256", "phash", "pdq", "pdq_quality")}
+            return {k: h[k] for k in (HASH_KEYS + tuple(MIRROR_KEYS) if mirror else HASH_KEYS)}
         except MediaError as exc:
             return {**crypto_hashes(data), "error": exc.reason}
     return crypto_hashes(data)
@@ -142,7 +149,7 @@ async def hash_cached(ctx: Any, body: bytes, content_type: str) -> dict[str, Any
     task = cache.pending.get(key)
     if task is None:
         task = cache.pending[key] = asyncio.ensure_future(ctx.run_cpu(hash_bytes, body,
-                                                                      content_type))
+                                                                      content_type, True))
 
         def done(t: asyncio.Future[dict[str, Any]]) -> None:
             cache.pending.pop(key, None)
@@ -154,31 +161,38 @@ async def hash_cached(ctx: Any, body: bytes, content_type: str) -> dict[str, Any
     return dict(await asyncio.shield(task))
 
 
-async def _fetch_item(ctx: Any, url: str, kind: str) -> tuple[Item, str | None]:
-    """Fetch and hash one URL; returns the item and the body as text when it is HTML."""
+async def _fetch_item(ctx: Any, url: str,
+                      kind: str) -> tuple[Item, str | None, dict[str, str]]:
+    """Fetch and hash one URL; returns the item, the body as text when it is HTML, and the
+    perceptual hashes of the mirror image (``{"phash": .., "pdq": ..}``; empty if none)."""
     try:
         resp = await ctx.fetcher.fetch(url)
     except FetchError as exc:
-        return Item(url=url, kind=kind, error=exc.reason), None
+        return Item(url=url, kind=kind, error=exc.reason), None, {}
     html = None
     hashes: dict[str, Any] = {}
+    mirror: dict[str, str] = {}
     error = None
     if 200 <= resp.status < 300:
         hashes = await hash_cached(ctx, resp.body, resp.content_type)
         error = hashes.pop("error", None)
+        for key, hash_type in MIRROR_KEYS.items():
+            value = hashes.pop(key, None)
+            if value:
+                mirror[hash_type] = value
         if resp.content_type == "text/html" and kind == "url":
             html = resp.body.decode("utf-8", errors="replace")
     else:
         error = f"http_{resp.status}"
     item = Item(url=url, kind=kind, status=resp.status, content_type=resp.content_type,
                 size=len(resp.body), final_url=resp.final_url, error=error, hashes=hashes)
-    return item, html  # resp.body goes out of scope here: media bytes are never kept
+    return item, html, mirror  # resp.body goes out of scope here: media bytes are never kept
 
 
 @hookimpl
 async def ntd_fetch(case: Any, ctx: Any) -> StageResult:
     settings = ctx.config.section("fetch")
-    page, html = await _fetch_item(ctx, case.canonical_url, "url")
+    page, html, page_mirror = await _fetch_item(ctx, case.canonical_url, "url")
     if page.status is None or page.status >= 400:
         reason = page.error or "error"
         attempts = case.attempts + 1
@@ -190,6 +204,7 @@ async def ntd_fetch(case: Any, ctx: Any) -> StageResult:
                            items=[page], retry_at=ctx.clock.now() + timedelta(seconds=delay),
                            detail={"attempts": attempts})
     items = [page]
+    mirrors = {page.url: page_mirror} if page_mirror else {}
     media: list[str] = []
     if html is not None:
         media = extract_media_urls(html, page.final_url or case.canonical_url,
@@ -198,11 +213,17 @@ async def ntd_fetch(case: Any, ctx: Any) -> StageResult:
 
         async def one(url: str) -> Item:
             async with gate:
-                item, _ = await _fetch_item(ctx, url, "media")
+                item, _, mirror = await _fetch_item(ctx, url, "media")
+                if mirror:
+                    mirrors[item.url] = mirror
                 return item
 
         items += await asyncio.gather(*(one(u) for u in media))
     detail = {"status": page.status, "content_type": page.content_type, "size": page.size,
               "media_found": len(media),
               "media_hashed": sum(1 for i in items[1:] if i.hashes.get("phash"))}
-    return StageResult(state="fetched", action="fetched", items=items, detail=detail)
+    # The mirror images' hashes go to the case's data for the match stage (an item's hashes are
+    # those of the bytes it served).
+    return StageResult(state="fetched", action="fetched", items=items, detail=detail,
+                       data={"mirror_hashes": mirrors}
+                       if mirrors or "mirror_hashes" in case.data else {})

@@ -89,37 +89,62 @@ class Matcher:
             return int(meta.thresholds[hash_type])
         return self.default_radius[hash_type]
 
-    def match_hashes(self, hashes: dict[str, Any]) -> list[dict[str, Any]]:
+    def match_hashes(self, hashes: dict[str, Any],
+                     mirror: dict[str, str] | None = None) -> list[dict[str, Any]]:
         """Every list entry matching one item's hashes, as contract-shaped match records."""
-        hits: list[tuple[int, str, int]] = []  # (entry id, hash type, distance)
+        return self._match(hashes, mirror)[0]
+
+    def _match(self, hashes: dict[str, Any], mirror: dict[str, str] | None = None,
+               ) -> tuple[list[dict[str, Any]], set[tuple[str, str]]]:
+        """Match records, and the (list, hash type) pairs whose best hit came through the
+        hash of the left-right mirror image (``mirror``: ``{"phash": .., "pdq": ..}``)."""
+        # (entry id, hash type, distance, mirrored)
+        hits: list[tuple[int, str, int, bool]] = []
         for hash_type in CRYPTO_TYPES:
             value = hashes.get(hash_type)
             if value:
-                hits += [(i, hash_type, 0) for i in self.exact.get(hash_type, {}).get(value, [])]
+                hits += [(i, hash_type, 0, False)
+                         for i in self.exact.get(hash_type, {}).get(value, [])]
         for hash_type in PERCEPTUAL_BITS:
-            value = hashes.get(hash_type)
             index = self.hamming.get(hash_type)
-            if not value or index is None or not len(index):
+            if index is None or not len(index):
                 continue
             if hash_type == "pdq" and (hashes.get("pdq_quality") or 0) < self.min_pdq_quality:
                 continue  # low-quality PDQ (flat images) matches everything flat
             widest = max([self.radius(hash_type, n) for n in self.lists] or [0])
-            for entry_id, distance in index.search(value, widest):
-                list_name, _ = self.entry_list[entry_id]
-                if distance <= self.radius(hash_type, list_name):
-                    hits.append((entry_id, hash_type, distance))
+            # The item's hash, and the hash of its left-right mirror (a mirrored copy of a
+            # listed image matches through the latter).
+            for value, mirrored in ((hashes.get(hash_type), False),
+                                    ((mirror or {}).get(hash_type), True)):
+                if not value:
+                    continue
+                for entry_id, distance in index.search(value, widest):
+                    list_name, _ = self.entry_list[entry_id]
+                    if distance <= self.radius(hash_type, list_name):
+                        hits.append((entry_id, hash_type, distance, mirrored))
         best: dict[tuple[str, str], dict[str, Any]] = {}
-        for entry_id, hash_type, distance in hits:
+        via_mirror: set[tuple[str, str]] = set()
+        for entry_id, hash_type, distance, mirrored in hits:
             list_name, category = self.entry_list[entry_id]
             meta = self.lists[list_name]
             key = (list_name, hash_type)
             if key not in best or distance < best[key]["distance"]:
                 best[key] = {"list": list_name, "hash_type": hash_type, "distance": distance,
                              "category": category, "negative": meta.negative}
-        return sorted(best.values(), key=lambda m: (m["negative"], m["distance"], m["list"]))
+                if mirrored:
+                    via_mirror.add(key)
+                else:
+                    via_mirror.discard(key)
+        records = sorted(best.values(), key=lambda m: (m["negative"], m["distance"], m["list"]))
+        return records, via_mirror
 
-    def decide(self, items: Iterable[Item]) -> tuple[str, list[Item], dict[str, Any]]:
-        """Match every item; return (state, items with matches, event detail)."""
+    def decide(self, items: Iterable[Item], mirrors: dict[str, dict[str, str]] | None = None,
+               ) -> tuple[str, list[Item], dict[str, Any]]:
+        """Match every item; return (state, items with matches, event detail).
+
+        ``mirrors``: item URL -> the perceptual hashes of its mirror image. A match found
+        through them is marked ``"mirrored": true`` in the event detail (the match records keep
+        their contract fields)."""
         out: list[Item] = []
         confirming: list[dict[str, Any]] = []
         hashed = suppressed = 0
@@ -128,7 +153,7 @@ class Matcher:
             if not item.hashes:
                 out.append(item)
                 continue
-            matches = self.match_hashes(item.hashes)
+            matches, via_mirror = self._match(item.hashes, (mirrors or {}).get(item.url))
             out.append(replace(item, matches=matches))
             if not item.hashes.get("phash") and item.kind == "url" and not matches:
                 continue  # a page's own bytes: nothing for the analyst to assess by hash
@@ -137,16 +162,20 @@ class Matcher:
                 suppressed += 1
                 continue
             for m in matches:
+                hit = {**m, "item": item.url,
+                       "mirrored": (m["list"], m["hash_type"]) in via_mirror}
                 if self.lists[m["list"]].trust == "auto":
-                    confirming.append({**m, "item": item.url})
+                    confirming.append(hit)
                 else:
-                    review.append({**m, "item": item.url})
+                    review.append(hit)
         if confirming:
             best = min(confirming, key=lambda m: m["distance"])
-            return "confirmed", out, {"list": best["list"], "category": best["category"],
-                                      "hash_type": best["hash_type"],
-                                      "distance": best["distance"],
-                                      "matched_items": len({m["item"] for m in confirming})}
+            detail = {"list": best["list"], "category": best["category"],
+                      "hash_type": best["hash_type"], "distance": best["distance"],
+                      "matched_items": len({m["item"] for m in confirming})}
+            if best["mirrored"]:
+                detail["mirrored"] = True  # the listed image, flipped left-right
+            return "confirmed", out, detail
         if hashed and suppressed == hashed:
             return "dismissed", out, {"reason": "all media known benign (negative list)",
                                       "suppressed_items": suppressed}
@@ -216,7 +245,7 @@ def ntd_config_schema() -> dict[str, dict[str, Option]]:
 @hookimpl
 async def ntd_match(case: Any, ctx: Any) -> StageResult:
     matcher = await current_matcher(ctx)
-    state, items, detail = matcher.decide(case.items)
+    state, items, detail = matcher.decide(case.items, case.data.get("mirror_hashes"))
     action = {"confirmed": "matched", "dismissed": "suppressed",
               "awaiting_assessment": "needs_assessment"}[state]
     return StageResult(state=state, action=action, items=items, detail=detail,

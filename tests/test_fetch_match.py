@@ -183,3 +183,45 @@ async def _until(predicate, timeout: float = 30.0) -> None:
     while not predicate():
         assert loop.time() < deadline, "condition not met in time"
         await asyncio.sleep(0.02)
+
+
+async def test_mirrored_copy_of_a_listed_image_is_confirmed_by_pdq(db_path, tmp_path) -> None:
+    hash_type = "pdq"
+    from engine.lab.images import mirror
+
+    listed = jpeg_bytes(make_image(11))
+    flipped = mirror(make_image(11))
+    unrelated = jpeg_bytes(make_image(12))
+    server = LabWebServer({(HOST, "/flipped.jpg"): (flipped, "image/jpeg"),
+                           (HOST, "/unrelated.jpg"): (unrelated, "image/jpeg")})
+    async with server:
+        rt = lab_runtime(db_path, server)
+        add_list(rt, "national", listed, types=(hash_type,))
+        flipped_id, unrelated_id = submit(rt, tmp_path, server.url("/flipped.jpg"),
+                                          server.url("/unrelated.jpg"))
+        await rt.run_pipeline(until_idle=True, install_signal_handlers=False)
+    case = rt.store.get_case(flipped_id)
+    assert case["state"] == "confirmed"
+    assert case["match"]["hash_type"] == hash_type and case["match"]["mirrored"] is True
+    [item] = case["items"]
+    # The item keeps the hashes of the bytes it served (the contract's keys); the mirror
+    # image's hashes are case data for matching.
+    assert set(item["hashes"]) == {"md5", "sha1", "sha256", "phash", "pdq", "pdq_quality"}
+    assert item["hashes"][hash_type] != hash_media(listed)[hash_type]
+    assert set(item["matches"][0]) == {"list", "hash_type", "distance", "category", "negative"}
+    assert rt.store.get_case(unrelated_id)["state"] == "awaiting_assessment"
+    rt.close()
+
+
+async def test_phash_alone_does_not_look_up_the_mirror_image(db_path, tmp_path) -> None:
+    # (a second pHash lookup doubled its false matches; PDQ's dihedral hash is the one used)
+    from engine.lab.images import mirror
+
+    server = LabWebServer({(HOST, "/flipped.jpg"): (mirror(make_image(11)), "image/jpeg")})
+    async with server:
+        rt = lab_runtime(db_path, server)
+        add_list(rt, "national", jpeg_bytes(make_image(11)), types=("phash",))
+        [case_id] = submit(rt, tmp_path, server.url("/flipped.jpg"))
+        await rt.run_pipeline(until_idle=True, install_signal_handlers=False)
+    assert rt.store.get_case(case_id)["state"] == "awaiting_assessment"
+    rt.close()
