@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
-import functools
 import io
 import ipaddress
 import json
@@ -677,26 +676,21 @@ async def update_bootstrap(
     return len(table)
 
 
-_tld_extractor: Any = None
-
-
-@functools.lru_cache(maxsize=65536)
 def registered_domain(host: str) -> str:
-    """The registrable domain of ``host`` (ICANN suffixes only, offline tldextract).
+    """The registrable domain of ``host`` (ICANN suffixes only, offline): the engine's own
+    ``engine.urls.registrable_domain``, one Public Suffix List snapshot for the whole process.
 
-    Unknown suffixes (``.test`` labs) fall back to the last two labels.
+    Unknown suffixes (``.test`` labs) fall back to the last two labels, and so does a name the
+    URL rules would refuse.
     """
-    global _tld_extractor
-    if _tld_extractor is None:
-        import tldextract  # local: the snapshot load costs ~0.1 s and only this path needs it
+    from engine.errors import InputError
+    from engine.urls import registrable_domain
 
-        _tld_extractor = tldextract.TLDExtract(suffix_list_urls=(), cache_dir=None)
     name = host.strip().rstrip(".").lower()
-    parts = _tld_extractor(name)
-    if parts.suffix and parts.domain:
-        return f"{parts.domain}.{parts.suffix}"
-    labels = name.split(".")
-    return ".".join(labels[-2:])
+    try:
+        return registrable_domain(name)
+    except InputError:
+        return ".".join(name.split(".")[-2:])
 
 
 class DomainRdapClient:
