@@ -66,6 +66,29 @@ def analyst_routes(specs: tuple[str, ...], *, country: str, deadline: int | None
     return contract_routes(routes)
 
 
+# States of a case that routing has decided on: the only ones a CDN's origin can re-route.
+REROUTABLE = ("routed", "awaiting_routing", "noticed", "monitoring", "escalated", "reappeared")
+CONTACT_CHANNELS = ("email", "form", "api")
+
+
+def parse_contact(spec: str) -> dict[str, Any]:
+    """``ADDRESS[:CHANNEL]`` → a hosting contact in the resolution's contract shape."""
+    address, sep, channel = spec.rpartition(":")
+    if not sep or channel not in CONTACT_CHANNELS:
+        address, channel = spec, ""
+    address = address.strip()
+    if not channel:
+        if "@" in address and not address.startswith(("http://", "https://")):
+            channel = "email"
+        elif address.startswith("https://"):
+            channel = "form"
+        else:
+            raise InputError(f"--contact {spec!r}: expected an e-mail address or an https:// "
+                             f"URL, optionally with :{', :'.join(CONTACT_CHANNELS)}")
+    return {"scope": "hosting", "channel": channel, "address": address, "source": "analyst",
+            "confidence": 1.0}
+
+
 def register(cli: click.Group) -> None:
     """Add this plugin's commands to ``cli``."""
     if "route" in cli.commands:
@@ -134,6 +157,59 @@ def register(cli: click.Group) -> None:
                            f"(by {r['decided_by']})")
             else:
                 click.echo(f"  later   when {step['when']}: {step['then']}")
+
+    @cli.command("origin")
+    @click.argument("case_id")
+    @click.option("--country", required=True,
+                  help="Country of the origin host behind the CDN (ISO 3166 alpha-2).")
+    @click.option("--contact", "contacts", multiple=True, metavar="ADDRESS[:CHANNEL]",
+                  help="The origin hoster's abuse contact (repeatable): an e-mail address or "
+                       "an https:// form or API URL (append :api for an API).")
+    @click.option("--note", default=None, help="Where the origin came from (the CDN's reply…).")
+    @click.option("--analyst", default=None, envvar="NTD_ANALYST",
+                  help="Who records it (default: $NTD_ANALYST or the OS user).")
+    @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+    @click.pass_context
+    def origin_cmd(ctx: click.Context, case_id: str, country: str, contacts: tuple[str, ...],
+                   note: str | None, analyst: str | None, as_json: bool) -> None:
+        """Record the origin host behind a CDN and route the case again.
+
+        A case behind a CDN is first routed to the CDN with a request for the origin (the
+        escalation plan says "re-route when the origin is known"). When the CDN answers, or an
+        analyst finds the origin, this records it in the resolution and returns the case to
+        ``resolved``: the next ``ntd run`` routes it to the CDN (stop serving) and to the
+        origin's hoster, hotline or police by the origin's country.
+        """
+        rt = ctx.find_root().obj.runtime()
+        found = rt.store.get_case(case_id, events=False)
+        if found is None:
+            raise InputError(f"no case {case_id!r}")
+        resolution = found.get("resolution") or {}
+        if not resolution.get("cdn"):
+            raise InputError(f"case {case_id} is not behind a CDN (its resolution names none)")
+        cc = country_code(country)
+        if cc is None:
+            raise InputError(f"--country {country!r}: expected an ISO 3166 alpha-2 code")
+        now = rt.clock.now_text()
+        actor = f"analyst:{analyst or getpass.getuser()}"
+        origin: dict[str, Any] = {"country": cc, "countries": [cc],
+                                  "contacts": [parse_contact(c) for c in contacts],
+                                  "by": actor, "at": now}
+        if note:
+            origin["note"] = note
+        rt.store.transition(case_id, state="resolved", stage="route", actor=actor,
+                            action="origin_known", now=now,
+                            detail={"cdn": resolution["cdn"], "origin_country": cc,
+                                    "origin_contacts": len(origin["contacts"])},
+                            data={"resolution": {**resolution, "origin": origin}},
+                            expect=REROUTABLE)
+        result = {"id": case_id, "state": "resolved", "cdn": resolution["cdn"],
+                  "origin": origin}
+        if as_json:
+            _emit(result)
+        else:
+            click.echo(f"{case_id}: origin behind {resolution['cdn']} in {cc} → resolved "
+                       "(the next `ntd run` routes it again)")
 
     @cli.command("hotlines")
     @click.option("--json", "as_json", is_flag=True, help="Print JSON.")

@@ -601,3 +601,58 @@ def test_cli_plugins_lists_the_example(tmp_path: Path, example_installed: list[s
     assert rows["hotline_de"]["distribution"] == "ntd-hotline-de"
     assert "ntd_jurisdiction_actions" in rows["hotline_de"]["hooks"]
     assert "ntd_route" in rows["route_inhope"]["hooks"]
+
+
+def test_cli_origin_behind_a_cdn_routes_the_case_again(db_path: Path, tmp_path: Path) -> None:
+    rt = open_runtime(db_path)
+    ids = make_resolved(rt, tmp_path, {"cdn.example.test": resolution("US", CDN, REGISTRAR,
+                                                                      cdn="cloudflare"),
+                                       "nl.example.test": resolution("NL")})
+    rt.run_pipeline_sync(until_idle=True, install_signal_handlers=False)
+    behind, plain = ids["cdn.example.test"], ids["nl.example.test"]
+    first = rt.store.get_case(behind, events=False)
+    assert [r["decided_by"] for r in first["routes"]] == [f"{D}:cdn-origin-request"]
+    rt.close()
+    env = cli_env(tmp_path)
+    proc = run_ntd("origin", plain, "--country", "DE", db=db_path, env=env)
+    assert proc.returncode == 2 and "not behind a CDN" in proc.stderr
+    proc = run_ntd("origin", behind, "--country", "XX1", db=db_path, env=env)
+    assert proc.returncode == 2 and "--country" in proc.stderr
+    proc = run_ntd("origin", behind, "--country", "fr", "--contact", "abuse@origin.example.test",
+                   "--note", "the CDN's reply", "--analyst", "ana", "--json",
+                   db=db_path, env=env)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["state"] == "resolved" and out["origin"]["country"] == "FR"
+    assert out["origin"]["contacts"][0]["address"] == "abuse@origin.example.test"
+    rt = open_runtime(db_path)
+    rt.run_pipeline_sync(until_idle=True, install_signal_handlers=False)
+    case = rt.store.get_case(behind)
+    rt.close()
+    # The CDN is told to stop serving; the origin, in another INHOPE country (FR), goes to
+    # that country's hotline; the registrar contact of the domain is kept.
+    assert case["resolution"]["origin"]["by"] == "analyst:ana"
+    decided = [r["decided_by"] for r in case["routes"]]
+    assert decided[0] == f"{D}:cdn-notice" and f"{D}:hotline-forward" in decided
+    assert {r["country"] for r in case["routes"] if r["recipient_kind"] == "hotline"} == {"FR"}
+    trail = [(e["stage"], e["action"], e["actor"]) for e in case["events"]]
+    assert ("route", "origin_known", "analyst:ana") in trail
+
+
+@pytest.mark.parametrize(("spec", "channel", "address"), [
+    ("abuse@o.test", "email", "abuse@o.test"),
+    ("https://o.test/abuse", "form", "https://o.test/abuse"),
+    ("https://api.o.test/v1:api", "api", "https://api.o.test/v1"),
+])
+def test_parse_contact(spec: str, channel: str, address: str) -> None:
+    from plugins.route_cli import parse_contact
+
+    got = parse_contact(spec)
+    assert (got["scope"], got["channel"], got["address"]) == ("hosting", channel, address)
+
+
+def test_parse_contact_rejects_a_bare_name() -> None:
+    from plugins.route_cli import parse_contact
+
+    with pytest.raises(InputError):
+        parse_contact("origin-hoster")
