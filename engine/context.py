@@ -21,6 +21,7 @@ import pluggy
 
 from engine.clock import Clock
 from engine.config import Config
+from engine.errors import StorageError
 from engine.store import Store
 
 if TYPE_CHECKING:
@@ -55,24 +56,31 @@ class AsyncStore:
         self._clones: list[Store] = []
         self._clone_lock = threading.Lock()
         self._inline = bool(getattr(store, "inline_reads", False))
+        # What the store raises when another process holds a lock ("database is locked").
+        self._busy: tuple[type[Exception], ...] = (*getattr(store, "busy_errors", ()),
+                                                   StorageError)
 
-    def _reader_store(self) -> Store:
-        store = getattr(self._local, "store", None)
+    def _thread_store(self, attr: str, make: Callable[[], Store]) -> Store:
+        store = getattr(self._local, attr, None)
         if store is None:
-            store = self.sync.clone()
-            self._local.store = store
+            store = make()
+            setattr(self._local, attr, store)
             with self._clone_lock:
                 self._clones.append(store)
         return store
 
     def _read(self, method: str, args: Any, kwargs: Any) -> Any:
-        return getattr(self._reader_store(), method)(*args, **kwargs)
+        return getattr(self._thread_store("store", self.sync.clone), method)(*args, **kwargs)
 
     async def call(self, method: str, /, *args: Any, **kwargs: Any) -> Any:
         """Await ``store.method(*args, **kwargs)`` on the writer or a reader thread."""
-        if self._inline and method in INLINE_READS:
-            return self._read(method, args, kwargs)
         loop = asyncio.get_running_loop()
+        if self._inline and method in INLINE_READS:
+            try:
+                inline = self._thread_store("inline", self.sync.inline_clone)  # type: ignore
+                return getattr(inline, method)(*args, **kwargs)
+            except self._busy:  # locked by another process (a VACUUM, a migration): wait for
+                pass  # it on a reader thread, not on the event loop
         if method in READ_METHODS:
             return await loop.run_in_executor(self._readers,
                                               partial(self._read, method, args, kwargs))

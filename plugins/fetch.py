@@ -26,7 +26,8 @@ IMAGE_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp", "
 
 HASH_KEYS = ("md5", "sha1", "sha256", "phash", "pdq", "pdq_quality")  # an item's ``hashes``
 # Hashes of the left-right mirror image, for matching only (a mirrored copy of a listed image
-# is the cheapest evasion): kept in the case's data under "mirror_hashes", not in the item.
+# is the cheapest evasion): kept in the case's data under "mirror_hashes", keyed by the item's
+# SHA-256 (no URLs: case data outlives the anonymisation of items), not in the item.
 MIRROR_KEYS = {"pdq_mirror": "pdq"}
 
 
@@ -204,7 +205,7 @@ async def ntd_fetch(case: Any, ctx: Any) -> StageResult:
                            items=[page], retry_at=ctx.clock.now() + timedelta(seconds=delay),
                            detail={"attempts": attempts})
     items = [page]
-    mirrors = {page.url: page_mirror} if page_mirror else {}
+    mirrors = {page.hashes["sha256"]: page_mirror} if page_mirror else {}
     media: list[str] = []
     if html is not None:
         media = extract_media_urls(html, page.final_url or case.canonical_url,
@@ -215,7 +216,7 @@ async def ntd_fetch(case: Any, ctx: Any) -> StageResult:
             async with gate:
                 item, _, mirror = await _fetch_item(ctx, url, "media")
                 if mirror:
-                    mirrors[item.url] = mirror
+                    mirrors[item.hashes["sha256"]] = mirror
                 return item
 
         items += await asyncio.gather(*(one(u) for u in media))

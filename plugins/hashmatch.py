@@ -120,6 +120,8 @@ class Matcher:
                     continue
                 for entry_id, distance in index.search(value, widest):
                     list_name, _ = self.entry_list[entry_id]
+                    if mirrored and self.lists[list_name].negative:
+                        continue  # a benign look-alike of the mirror image suppresses nothing
                     if distance <= self.radius(hash_type, list_name):
                         hits.append((entry_id, hash_type, distance, mirrored))
         best: dict[tuple[str, str], dict[str, Any]] = {}
@@ -142,7 +144,8 @@ class Matcher:
                ) -> tuple[str, list[Item], dict[str, Any]]:
         """Match every item; return (state, items with matches, event detail).
 
-        ``mirrors``: item URL -> the perceptual hashes of its mirror image. A match found
+        ``mirrors``: an item's SHA-256 -> the perceptual hashes of its mirror image (negative
+        lists are not searched with them). A match found
         through them is marked ``"mirrored": true`` in the event detail (the match records keep
         their contract fields)."""
         out: list[Item] = []
@@ -153,7 +156,8 @@ class Matcher:
             if not item.hashes:
                 out.append(item)
                 continue
-            matches, via_mirror = self._match(item.hashes, (mirrors or {}).get(item.url))
+            mirror = (mirrors or {}).get(str(item.hashes.get("sha256")))
+            matches, via_mirror = self._match(item.hashes, mirror)
             out.append(replace(item, matches=matches))
             if not item.hashes.get("phash") and item.kind == "url" and not matches:
                 continue  # a page's own bytes: nothing for the analyst to assess by hash

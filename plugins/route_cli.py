@@ -192,15 +192,17 @@ def register(cli: click.Group) -> None:
             raise InputError(f"--country {country!r}: expected an ISO 3166 alpha-2 code")
         now = rt.clock.now_text()
         actor = f"analyst:{analyst or getpass.getuser()}"
+        # Who recorded it, and the note, go to the trail only (anonymisation clears notes
+        # there; case data keeps the origin as long as the case).
         origin: dict[str, Any] = {"country": cc, "countries": [cc],
-                                  "contacts": [parse_contact(c) for c in contacts],
-                                  "by": actor, "at": now}
+                                  "contacts": [parse_contact(c) for c in contacts], "at": now}
+        detail: dict[str, Any] = {"cdn": resolution["cdn"], "origin_country": cc,
+                                  "origin_contacts": len(origin["contacts"])}
         if note:
-            origin["note"] = note
+            detail["note"] = note
+        # (a worker holding the case loses its lease: its commit cannot undo the re-route)
         rt.store.transition(case_id, state="resolved", stage="route", actor=actor,
-                            action="origin_known", now=now,
-                            detail={"cdn": resolution["cdn"], "origin_country": cc,
-                                    "origin_contacts": len(origin["contacts"])},
+                            action="origin_known", now=now, detail=detail,
                             data={"resolution": {**resolution, "origin": origin}},
                             expect=REROUTABLE)
         result = {"id": case_id, "state": "resolved", "cdn": resolution["cdn"],

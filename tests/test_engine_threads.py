@@ -57,3 +57,34 @@ async def test_sqlite_point_reads_run_on_the_loop_thread(db_path: Path, tmp_path
         rt.close()
     assert case.id == case_id and listed[0]["id"] == case_id
     assert seen == [threading.get_ident()]
+
+
+async def test_a_locked_database_sends_point_reads_to_a_reader_thread(db_path: Path,
+                                                                      tmp_path: Path) -> None:
+    import sqlite3
+
+    rt = Runtime.open(db=str(db_path))
+    src = tmp_path / "urls.txt"
+    src.write_text("http://h.example/1.png\n")
+    submit_files(rt.store, [str(src)])
+    (case_id,) = [c["id"] for c in rt.store.list_cases()]
+    ctx = rt.context()
+    loop_thread = threading.get_ident()
+    threads: list[int] = []
+    original = type(rt.store).load_case
+
+    def locked_on_the_loop(self, case_id):  # type: ignore[no-untyped-def]
+        threads.append(threading.get_ident())
+        if threading.get_ident() == loop_thread:
+            raise sqlite3.OperationalError("database is locked")
+        return original(self, case_id)
+
+    type(rt.store).load_case = locked_on_the_loop  # type: ignore[method-assign]
+    try:
+        case = await ctx.store.load_case(case_id)
+    finally:
+        type(rt.store).load_case = original  # type: ignore[method-assign]
+        await ctx.aclose()
+        rt.close()
+    assert case.id == case_id
+    assert threads[0] == loop_thread and threads[1] != loop_thread

@@ -209,6 +209,7 @@ async def test_mirrored_copy_of_a_listed_image_is_confirmed_by_pdq(db_path, tmp_
     assert set(item["hashes"]) == {"md5", "sha1", "sha256", "phash", "pdq", "pdq_quality"}
     assert item["hashes"][hash_type] != hash_media(listed)[hash_type]
     assert set(item["matches"][0]) == {"list", "hash_type", "distance", "category", "negative"}
+    assert list(case["mirror_hashes"]) == [item["hashes"]["sha256"]]  # hashes only, no URLs
     assert rt.store.get_case(unrelated_id)["state"] == "awaiting_assessment"
     rt.close()
 

@@ -631,12 +631,14 @@ def test_cli_origin_behind_a_cdn_routes_the_case_again(db_path: Path, tmp_path: 
     rt.close()
     # The CDN is told to stop serving; the origin, in another INHOPE country (FR), goes to
     # that country's hotline; the registrar contact of the domain is kept.
-    assert case["resolution"]["origin"]["by"] == "analyst:ana"
+    assert set(case["resolution"]["origin"]) == {"country", "countries", "contacts", "at"}
     decided = [r["decided_by"] for r in case["routes"]]
     assert decided[0] == f"{D}:cdn-notice" and f"{D}:hotline-forward" in decided
     assert {r["country"] for r in case["routes"] if r["recipient_kind"] == "hotline"} == {"FR"}
     trail = [(e["stage"], e["action"], e["actor"]) for e in case["events"]]
     assert ("route", "origin_known", "analyst:ana") in trail
+    [event] = [e for e in case["events"] if e["action"] == "origin_known"]
+    assert event["detail"]["note"] == "the CDN's reply"
 
 
 @pytest.mark.parametrize(("spec", "channel", "address"), [

@@ -168,6 +168,17 @@ def test_claim_apply_and_lost_lease(store: Store) -> None:
     assert store.due_count(["new"], at(65)) == 4
 
 
+def test_an_analyst_transition_wins_over_a_worker_holding_the_case(store: Store) -> None:
+    [case] = intake(store, rows(1))
+    assert store.claim(["new"], limit=1, owner="w1", lease_seconds=60, now=at(1)) == [case]
+    store.transition(case, state="resolved", stage="route", actor="analyst:a",
+                     action="origin_known", now=at(2), expect=["new"])
+    assert store.lease_owners() == {}
+    late = StageResult(state="fetched", action="fetched")
+    assert store.apply([commit(case, "w1", late)], at(3)) == [case]  # lost: not applied
+    assert store.load_case(case).state == "resolved"
+
+
 def test_retry_at_delays_and_attempts_count(store: Store) -> None:
     (case,) = intake(store, rows(1))
     assert store.claim(["new"], limit=1, owner="w", lease_seconds=60, now=at(1)) == [case]

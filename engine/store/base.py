@@ -181,7 +181,10 @@ class Store(NoticeStore, ABC):
                    now: str, reason: str | None = None, detail: dict[str, Any] | None = None,
                    data: dict[str, Any] | None = None, expect: Iterable[str] | None = None,
                    ) -> None:
-        """Move one case (analyst actions); ``expect`` lists the states it may move from."""
+        """Move one case (analyst actions); ``expect`` lists the states it may move from.
+
+        The analyst's move wins over work in flight: a lease on the case is released, so a
+        worker's later commit of that case counts as lost (``apply``) instead of undoing it."""
 
     # -- known-hash lists ----------------------------------------------------------------------
     @abstractmethod

@@ -515,7 +515,8 @@ class PostgresStore(PostgresNoticeMixin, PostgresStatsMixin, PostgresUsersMixin,
                                  f"{', '.join(allowed)}")
             conn.execute(
                 "UPDATE cases SET state = %s, state_reason = %s, retry_at = NULL,"
-                " updated_at = %s, is_open = %s WHERE id = %s",
+                " updated_at = %s, is_open = %s, lease_owner = NULL, lease_until = NULL"
+                " WHERE id = %s",
                 (state, reason, now, 0 if state in CLOSED_STATES else 1, case_id))
             self._write_effects(conn, case_id, now, stage=stage, actor=actor, action=action,
                                 reason=reason, detail=detail or {}, data=data)

@@ -71,19 +71,20 @@ class SQLiteStore(SQLiteNoticeMixin, SQLiteStatsMixin, SQLiteUsersMixin, Store):
     """Case store in one SQLite file."""
 
     inline_reads = True  # point reads are cheap enough for the event loop (engine.context)
+    busy_errors: tuple[type[Exception], ...] = (sqlite3.OperationalError,)  # "database is locked"
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, busy_timeout: float = 30.0) -> None:
         self.path = Path(path)
         self.url = f"sqlite:///{self.path}"
         if self.path.parent and not self.path.parent.exists():
             raise StorageError(f"database folder {self.path.parent} does not exist")
         try:
             self.conn = sqlite3.connect(self.path, isolation_level=None,
-                                        check_same_thread=False, timeout=30.0)
+                                        check_same_thread=False, timeout=busy_timeout)
             self.conn.execute("PRAGMA journal_mode=WAL")
             self.conn.execute("PRAGMA synchronous=NORMAL")
             self.conn.execute("PRAGMA foreign_keys=ON")
-            self.conn.execute("PRAGMA busy_timeout=30000")
+            self.conn.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
             # A larger page cache keeps index pages of big batches in memory (64 MiB).
             self.conn.execute("PRAGMA cache_size=-65536")
             self.conn.execute("PRAGMA temp_store=MEMORY")
@@ -121,6 +122,11 @@ class SQLiteStore(SQLiteNoticeMixin, SQLiteStatsMixin, SQLiteUsersMixin, Store):
 
     def clone(self) -> SQLiteStore:
         return SQLiteStore(self.path)
+
+    def inline_clone(self) -> SQLiteStore:
+        """A connection for the event loop's own point reads: it waits at most 50 ms for a
+        lock (another process's VACUUM or migration), then gives up with ``busy_errors``."""
+        return SQLiteStore(self.path, busy_timeout=0.05)
 
     # -- schema --------------------------------------------------------------------------------
     def schema_version(self) -> int:
@@ -492,7 +498,7 @@ class SQLiteStore(SQLiteNoticeMixin, SQLiteStatsMixin, SQLiteUsersMixin, Store):
                     f"case {case_id} is {row[0]}; this needs one of: {', '.join(allowed)}")
             conn.execute(
                 "UPDATE cases SET state = ?, state_reason = ?, retry_at = NULL, updated_at = ?,"
-                " is_open = ? WHERE id = ?",
+                " is_open = ?, lease_owner = NULL, lease_until = NULL WHERE id = ?",
                 (state, reason, now, 0 if state in CLOSED_STATES else 1, case_id))
             self._write_effects(conn, case_id, now, stage=stage, actor=actor, action=action,
                                 reason=reason, detail=detail or {}, data=data)
