@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import getpass
+import ipaddress
 import json
 import random
 import time
@@ -165,13 +166,16 @@ def register(cli: click.Group) -> None:
     @click.option("--contact", "contacts", multiple=True, metavar="ADDRESS[:CHANNEL]",
                   help="The origin hoster's abuse contact (repeatable): an e-mail address or "
                        "an https:// form or API URL (append :api for an API).")
+    @click.option("--ip", "ips", multiple=True, metavar="ADDRESS",
+                  help="The origin host's IP address (repeatable; goes into its notices).")
     @click.option("--note", default=None, help="Where the origin came from (the CDN's reply…).")
     @click.option("--analyst", default=None, envvar="NTD_ANALYST",
                   help="Who records it (default: $NTD_ANALYST or the OS user).")
     @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
     @click.pass_context
     def origin_cmd(ctx: click.Context, case_id: str, country: str, contacts: tuple[str, ...],
-                   note: str | None, analyst: str | None, as_json: bool) -> None:
+                   ips: tuple[str, ...], note: str | None, analyst: str | None,
+                   as_json: bool) -> None:
         """Record the origin host behind a CDN and route the case again.
 
         A case behind a CDN is first routed to the CDN with a request for the origin (the
@@ -194,8 +198,15 @@ def register(cli: click.Group) -> None:
         actor = f"analyst:{analyst or getpass.getuser()}"
         # Who recorded it, and the note, go to the trail only (anonymisation clears notes
         # there; case data keeps the origin as long as the case).
+        addresses = []
+        for ip in ips:
+            try:
+                addresses.append(str(ipaddress.ip_address(ip.strip())))
+            except ValueError as exc:
+                raise InputError(f"--ip {ip!r}: not an IP address") from exc
         origin: dict[str, Any] = {"country": cc, "countries": [cc],
-                                  "contacts": [parse_contact(c) for c in contacts], "at": now}
+                                  "contacts": [parse_contact(c) for c in contacts],
+                                  "ips": addresses, "at": now}
         detail: dict[str, Any] = {"cdn": resolution["cdn"], "origin_country": cc,
                                   "origin_contacts": len(origin["contacts"])}
         if note:

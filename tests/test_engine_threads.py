@@ -33,12 +33,17 @@ async def test_cpu_nice_zero_keeps_the_engine_priority(db_path: Path) -> None:
         rt.close()
 
 
-async def test_sqlite_point_reads_run_on_the_loop_thread(db_path: Path, tmp_path: Path) -> None:
+def _one_case(db_path: Path, tmp_path: Path) -> tuple[Runtime, str]:
     rt = Runtime.open(db=str(db_path))
     src = tmp_path / "urls.txt"
     src.write_text("http://h.example/1.png\n")
     submit_files(rt.store, [str(src)])
     (case_id,) = [c["id"] for c in rt.store.list_cases()]
+    return rt, case_id
+
+
+async def test_sqlite_point_reads_run_on_the_loop_thread(db_path: Path, tmp_path: Path) -> None:
+    rt, case_id = _one_case(db_path, tmp_path)
     ctx = rt.context()
     seen: list[int] = []
     original = type(rt.store).load_case
@@ -63,11 +68,7 @@ async def test_a_locked_database_sends_point_reads_to_a_reader_thread(db_path: P
                                                                       tmp_path: Path) -> None:
     import sqlite3
 
-    rt = Runtime.open(db=str(db_path))
-    src = tmp_path / "urls.txt"
-    src.write_text("http://h.example/1.png\n")
-    submit_files(rt.store, [str(src)])
-    (case_id,) = [c["id"] for c in rt.store.list_cases()]
+    rt, case_id = _one_case(db_path, tmp_path)
     ctx = rt.context()
     loop_thread = threading.get_ident()
     threads: list[int] = []

@@ -618,9 +618,11 @@ def test_cli_origin_behind_a_cdn_routes_the_case_again(db_path: Path, tmp_path: 
     assert proc.returncode == 2 and "not behind a CDN" in proc.stderr
     proc = run_ntd("origin", behind, "--country", "XX1", db=db_path, env=env)
     assert proc.returncode == 2 and "--country" in proc.stderr
+    proc = run_ntd("origin", behind, "--country", "FR", "--ip", "not-an-ip", db=db_path, env=env)
+    assert proc.returncode == 2 and "--ip" in proc.stderr
     proc = run_ntd("origin", behind, "--country", "fr", "--contact", "abuse@origin.example.test",
-                   "--note", "the CDN's reply", "--analyst", "ana", "--json",
-                   db=db_path, env=env)
+                   "--ip", "192.0.2.80", "--note", "the CDN's reply", "--analyst", "ana",
+                   "--json", db=db_path, env=env)
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
     assert out["state"] == "resolved" and out["origin"]["country"] == "FR"
@@ -628,10 +630,20 @@ def test_cli_origin_behind_a_cdn_routes_the_case_again(db_path: Path, tmp_path: 
     rt = open_runtime(db_path)
     rt.run_pipeline_sync(until_idle=True, install_signal_handlers=False)
     case = rt.store.get_case(behind)
+    loaded = rt.store.load_case(behind)
     rt.close()
     # The CDN is told to stop serving; the origin, in another INHOPE country (FR), goes to
     # that country's hotline; the registrar contact of the domain is kept.
-    assert set(case["resolution"]["origin"]) == {"country", "countries", "contacts", "at"}
+    assert set(case["resolution"]["origin"]) == {"country", "countries", "contacts", "ips", "at"}
+    # Notices about the origin describe the origin, not the CDN in front of it.
+    from plugins.notices.content import build_action
+
+    hotline = next(r for r in case["routes"] if r["recipient_kind"] == "hotline")
+    cdn = next(r for r in case["routes"] if r["recipient_kind"] == "cdn")
+    about_origin = build_action(loaded, hotline, reference_prefix="T")
+    about_cdn = build_action(loaded, cdn, reference_prefix="T")
+    assert about_origin["hosting_country"] == "FR" and about_cdn["hosting_country"] == "US"
+    assert about_origin["entries"][0]["ip"] == "192.0.2.80"
     decided = [r["decided_by"] for r in case["routes"]]
     assert decided[0] == f"{D}:cdn-notice" and f"{D}:hotline-forward" in decided
     assert {r["country"] for r in case["routes"] if r["recipient_kind"] == "hotline"} == {"FR"}

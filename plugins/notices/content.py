@@ -49,9 +49,23 @@ def _detection_method(case: Case) -> str:
     return "manual_review"
 
 
-def case_entries(case: Case) -> list[dict[str, Any]]:
-    """One entry per URL a notice lists for this case: the reported URL, then matched media."""
+def location_for(case: Case, route: dict[str, Any]) -> dict[str, Any]:
+    """The part of the resolution a route's recipient is about: the CDN's (the resolution
+    itself) for the CDN and the registrar, the origin's for everyone else once an analyst
+    recorded the origin behind the CDN (``ntd origin``)."""
     resolution = case.data.get("resolution") or {}
+    if not isinstance(resolution, dict):
+        return {}
+    origin = resolution.get("origin")
+    if isinstance(origin, dict) and route.get("recipient_kind") not in ("cdn", "registrar"):
+        return {**resolution, "ips": origin.get("ips") or [], "asn": origin.get("asn"),
+                "country": origin.get("country")}
+    return resolution
+
+
+def case_entries(case: Case, location: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """One entry per URL a notice lists for this case: the reported URL, then matched media."""
+    resolution = location if location is not None else case.data.get("resolution") or {}
     ips = resolution.get("ips") if isinstance(resolution, dict) else None
     common = {
         "classification": _classification(case),
@@ -78,8 +92,8 @@ def case_entries(case: Case) -> list[dict[str, Any]]:
 
 def build_action(case: Case, route: dict[str, Any], *, reference_prefix: str) -> dict[str, Any]:
     """The outbox payload for one route of a case (JSON-able, allow-listed fields only)."""
-    entries = case_entries(case)
-    resolution = case.data.get("resolution") or {}
+    resolution = location_for(case, route)
+    entries = case_entries(case, resolution)
     registrar = resolution.get("registrar") if isinstance(resolution, dict) else None
     country = (route.get("country") or "").upper() or None
     return {
