@@ -165,7 +165,7 @@ async def hash_cached(ctx: Any, body: bytes, content_type: str) -> dict[str, Any
 async def _fetch_item(ctx: Any, url: str,
                       kind: str) -> tuple[Item, str | None, dict[str, str]]:
     """Fetch and hash one URL; returns the item, the body as text when it is HTML, and the
-    perceptual hashes of the mirror image (``{"phash": .., "pdq": ..}``; empty if none)."""
+    perceptual hashes of the mirror image (``{"pdq": ..}``; empty if none)."""
     try:
         resp = await ctx.fetcher.fetch(url)
     except FetchError as exc:

@@ -97,7 +97,8 @@ class Matcher:
     def _match(self, hashes: dict[str, Any], mirror: dict[str, str] | None = None,
                ) -> tuple[list[dict[str, Any]], set[tuple[str, str]]]:
         """Match records, and the (list, hash type) pairs whose best hit came through the
-        hash of the left-right mirror image (``mirror``: ``{"phash": .., "pdq": ..}``)."""
+        hash of the left-right mirror image (``mirror``: ``{"pdq": ..}``; negative lists are
+        not searched with it)."""
         # (entry id, hash type, distance, mirrored)
         hits: list[tuple[int, str, int, bool]] = []
         for hash_type in CRYPTO_TYPES:
@@ -144,10 +145,9 @@ class Matcher:
                ) -> tuple[str, list[Item], dict[str, Any]]:
         """Match every item; return (state, items with matches, event detail).
 
-        ``mirrors``: an item's SHA-256 -> the perceptual hashes of its mirror image (negative
-        lists are not searched with them). A match found
-        through them is marked ``"mirrored": true`` in the event detail (the match records keep
-        their contract fields)."""
+        ``mirrors``: an item's SHA-256 -> the perceptual hashes of its mirror image. A
+        confirmation found through them is marked ``"mirrored": true`` in the event detail (the
+        match records keep their contract fields)."""
         out: list[Item] = []
         confirming: list[dict[str, Any]] = []
         hashed = suppressed = 0

@@ -73,12 +73,13 @@ class NoticeSender:
 
     def __init__(self, ctx: Any, *, settings: NoticeSettings, smtp: SMTPSettings,
                  renderer: Renderer, channels: dict[str, Channel],
-                 render_key: tuple[bytes | None] | None = None) -> None:
-        """``render_key`` (the DKIM key, in a tuple) renders notices in the run's CPU pool with
-        the renderer of ``settings.template_dir``; without it, ``renderer`` renders them on the
+                 dkim: bytes | None = None, render_in_pool: bool = False) -> None:
+        """``render_in_pool`` renders notices (signed with ``dkim``) in the run's CPU pool with
+        the renderer of ``settings.template_dir``; otherwise ``renderer`` renders them on the
         event loop."""
         self.ctx = ctx
-        self.render_key = render_key
+        self.dkim = dkim
+        self.render_in_pool = render_in_pool
         self.settings = settings
         self.smtp = smtp
         self.renderer = renderer
@@ -115,9 +116,8 @@ class NoticeSender:
                                          transport=api_transport)
             for name, factory in registered_channels().items():
                 channels[name] = factory(ctx)
-        pooled = (key,) if render_in_pool else None
         return cls(ctx, settings=settings, smtp=smtp, renderer=renderer, channels=channels,
-                   render_key=pooled)
+                   dkim=key, render_in_pool=render_in_pool)
 
     # -- rounds --------------------------------------------------------------------------------
     async def release_dead(self) -> int:
@@ -178,10 +178,10 @@ class NoticeSender:
 
     # -- one notice ----------------------------------------------------------------------------
     async def _prepare(self, notice: dict[str, Any]) -> Prepared:
-        if self.render_key is None:
+        if not self.render_in_pool:
             return prepare(notice, self.renderer, self.settings, self.smtp)
         prepared: Prepared = await self.ctx.run_cpu(
-            render_notice, notice, self.settings, self.smtp, self.render_key[0],
+            render_notice, notice, self.settings, self.smtp, self.dkim,
             notice["channel"] == "email")
         return prepared
 
