@@ -70,7 +70,7 @@ def _table(title: str, columns: list[str], rows: list[list[Any]]) -> Table:
 
 async def _run(console: Console, rt: Runtime, lab: FullLab, folder: Path) -> dict[str, Any]:
     from engine.lab.images import build_demo_hashlist
-    from plugins.hashlist_format import parse_hashlist
+    from engine.media.hashlist_format import parse_hashlist
 
     world = lab.world
     # 1. A synthetic known-hash list (what a hotline receives from partners).
@@ -143,7 +143,7 @@ async def _run(console: Console, rt: Runtime, lab: FullLab, folder: Path) -> dic
             host, path = _host_path(item["url"])
             world.server.remove(host, path)
     rt.clock.advance(73 * 3600)  # past every route's deadline (24 h NL, 72 h forwards)
-    from plugins.recheck_cli import run_sweep
+    from plugins.recheck.cli import run_sweep
 
     counts, _ = await run_sweep(rt, limit=None, workers=None, on_progress=None,
                                 install_signal_handlers=False)

@@ -19,14 +19,13 @@ from typing import Any
 
 import pluggy
 
-from engine import hookspecs
+from engine import PROJECT, hookimpl, hookspecs
 from engine.errors import PluginError
 
-PROJECT = "ntd"
 ENTRY_POINT_GROUP = "ntd.plugins"
 DISABLE_ENV = "NTD_DISABLE_PLUGINS"
 
-hookimpl = pluggy.HookimplMarker(PROJECT)
+__all__ = ["ENTRY_POINT_GROUP", "DISABLE_ENV", "PluginInfo", "get_plugin_manager", "hookimpl"]
 
 
 @dataclass(frozen=True)

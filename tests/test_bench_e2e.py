@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from engine.bench_e2e import run_e2e
+from engine.bench.e2e import run_e2e
 
 CONTRACT = {"urls", "seconds", "urls_per_s", "stages", "peak_rss_mb", "max_loop_block_ms",
             "planted_matches", "found_matches", "false_matches", "notices_expected",

@@ -14,7 +14,7 @@ from engine.intake import submit_files
 from engine.lab.images import jpeg_bytes, make_image, png_bytes
 from engine.lab.webserver import LabWebServer
 from engine.runtime import Runtime
-from plugins.media_hashing import hash_media
+from engine.media.hashing import hash_media
 from tests.conftest import run_ntd
 
 HOST = "hoster-1.test"

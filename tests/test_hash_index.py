@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from plugins import hash_index
-from plugins.hash_index import (
+from engine.media import hash_index
+from engine.media.hash_index import (
     DEFAULT_RADIUS,
     ExactIndex,
     HammingIndex,
@@ -225,7 +225,7 @@ def test_exact_index_sha1_padding() -> None:
 
 
 def test_hash_matcher_all_types() -> None:
-    from plugins.hash_index import HashMatcher, Match
+    from engine.media.hash_index import HashMatcher, Match
 
     m = HashMatcher(radii={"phash": 4})
     m.add("md5", ["A" * 32, "b" * 32], [1, 2])
@@ -245,7 +245,7 @@ def test_hash_matcher_all_types() -> None:
 
 
 def test_bench_match_smoke() -> None:
-    from plugins.bench_matching import bench_match
+    from engine.bench.matching import bench_match
 
     r = bench_match(3000, queries=40, check=40)
     for kind in ("phash", "pdq"):

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from engine.errors import HashlistError
-from plugins.hashlist_format import (
+from engine.media.hashlist_format import (
     HASH_HEX_LENGTH,
     HashEntry,
     HashlistFormatError,

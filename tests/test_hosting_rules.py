@@ -1,4 +1,4 @@
-"""plugins.hosting_rules: CDN and shared-hosting platform recognition from data files."""
+"""plugins.resolve.hosting_rules: CDN and shared-hosting platform recognition from data files."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from engine.errors import ConfigError
-from plugins.hosting_rules import HostingRules, Platform
+from plugins.resolve.hosting_rules import HostingRules, Platform
 
 
 @pytest.fixture(scope="module")

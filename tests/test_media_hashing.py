@@ -15,8 +15,8 @@ import pytest
 from PIL import Image
 
 from engine.lab import images
-from plugins import media_hashing as mh
-from plugins.hash_index import hamming_hex
+from engine.media import hashing as mh
+from engine.media.hash_index import hamming_hex
 
 FORMATS = {
     "JPEG": {"quality": 90},
@@ -212,7 +212,7 @@ def test_hash_media_in_process_pool() -> None:
 
 
 def test_demo_hashlist_builder(tmp_path) -> None:
-    from plugins.hashlist_format import parse_hashlist
+    from engine.media.hashlist_format import parse_hashlist
 
     path = tmp_path / "demo.csv"
     rows = images.build_demo_hashlist(path, n=2)
@@ -227,7 +227,7 @@ def test_demo_hashlist_builder(tmp_path) -> None:
 
 
 def test_bench_hash_smoke() -> None:
-    from plugins.bench_matching import bench_hash
+    from engine.bench.matching import bench_hash
 
     r = bench_hash(3, size=(256, 192))
     assert r["images"] == 3 and r["phash_crypto_per_s"]["per_cpu_s"] > 0

@@ -27,13 +27,13 @@ from engine.lab.smtp_sink import SMTPSink
 from engine.models import Item, StageResult
 from engine.runtime import Runtime
 from engine.store import Commit, open_store
-from plugins import notify
-from plugins.notices.api_channel import APIChannel
-from plugins.notices.cli import contract_row
-from plugins.notices.message import Prepared
-from plugins.notices.render import Renderer, sample_context
-from plugins.notices.sender import NoticeSender
-from plugins.notices.xarf_schema import XARF_CSAM_SCHEMA, validate_report
+import plugins.notify as notify
+from plugins.notify.api_channel import APIChannel
+from plugins.notify.cli import contract_row
+from plugins.notify.message import Prepared
+from plugins.notify.render import Renderer, sample_context
+from plugins.notify.sender import NoticeSender
+from plugins.notify.xarf_schema import XARF_CSAM_SCHEMA, validate_report
 from tests.conftest import ROOT, ntd_env, wait_for
 
 DISABLED = "fetch,hashmatch,resolve,route_inhope"
@@ -283,7 +283,7 @@ async def test_smtp_5xx_is_permanent_and_marks_the_contact(tmp_path: Path) -> No
 
 # -- API channel (httpx is the unit: respx) ----------------------------------------------------
 def _prepared(key: str = "ntd-n1") -> Prepared:
-    from plugins.notices.render import Rendered
+    from plugins.notify.render import Rendered
 
     notice = {"id": "N1", "recipient": "cdn-x", "idempotency_key": key}
     return Prepared(notice=notice, rendered=Rendered(subject="s", text="t", html="h"),
@@ -376,13 +376,13 @@ def test_xarf_schema_rejects_bad_reports() -> None:
 
 # -- kill -9 mid-batch, then restart -----------------------------------------------------------
 def _plugin_path(tmp_path: Path) -> Path:
-    """An entry point ``notify = plugins.notify`` for the child ``ntd`` process."""
+    """An entry point ``notify = plugins.notify.notifier`` for the child ``ntd`` process."""
     site = tmp_path / "site"
     dist = site / "ntd_notify_test-0.1.dist-info"
     dist.mkdir(parents=True)
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: ntd-notify-test\n"
                                    "Version: 0.1\n")
-    (dist / "entry_points.txt").write_text("[ntd.plugins]\nnotify = plugins.notify\n")
+    (dist / "entry_points.txt").write_text("[ntd.plugins]\nnotify = plugins.notify.notifier\n")
     return site
 
 
@@ -446,8 +446,8 @@ def test_a_notice_rendered_in_the_cpu_pool_equals_one_rendered_inline(
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    from plugins.notices.message import email_bytes, prepare, render_notice
-    from plugins.notices.settings import notice_settings, smtp_settings
+    from plugins.notify.message import email_bytes, prepare, render_notice
+    from plugins.notify.settings import notice_settings, smtp_settings
 
     rt = make_runtime(tmp_path / "ntd.db")
     rt.store.queue_notice_actions([_action(1, urls=2)], now=Clock().now_text())

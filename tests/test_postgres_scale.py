@@ -188,7 +188,7 @@ def test_four_workers_in_the_loopback_world_survive_a_kill_9(pg_url: str) -> Non
     case reaches its final state exactly once per stage, every planted match is found, nothing
     else matches, and every notice reaches the SMTP sink (redeliveries only under the same
     Message-ID)."""
-    from engine.bench_e2e import bench_e2e
+    from engine.bench.e2e import bench_e2e
 
     out = bench_e2e(urls=10_000, processes=4, kill_one=True, db=pg_url, latency_ms=0)
     assert out["killed_and_restarted"] is True

@@ -1,4 +1,4 @@
-"""plugins.rdap: the real ipwhois and httpx code against the loopback lab RDAP server.
+"""plugins.resolve.rdap: the real ipwhois and httpx code against the loopback lab RDAP server.
 
 The IP addresses below are only keys for the loopback server (ipwhois refuses TEST-NET and other
 reserved ranges, so they have to look public); nothing outside 127.0.0.1 is contacted.
@@ -16,8 +16,8 @@ import pytest
 
 from engine.errors import ResolutionError
 from engine.lab.rdap_server import LabRdapServer
-from plugins.hosting_rules import HostingRules
-from plugins.rdap import (
+from plugins.resolve.hosting_rules import HostingRules
+from plugins.resolve.rdap import (
     DEFAULT_BOOTSTRAP_FILE,
     DomainRdapClient,
     IpRdapClient,
@@ -29,7 +29,7 @@ from plugins.rdap import (
     registered_domain,
     update_bootstrap,
 )
-from plugins.resolve_dns import OriginAsn
+from plugins.resolve.dns import OriginAsn
 
 NL_NET, DE_NET, QZ_NET, CF_NET = "185.4.0.0/22", "46.20.0.0/20", "41.77.0.0/20", "104.16.0.0/13"
 
@@ -386,7 +386,7 @@ async def test_update_bootstrap_from_loopback(srv: LabRdapServer, tmp_path: Path
 
 
 async def test_bench_resolve_small() -> None:
-    from plugins.bench_resolve import bench_resolve
+    from engine.bench.resolve import bench_resolve
 
     figures = await bench_resolve(n_urls=300, n_hosters=10, workers=16)
     assert figures["ip_lookups"] == 10 and figures["server_ip_requests"] == 10

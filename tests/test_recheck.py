@@ -16,7 +16,8 @@ from typing import Any
 
 import pytest
 
-import plugins.recheck as recheck
+import plugins.recheck
+import plugins.recheck.checking as recheck
 from engine import pipeline
 from engine.clock import Clock
 from engine.context import fetch_policy
@@ -29,10 +30,11 @@ from engine.models import Item, StageResult
 from engine.runtime import Runtime
 from engine.safe_fetch import SafeFetcher
 from engine.store import Commit
-from plugins.escalation import check_ladder, is_placeholder, split_sendable
-from plugins.fetch import hash_bytes
-from plugins.notices.content import build_action
-from plugins.recheck_cli import bench_recheck, run_sweep
+from plugins.recheck.escalation import check_ladder, is_placeholder, split_sendable
+from engine.media.items import hash_bytes
+from engine.notice_content import build_action
+from engine.bench.recheck import bench_recheck
+from plugins.recheck.cli import run_sweep
 from tests.conftest import ROOT, ntd_env
 
 T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
@@ -67,7 +69,7 @@ def confirmable(monkeypatch: pytest.MonkeyPatch) -> None:
 def make_runtime(tmp_path: Path, port: int, **recheck_cfg: Any) -> Runtime:
     return Runtime.open(
         db=str(tmp_path / "ntd.db"), clock=Clock(fixed=T0),
-        extra_plugins=[("recheck", recheck)],
+        extra_plugins=[("recheck", plugins.recheck)],
         overrides={"lab": {"allow_private_networks": True},
                    "resolve.hosts": {h: "127.0.0.1" for h in HOSTS},
                    "fetch": {"allowed_ports": [port]},
@@ -165,7 +167,7 @@ def test_same_content_exact_and_perceptual() -> None:
 # -- the ladder, time to removal, confirmation -----------------------------------------------
 async def test_still_online_climbs_the_ladder_then_removal_is_timed_and_confirmed(
         tmp_path: Path, confirmable: None) -> None:
-    from plugins.notices.sender import NoticeSender
+    from plugins.notify.sender import NoticeSender
 
     async with LabWebServer() as srv:
         rt = make_runtime(tmp_path, srv.port)

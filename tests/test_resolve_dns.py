@@ -1,4 +1,4 @@
-"""plugins.resolve_dns against a tiny loopback UDP DNS server built with dnspython."""
+"""plugins.resolve.dns against a tiny loopback UDP DNS server built with dnspython."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ import dns.rrset
 import pytest
 
 from engine.errors import ConfigError, ResolutionError
-from plugins.resolve_dns import DnsResolver, normalise_host, parse_cymru_origin, parse_dns_server
+from plugins.resolve.dns import DnsResolver, normalise_host, parse_cymru_origin, parse_dns_server
 
 # name → {"A": [...], "AAAA": [...], "CNAME": "target.", "TXT": [...]} ; special behaviours below.
 ZONE: dict[str, dict[str, Any]] = {

@@ -25,6 +25,7 @@ import dns.rrset
 import pytest
 
 import plugins.resolve
+import plugins.resolve.service
 from engine import hookimpl
 from engine.clock import Clock
 from engine.intake import submit_files
@@ -450,7 +451,7 @@ def _fixture_entry_point(tmp_path: Path) -> Path:
     info.mkdir(parents=True)
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: ntd-resolve-fixture\n"
                                    "Version: 0.1\n")
-    (info / "entry_points.txt").write_text("[ntd.plugins]\nresolve = plugins.resolve\n")
+    (info / "entry_points.txt").write_text("[ntd.plugins]\nresolve = plugins.resolve.service\n")
     return root
 
 
@@ -554,7 +555,7 @@ async def test_cli_contacts_and_bootstrap(db_path, tmp_path, srv) -> None:
 
 def test_contacts_book_input_checks() -> None:
     from engine.errors import InputError
-    from plugins.contacts import check_entry, normalise_match
+    from plugins.resolve.contacts import check_entry, normalise_match
 
     assert normalise_match("domain", "Polder.TEST.") == "polder.test"
     assert normalise_match("host", "*.Bücher.test") == "*.xn--bcher-kva.test"

@@ -18,21 +18,22 @@ from typing import Any
 
 import pytest
 
-import plugins.route_inhope as route_inhope
+import plugins.route
+import plugins.route.policy as route_inhope
 from engine import hookimpl
 from engine.errors import ConfigError, InputError, RoutingError
 from engine.intake import submit_files
 from engine.models import REPORTER_FIELDS
 from engine.runtime import Runtime
-from plugins.route_cli import analyst_routes, parse_to
-from plugins.route_inhope import (
+from plugins.route.cli import analyst_routes, parse_to
+from plugins.route.policy import (
     RoutingSettings,
     decide,
     load_directory,
     parse_contact,
     settings_from_config,
 )
-from plugins.routing import ROUTE_KEYS, collect_proposals, merge_proposals, normalize_proposal
+from plugins.route.merge import ROUTE_KEYS, collect_proposals, merge_proposals, normalize_proposal
 from tests.conftest import ROOT, run_ntd
 
 EXAMPLE = ROOT / "examples" / "ntd-hotline-de"
@@ -347,7 +348,7 @@ def test_bad_directory_file(tmp_path: Path, text: str, message: str) -> None:
 def test_config_keys(tmp_path: Path, db_path: Path) -> None:
     directory = tmp_path / "dir.json"
     directory.write_text(json.dumps({"format": 1, "hotlines": {"FR": [{"name": "Lab FR"}]}}))
-    rt = Runtime.open(db=str(db_path), extra_plugins=[("route_inhope", route_inhope)],
+    rt = Runtime.open(db=str(db_path), extra_plugins=[("route_inhope", plugins.route)],
                       overrides={
                           "routing": {"home_country": "DE", "forward_grace_hours": 12,
                                       "default_deadline_hours": 0,
@@ -365,7 +366,7 @@ def test_config_keys(tmp_path: Path, db_path: Path) -> None:
                                ({"routing": {"forward_grace_hours": 0}}, "greater than 0"),
                                ({"routing": {"colour": "red"}}, "unknown key")]:
         with pytest.raises(ConfigError, match=message):
-            Runtime.open(db=str(db_path), extra_plugins=[("route_inhope", route_inhope)],
+            Runtime.open(db=str(db_path), extra_plugins=[("route_inhope", plugins.route)],
                          overrides=overrides)
 
 
@@ -399,7 +400,7 @@ def make_resolved(rt: Runtime, tmp_path: Path, resolutions: dict[str, dict[str, 
 
 
 def open_runtime(db: Path, *extra: tuple[str, object], **routing: Any) -> Runtime:
-    return Runtime.open(db=str(db), extra_plugins=[("route_inhope", route_inhope), *extra],
+    return Runtime.open(db=str(db), extra_plugins=[("route_inhope", plugins.route), *extra],
                         overrides={"pipeline": {"poll_seconds": 0.05},
                                    "routing": routing})
 
@@ -482,7 +483,7 @@ def example_installed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[s
 
 async def test_installed_example_changes_routes_for_its_country(db_path, tmp_path,
                                                                 example_installed) -> None:
-    rt = Runtime.open(db=str(db_path), extra_plugins=[("route_inhope", route_inhope)],
+    rt = Runtime.open(db=str(db_path), extra_plugins=[("route_inhope", plugins.route)],
                       overrides={"pipeline": {"poll_seconds": 0.05},
                                  "hotline_de": {"bka_target": "email:bka@example.invalid"}})
     assert "hotline_de" in dict(rt.pm.list_name_plugin())
@@ -545,7 +546,7 @@ def cli_env(tmp_path: Path, *extra: str) -> dict[str, str]:
     site = tmp_path / "site-route"
     if not site.exists():
         install_dist_info(site, "ntd-route-under-test", "0", {"route_inhope":
-                                                               "plugins.route_inhope"})
+                                                               "plugins.route"})
     return {"PYTHONPATH": os.pathsep.join([str(site), *extra, str(ROOT)])}
 
 
@@ -636,7 +637,7 @@ def test_cli_origin_behind_a_cdn_routes_the_case_again(db_path: Path, tmp_path: 
     # that country's hotline; the registrar contact of the domain is kept.
     assert set(case["resolution"]["origin"]) == {"country", "countries", "contacts", "ips", "at"}
     # Notices about the origin describe the origin, not the CDN in front of it.
-    from plugins.notices.content import build_action
+    from engine.notice_content import build_action
 
     hotline = next(r for r in case["routes"] if r["recipient_kind"] == "hotline")
     cdn = next(r for r in case["routes"] if r["recipient_kind"] == "cdn")
@@ -659,14 +660,14 @@ def test_cli_origin_behind_a_cdn_routes_the_case_again(db_path: Path, tmp_path: 
     ("https://api.o.test/v1:api", "api", "https://api.o.test/v1"),
 ])
 def test_parse_contact(spec: str, channel: str, address: str) -> None:
-    from plugins.route_cli import parse_contact
+    from plugins.route.cli import parse_contact
 
     got = parse_contact(spec)
     assert (got["scope"], got["channel"], got["address"]) == ("hosting", channel, address)
 
 
 def test_parse_contact_rejects_a_bare_name() -> None:
-    from plugins.route_cli import parse_contact
+    from plugins.route.cli import parse_contact
 
     with pytest.raises(InputError):
         parse_contact("origin-hoster")

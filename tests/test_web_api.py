@@ -14,7 +14,7 @@ import pytest
 from argon2 import PasswordHasher
 from click.testing import CliRunner
 
-import engine.cli_web  # noqa: F401  (registers serve, users, bench api until engine.cli does)
+import engine.cli.web  # noqa: F401  (registers serve, users, bench api until engine.cli does)
 from engine import hookimpl
 from engine.cli import cli
 from engine.intake import submit_files

@@ -174,10 +174,10 @@ def build_demo_hashlist(path: str | os.PathLike[str], n: int = 20) -> int:
     """Write a CSV hash list for demo seeds ``0..n-1`` to ``path``; return the row count.
 
     Each image contributes md5, sha1, sha256 and pHash rows, plus PDQ when pdqhash is
-    installed; hashes are of ``demo_image_bytes(seed)`` through ``plugins.media_hashing``, so
+    installed; hashes are of ``demo_image_bytes(seed)`` through ``engine.media.hashing``, so
     the lab server serving those bytes produces exact and perceptual matches.
     """
-    from plugins.media_hashing import hash_media  # late import: engine must not need plugins
+    from engine.media.hashing import hash_media  # late import: engine must not need plugins
 
     rows = 0
     with open(path, "w", newline="", encoding="utf-8") as fh:

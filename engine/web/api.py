@@ -15,12 +15,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+import engine.web.intake_web as intake_web
+import engine.web.services as services
 from engine.errors import InputError, StorageError
 from engine.models import STATES
 from engine.store.base_notices import NOTICE_STATES
-from engine.web import intake_web, services
-from engine.web.app import WebState, read_body, run_sync, state
 from engine.web.auth import User, token_digest
+from engine.web.deps import WebState, read_body, run_sync, state
 from engine.web.problems import Problem
 
 BATCH_CHANNELS = ("analyst", "partner")

@@ -15,10 +15,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+import engine.web.i18n as i18n
 from engine.errors import InputError
-from engine.web import i18n
 from engine.web.api import submit_anonymous
-from engine.web.app import read_body, state, wants_html
+from engine.web.deps import read_body, state, wants_html
 from engine.web.problems import Problem
 
 

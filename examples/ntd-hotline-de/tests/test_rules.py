@@ -55,7 +55,7 @@ def test_forward_deadline_is_configurable() -> None:
 
 def test_every_proposal_is_valid_for_ntd() -> None:
     """ntd's own validator accepts every proposal (so a real run never rejects them)."""
-    from plugins.routing import normalize_proposal
+    from plugins.route.merge import normalize_proposal
 
     answer = rules.rules_for(DE_HOSTED, home="NL", bka_target="api:https://bka.example.test")
     for raw in answer:
@@ -65,7 +65,7 @@ def test_every_proposal_is_valid_for_ntd() -> None:
 
 def test_merged_with_the_default_policy() -> None:
     """With ntd's default policy: our forward wins, no hoster notice now or later."""
-    from plugins.route_inhope import RoutingSettings, decide, load_directory
+    from plugins.route.policy import RoutingSettings, decide, load_directory
 
     answers = [(rules.rules_for(DE_HOSTED, home="NL"), "hotline_de")]
     result = decide(DE_HOSTED, answers, RoutingSettings(), load_directory())

@@ -1,0 +1,135 @@
+"""``ntd bench recheck``: re-checks/s for N due cases against a loopback web server.
+
+The server runs in a child process; the cases are seeded with bulk SQL (set-up only: the stage
+code path, one sweep of the built-in re-check stage, is what is timed).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from plugins.recheck.cli import run_sweep
+
+BENCH_HOSTS = 64
+BENCH_IMAGES = 8
+
+
+def _bench_case(i: int) -> str:
+    """What case ``i`` of the benchmark finds: removed / online / replaced / soft_404."""
+    kind = i % 10
+    return "removed" if kind < 5 else "online" if kind < 8 else "replaced" if kind == 8 \
+        else "soft_404"
+
+
+def _bench_server(n: int, port_out: Any, stop: Any) -> None:
+    """Child process: a loopback lab server with the content of ``n`` benchmark cases."""
+    from engine.lab.images import demo_image_bytes
+    from engine.lab.webserver import LabWebServer, Route
+
+    images = [demo_image_bytes(seed) for seed in range(BENCH_IMAGES + 1)]
+    soft = Route(body=b"<html><body><h1>Not found</h1></body></html>", content_type="text/html")
+    srv = LabWebServer()
+    for i in range(n):
+        host, outcome = f"h{i % BENCH_HOSTS}.bench.test", _bench_case(i)
+        if outcome == "online":
+            srv.set(host, f"/m/{i}.jpg", (images[i % BENCH_IMAGES], "image/jpeg"))
+        elif outcome == "replaced":
+            srv.set(host, f"/m/{i}.jpg", (images[BENCH_IMAGES], "image/jpeg"))
+        elif outcome == "soft_404":
+            srv.set(host, f"/m/{i}.jpg", soft)
+            srv.set(host, f"/p/{i}.html", soft)
+    srv.start_in_thread()
+    port_out.put(srv.port)
+    stop.wait()
+    srv.stop()
+
+
+def seed_bench_cases(store: Any, n: int, *, port: int, now: str) -> None:
+    """Store ``n`` noticed cases, due now, each with one matched media item (bulk SQL)."""
+    from engine.lab.images import demo_image_bytes
+    from engine.media.items import hash_bytes
+    from engine.store.base import IntakeRow
+    from engine.urls import canonicalize
+
+    hashes = [hash_bytes(demo_image_bytes(seed), "image/jpeg") for seed in range(BENCH_IMAGES)]
+    for h in hashes:
+        h.pop("pdq_quality", None)
+    batch = store.create_batch(channel="analyst", source="bench", at=now)
+    ids: list[str] = []
+    for start in range(0, n, 5000):
+        rows = []
+        for i in range(start, min(n, start + 5000)):
+            c = canonicalize(f"http://h{i % BENCH_HOSTS}.bench.test:{port}/p/{i}.html")
+            rows.append(IntakeRow(raw_url=c.url, canonical_url=c.url, host=c.host,
+                                  domain=c.domain, line=i + 1))
+        ids += store.add_reports(batch, "analyst", now, rows).case_ids
+    route = {"action": "notice", "recipient_kind": "hosting", "target": "abuse@h.bench.test",
+             "channel": "email", "country": "NL", "deadline_hours": 24,
+             "decided_by": "bench:rule", "reason": "bench"}
+    with store._write() as conn:  # benchmark set-up only: the stage code path is what is timed
+        conn.execute("UPDATE cases SET state = 'noticed', retry_at = ?", (now,))
+        conn.executemany(
+            "INSERT INTO items(case_id, url, kind, status, content_type, hashes, matches,"
+            " created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?)",
+            [(cid, f"http://h{i % BENCH_HOSTS}.bench.test:{port}/m/{i}.jpg", "media", 200,
+              "image/jpeg", json.dumps(hashes[i % BENCH_IMAGES]),
+              json.dumps([{"list": "bench", "category": "baseline", "hash_type": "sha256",
+                           "distance": 0}]), now, now) for i, cid in enumerate(ids)])
+        conn.executemany("INSERT INTO case_data(case_id, key, value) VALUES (?,?,?)",
+                         [(cid, "routes", json.dumps([route])) for cid in ids])
+        conn.executemany("INSERT INTO events(case_id, at, stage, actor, action, detail)"
+                         " VALUES (?,?,?,?,?,?)",
+                         [(cid, now, "notify", "bench", "noticed", "{}") for cid in ids])
+
+
+def bench_recheck(cases: int = 100_000, *, workers: int = 64) -> dict[str, Any]:
+    """Re-checks/s for ``cases`` due cases against a loopback server in its own process."""
+    import multiprocessing
+    import tempfile
+    import time
+    from datetime import UTC, datetime
+    from pathlib import Path
+
+    import plugins.recheck as recheck_plugin
+    from engine.clock import Clock
+    from engine.runtime import Runtime
+
+    mp = multiprocessing.get_context("spawn")
+    port_q, stop = mp.Queue(), mp.Event()
+    server = mp.Process(target=_bench_server, args=(cases, port_q, stop), daemon=True)
+    server.start()
+    try:
+        port = int(port_q.get(timeout=600))
+        with tempfile.TemporaryDirectory(prefix="ntd-bench-recheck-") as tmp:
+            clock = Clock(fixed=datetime(2026, 1, 5, 12, 0, tzinfo=UTC))
+            hosts = {f"h{i}.bench.test": "127.0.0.1" for i in range(BENCH_HOSTS)}
+            rt = Runtime.open(
+                db=str(Path(tmp) / "bench.db"), clock=clock,
+                extra_plugins=[("recheck", recheck_plugin)],
+                overrides={"lab": {"allow_private_networks": True}, "resolve.hosts": hosts,
+                           "fetch": {"allowed_ports": [port]},
+                           "recheck": {"jitter": 0.0, "per_host_concurrency": 8},
+                           "pipeline": {"poll_seconds": 0.05, "queue_size": 1024}})
+            try:
+                started = time.perf_counter()
+                seed_bench_cases(rt.store, cases, port=port, now=clock.now_text())
+                seeded = time.perf_counter() - started
+                cpu0 = time.process_time()
+                counts, summary = asyncio.run(run_sweep(rt, workers=workers,
+                                                        install_signal_handlers=False))
+                cpu = time.process_time() - cpu0
+                store: Any = rt.store  # the SQLite store made above
+                outbox = store._read("SELECT count(*) FROM outbox")[0][0]
+                states = rt.store.count_by_state()
+            finally:
+                rt.close()
+    finally:
+        stop.set()
+        server.join(timeout=30)
+    seconds = summary.seconds or 1e-9
+    return {"cases": cases, "workers": workers, "seed_seconds": round(seeded, 1),
+            "seconds": round(seconds, 1), "rechecks_per_s": round(counts["checked"] / seconds),
+            "rechecks_per_cpu_s": round(counts["checked"] / cpu) if cpu else None,
+            **counts, "outbox_rows": outbox, "states": states}

@@ -1,0 +1,185 @@
+"""``ntd bench …``: every benchmark's command (the code is in ``engine/bench/``, a module each).
+
+Speed targets live here, not in tests. Each command imports its benchmark when it runs, so
+``ntd --help`` stays fast and a benchmark's heavy dependencies load only for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import click
+
+from engine.cli.common import JSON_OPT, Obj, emit_json
+from engine.cli.root import cli
+from engine.errors import InputError
+
+
+@cli.group()
+def bench() -> None:
+    """Benchmarks (speed targets live here, not in tests)."""
+
+
+@bench.command("intake")
+@click.option("--urls", type=click.IntRange(min=1), default=100_000, show_default=True)
+@JSON_OPT
+def bench_intake(urls: int, as_json: bool) -> None:
+    """Time `submit` of N generated URLs: seconds, URLs/s, peak memory."""
+    from engine.bench.intake import bench_intake as run_bench
+
+    result = run_bench(urls)
+    if as_json:
+        emit_json(result)
+    else:
+        for key, value in result.items():
+            click.echo(f"{key}: {value}")
+
+
+@bench.command("e2e")
+@click.option("--urls", type=click.IntRange(min=10), default=1000, show_default=True)
+@click.option("--latency-ms", type=click.FloatRange(min=0), default=50.0, show_default=True)
+@click.option("--image-share", type=click.FloatRange(0, 1), default=0.7, show_default=True)
+@click.option("--hosters", type=click.IntRange(min=1), default=200, show_default=True)
+@click.option("--workers", type=click.IntRange(min=1), default=None,
+              help="Workers per stage (default: [pipeline] workers).")
+@click.option("--processes", type=click.IntRange(min=0), default=0,
+              help="Run N `ntd run` worker processes on the shared database (0: in-process).")
+@click.option("--kill-one", is_flag=True,
+              help="With --processes: SIGKILL one worker a third of the way, then restart it.")
+@JSON_OPT
+@click.pass_obj
+def bench_e2e_cmd(obj: Obj, urls: int, latency_ms: float, image_share: float, hosters: int,
+                  workers: int | None, processes: int, kill_one: bool, as_json: bool) -> None:
+    """The whole chain on a loopback world: URLs/s, stage latency, RSS, loop stalls, correctness."""
+    from engine.bench.e2e import bench_e2e
+
+    result = bench_e2e(urls=urls, latency_ms=latency_ms, image_share=image_share,
+                       hosters=hosters, workers=workers, db=obj.db, processes=processes,
+                       kill_one=kill_one)
+    if as_json:
+        emit_json(result)
+        return
+    for key, value in result.items():
+        click.echo(f"{key}: {value}")
+
+
+@bench.command("api")
+@click.option("--requests", "count", type=click.IntRange(min=10, max=1_000_000), default=2000,
+              show_default=True)
+@click.option("--concurrency", type=click.IntRange(min=1, max=512), default=16,
+              show_default=True)
+@JSON_OPT
+def bench_api_cmd(count: int, concurrency: int, as_json: bool) -> None:
+    """Requests/s of POST /api/reports against a loopback uvicorn (fresh temporary database)."""
+    from engine.bench.web import bench_api
+
+    result = bench_api(requests=count, concurrency=concurrency)
+    if as_json:
+        emit_json(result)
+        return
+    for key, value in result.items():
+        click.echo(f"{key}: {value}")
+
+
+# -- stage benchmarks: each drives a built-in stage's code (imported when the command runs) --
+def _print_nested(value: Any, indent: int = 0) -> None:
+    if isinstance(value, dict):
+        for key, sub in value.items():
+            if isinstance(sub, dict):
+                click.echo(" " * indent + f"{key}:")
+                _print_nested(sub, indent + 2)
+            else:
+                click.echo(" " * indent + f"{key}: {sub}")
+    else:
+        click.echo(" " * indent + str(value))
+
+
+def _print_flat(result: dict[str, Any]) -> None:
+    for key, value in result.items():
+        click.echo(f"{key}: {value}")
+
+
+@bench.command("match")
+@click.option("--entries", type=click.IntRange(min=1000), default=1_000_000, show_default=True)
+@click.option("--queries", type=click.IntRange(min=10), default=1000, show_default=True)
+@JSON_OPT
+def bench_match(entries: int, queries: int, as_json: bool) -> None:
+    """Index build time, query latency and memory for pHash and PDQ lists."""
+    from engine.bench.matching import bench_match as run
+
+    result = run(entries, queries=queries)
+    emit_json(result) if as_json else _print_nested(result)
+
+
+@bench.command("hash")
+@click.option("--images", type=click.IntRange(min=10), default=200, show_default=True)
+@JSON_OPT
+def bench_hash(images: int, as_json: bool) -> None:
+    """Images/s hashing 1024×768 JPEGs (pHash + crypto; PDQ separately)."""
+    from engine.bench.matching import bench_hash as run
+
+    result = run(images)
+    emit_json(result) if as_json else _print_nested(result)
+
+
+@bench.command("robustness")
+@click.option("--images", type=click.IntRange(min=10), default=200, show_default=True)
+@click.option("--unrelated", type=click.IntRange(min=10), default=10_000, show_default=True)
+@JSON_OPT
+def bench_robustness(images: int, unrelated: int, as_json: bool) -> None:
+    """Recall of pHash/PDQ under transforms, and false matches among unrelated images."""
+    from engine.bench.matching import robustness
+
+    result = robustness(images, unrelated=unrelated)
+    emit_json(result) if as_json else _print_nested(result)
+
+
+@bench.command("resolve")
+@click.option("--urls", type=click.IntRange(min=10), default=10_000, show_default=True)
+@click.option("--hosters", type=click.IntRange(min=1), default=100, show_default=True)
+@JSON_OPT
+def bench_resolve(urls: int, hosters: int, as_json: bool) -> None:
+    """Cases/s of the resolve stage over URLS cases on HOSTERS hosters (lab RDAP)."""
+    from engine.bench.resolve import bench_pipeline
+
+    if hosters > urls:
+        raise InputError("--hosters must not exceed --urls")
+    result = asyncio.run(bench_pipeline(urls, hosters))
+    emit_json(result) if as_json else _print_flat(result)
+
+
+@bench.command("route")
+@click.option("--cases", type=click.IntRange(min=100), default=100_000, show_default=True)
+@JSON_OPT
+def bench_route(cases: int, as_json: bool) -> None:
+    """Routed cases/s: default policy + a partner plugin's proposals + merge."""
+    from engine.bench.route import bench_route as run
+
+    result = run(cases)
+    emit_json(result) if as_json else _print_flat(result)
+
+
+@bench.command("notify")
+@click.option("--notices", "count", type=click.IntRange(min=1), default=10_000,
+              show_default=True)
+@click.option("--connections", type=click.IntRange(min=1), default=4, show_default=True)
+@JSON_OPT
+def bench_notify(count: int, connections: int, as_json: bool) -> None:
+    """Deliver N notices to a loopback SMTP sink: notices/s, render share."""
+    from engine.bench.notices import bench_notify as run
+
+    result = run(count, connections=connections)
+    emit_json(result) if as_json else _print_flat(result)
+
+
+@bench.command("recheck")
+@click.option("--cases", type=click.IntRange(min=1), default=100_000, show_default=True)
+@click.option("--workers", type=click.IntRange(min=1), default=64, show_default=True)
+@JSON_OPT
+def bench_recheck(cases: int, workers: int, as_json: bool) -> None:
+    """Re-checks/s for N due cases against a loopback web server."""
+    from engine.bench.recheck import bench_recheck as run
+
+    result = run(cases, workers=workers)
+    emit_json(result) if as_json else _print_flat(result)

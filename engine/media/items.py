@@ -1,0 +1,40 @@
+"""What an item's hashes are, and how fetched bytes become them (in the CPU pool).
+
+Shared by the stages that fetch (fetch, re-check): this module is light on purpose — the
+imaging stack (``engine.media.hashing``) is imported inside :func:`hash_bytes`, which runs in
+the process pool, so the engine process never loads it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from engine.media.digests import crypto_hashes
+
+IMAGE_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp", "image/bmp"})
+
+
+HASH_KEYS = ("md5", "sha1", "sha256", "phash", "pdq", "pdq_quality")  # an item's ``hashes``
+# Hashes of the left-right mirror image, for matching only (a mirrored copy of a listed image
+# is the cheapest evasion): kept in the case's data under "mirror_hashes", keyed by the item's
+# SHA-256 (no URLs: case data outlives the anonymisation of items), not in the item.
+MIRROR_KEYS = {"pdq_mirror": "pdq"}
+
+
+def hash_bytes(data: bytes, content_type: str, mirror: bool = False) -> dict[str, Any]:
+    """Hashes of fetched bytes (runs in the process pool; nothing is written anywhere).
+
+    Images get cryptographic and perceptual hashes (``mirror``: also ``MIRROR_KEYS``); anything
+    else, or an image that fails to decode safely, gets cryptographic hashes and an ``error``
+    naming why.
+    """
+    # here, not at module level: only the pool processes load the imaging stack
+    from engine.media.hashing import MediaError, hash_media
+
+    if content_type in IMAGE_TYPES:
+        try:
+            h = hash_media(data)
+            return {k: h[k] for k in (HASH_KEYS + tuple(MIRROR_KEYS) if mirror else HASH_KEYS)}
+        except MediaError as exc:
+            return {**crypto_hashes(data), "error": exc.reason}
+    return crypto_hashes(data)

@@ -1,0 +1,170 @@
+"""Built-in fetch stage: fetch the reported URL safely, find media on pages, hash, drop bytes.
+
+Every request goes through ``ctx.fetcher`` (the SSRF-safe fetcher). Bytes live only in memory:
+they are hashed in the process pool and dropped; items keep hashes, size, sniffed content type,
+status and final URL. A direct image URL is one item; an HTML page is an item (its own bytes get
+cryptographic hashes) plus one item per media URL found on it (capped, default 50).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections import OrderedDict
+from datetime import timedelta
+from typing import Any
+
+from engine.errors import FetchError
+from engine.media.digests import crypto_hashes
+from engine.media.html_media import extract_media_urls  # here, not at the first page: no loop stall
+from engine.media.items import HASH_KEYS, IMAGE_TYPES, MIRROR_KEYS, hash_bytes  # noqa: F401
+from engine.models import Item, StageResult
+
+
+class HashCache:
+    """Hashes of recently seen bodies, keyed by SHA-256 (an LRU; hashes only, never bytes)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.hits = self.misses = 0
+        self._entries: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        # Hashing in progress, by key: the same file fetched again meanwhile waits for it
+        # instead of being hashed twice (a popular file reported at many URLs at once).
+        self.pending: dict[str, asyncio.Future[dict[str, Any]]] = {}
+
+    def get(self, sha256: str) -> dict[str, Any] | None:
+        """The cached hashes of a body, refreshed as most recently used."""
+        found = self._entries.get(sha256)
+        if found is None:
+            self.misses += 1
+            return None
+        self._entries.move_to_end(sha256)
+        self.hits += 1
+        return dict(found)
+
+    def put(self, sha256: str, hashes: dict[str, Any]) -> None:
+        """Remember the hashes of a body."""
+        if self.size <= 0:
+            return
+        self._entries[sha256] = dict(hashes)
+        self._entries.move_to_end(sha256)
+        while len(self._entries) > self.size:
+            self._entries.popitem(last=False)
+
+
+def _hash_cache(ctx: Any) -> HashCache:
+    cache = ctx.state.get("fetch.hash_cache")
+    if cache is None:
+        cache = HashCache(ctx.config.get("fetch", "hash_cache_entries", 50_000))
+        ctx.state["fetch.hash_cache"] = cache
+    return cache
+
+
+_INLINE_BYTES = 64 * 1024  # hashing this much on the event loop costs well under a millisecond
+
+
+def _sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+async def _off_loop_if_large(fn: Any, body: bytes) -> Any:
+    """``fn(body)`` here when small, else on a thread (hashlib releases the GIL there)."""
+    return fn(body) if len(body) <= _INLINE_BYTES else await asyncio.to_thread(fn, body)
+
+
+async def hash_cached(ctx: Any, body: bytes, content_type: str) -> dict[str, Any]:
+    """``hash_bytes`` in the process pool, skipped when the same bytes were hashed before.
+
+    Only images need the pool (decoding, perceptual hashes). Anything else gets its
+    cryptographic hashes here: shipping an HTML page to another process cost more than
+    hashing it. Large bodies are hashed on a thread (hashlib releases the GIL).
+    """
+    if content_type not in IMAGE_TYPES:
+        return await _off_loop_if_large(crypto_hashes, body)
+    digest = await _off_loop_if_large(_sha256_hex, body)
+    cache = _hash_cache(ctx)
+    key = f"{content_type}:{digest}"
+    found = cache.get(key)
+    if found is not None:
+        return found
+    task = cache.pending.get(key)
+    if task is None:
+        task = cache.pending[key] = asyncio.ensure_future(ctx.run_cpu(hash_bytes, body,
+                                                                      content_type, True))
+
+        def done(t: asyncio.Future[dict[str, Any]]) -> None:
+            cache.pending.pop(key, None)
+            if not t.cancelled() and t.exception() is None:
+                cache.put(key, t.result())
+
+        task.add_done_callback(done)
+    # shield: one waiter's cancellation (shutdown) does not cancel the others' result
+    return dict(await asyncio.shield(task))
+
+
+async def _fetch_item(ctx: Any, url: str,
+                      kind: str) -> tuple[Item, str | None, dict[str, str]]:
+    """Fetch and hash one URL; returns the item, the body as text when it is HTML, and the
+    perceptual hashes of the mirror image (``{"pdq": ..}``; empty if none)."""
+    try:
+        resp = await ctx.fetcher.fetch(url)
+    except FetchError as exc:
+        return Item(url=url, kind=kind, error=exc.reason), None, {}
+    html = None
+    hashes: dict[str, Any] = {}
+    mirror: dict[str, str] = {}
+    error = None
+    if 200 <= resp.status < 300:
+        hashes = await hash_cached(ctx, resp.body, resp.content_type)
+        error = hashes.pop("error", None)
+        for key, hash_type in MIRROR_KEYS.items():
+            value = hashes.pop(key, None)
+            if value:
+                mirror[hash_type] = value
+        if resp.content_type == "text/html" and kind == "url":
+            html = resp.body.decode("utf-8", errors="replace")
+    else:
+        error = f"http_{resp.status}"
+    item = Item(url=url, kind=kind, status=resp.status, content_type=resp.content_type,
+                size=len(resp.body), final_url=resp.final_url, error=error, hashes=hashes)
+    return item, html, mirror  # resp.body goes out of scope here: media bytes are never kept
+
+
+async def fetch_case(case: Any, ctx: Any) -> StageResult:
+    """Fetch one case and hash what it serves (the ``ntd_fetch`` hook)."""
+    settings = ctx.config.section("fetch")
+    page, html, page_mirror = await _fetch_item(ctx, case.canonical_url, "url")
+    if page.status is None or page.status >= 400:
+        reason = page.error or "error"
+        attempts = case.attempts + 1
+        if attempts >= settings["max_attempts"]:
+            return StageResult(state="failed", action="unreachable", reason=reason,
+                               items=[page], detail={"attempts": attempts, "final": True})
+        delay = settings["retry_minutes"] * 60 * 2 ** (attempts - 1)
+        return StageResult(state="unreachable", action="unreachable", reason=reason,
+                           items=[page], retry_at=ctx.clock.now() + timedelta(seconds=delay),
+                           detail={"attempts": attempts})
+    items = [page]
+    mirrors = {page.hashes["sha256"]: page_mirror} if page_mirror else {}
+    media: list[str] = []
+    if html is not None:
+        media = extract_media_urls(html, page.final_url or case.canonical_url,
+                                   limit=settings["max_media_per_page"])
+        gate = asyncio.Semaphore(settings["media_concurrency"])
+
+        async def one(url: str) -> Item:
+            async with gate:
+                item, _, mirror = await _fetch_item(ctx, url, "media")
+                if mirror:
+                    mirrors[item.hashes["sha256"]] = mirror
+                return item
+
+        items += await asyncio.gather(*(one(u) for u in media))
+    detail = {"status": page.status, "content_type": page.content_type, "size": page.size,
+              "media_found": len(media),
+              "media_hashed": sum(1 for i in items[1:] if i.hashes.get("phash"))}
+    # The mirror images' hashes go to the case's data for the match stage (an item's hashes are
+    # those of the bytes it served).
+    return StageResult(state="fetched", action="fetched", items=items, detail=detail,
+                       data={"mirror_hashes": mirrors}
+                       if mirrors or "mirror_hashes" in case.data else {})

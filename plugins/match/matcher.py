@@ -1,0 +1,232 @@
+"""Built-in match stage: compare item hashes with known-hash lists; analyst learning; commands.
+
+Exact lookups for MD5/SHA-1/SHA-256, Hamming-radius search for pHash (default radius 8) and PDQ
+(default 31) through ``engine.media.hash_index``. A list with ``trust = "auto"`` confirms a case on a
+match; a ``review`` list only flags it for the analyst; a *negative* list (known-benign hashes)
+suppresses matches on the same item. Lists are reloaded whenever the store's hash-list
+generation changes, so a newly imported list matches on the next case without a restart.
+
+Decision per case:
+- any item with a (non-suppressed) match on an ``auto`` list → ``confirmed``;
+- every hashed item suppressed by a negative list and nothing else to look at → ``dismissed``;
+- otherwise → ``awaiting_assessment`` (matches on ``review`` lists are recorded for the analyst).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from engine.media.hash_index import HammingIndex, hexes_to_words
+from engine.models import Item
+
+CRYPTO_TYPES = ("md5", "sha1", "sha256")
+PERCEPTUAL_BITS = {"phash": 64, "pdq": 256}
+DEFAULT_RADIUS = {"phash": 8, "pdq": 31}
+
+
+@dataclass
+class _ListMeta:
+    name: str
+    trust: str
+    negative: bool
+    thresholds: dict[str, int]
+
+
+@dataclass
+class Matcher:
+    """In-memory indexes over every stored list, tagged with the generation they reflect."""
+
+    generation: int = -1
+    lists: dict[str, _ListMeta] = field(default_factory=dict)
+    entry_list: dict[int, tuple[str, str]] = field(default_factory=dict)  # id -> (list, cat)
+    exact: dict[str, dict[str, list[int]]] = field(default_factory=dict)
+    hamming: dict[str, HammingIndex] = field(default_factory=dict)
+    min_pdq_quality: int = 0
+    default_radius: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_RADIUS))
+
+    @classmethod
+    def build(cls, store: Any, *, default_radius: dict[str, int] | None = None,
+              min_pdq_quality: int = 0) -> Matcher:
+        """Load every list from the store (synchronous; run off the event loop)."""
+        m = cls(min_pdq_quality=min_pdq_quality)
+        if default_radius:
+            m.default_radius.update(default_radius)
+        m.generation = store.hashlist_generation()
+        for meta in store.hashlists():
+            m.lists[meta["name"]] = _ListMeta(meta["name"], meta["trust"], meta["negative"],
+                                              dict(meta["thresholds"]))
+        m.exact = {t: {} for t in CRYPTO_TYPES}
+        pending: dict[str, tuple[list[str], list[int]]] = {t: ([], []) for t in
+                                                           PERCEPTUAL_BITS}
+        for entry_id, list_name, hash_type, value, category in store.hashlist_entries():
+            m.entry_list[entry_id] = (list_name, category)
+            if hash_type in CRYPTO_TYPES:
+                m.exact[hash_type].setdefault(value, []).append(entry_id)
+            elif hash_type in PERCEPTUAL_BITS:
+                pending[hash_type][0].append(value)
+                pending[hash_type][1].append(entry_id)
+        for hash_type, bits in PERCEPTUAL_BITS.items():
+            index = HammingIndex(bits)
+            hexes, ids = pending[hash_type]
+            if hexes:
+                import numpy as np
+
+                index.add(hexes_to_words(hexes, bits), np.asarray(ids, dtype=np.int64))
+            m.hamming[hash_type] = index
+        return m
+
+    def radius(self, hash_type: str, list_name: str) -> int:
+        """The Hamming threshold of a list for a hash type (list setting, else default)."""
+        meta = self.lists.get(list_name)
+        if meta and hash_type in meta.thresholds:
+            return int(meta.thresholds[hash_type])
+        return self.default_radius[hash_type]
+
+    def match_hashes(self, hashes: dict[str, Any],
+                     mirror: dict[str, str] | None = None) -> list[dict[str, Any]]:
+        """Every list entry matching one item's hashes, as contract-shaped match records."""
+        return self._match(hashes, mirror)[0]
+
+    def _match(self, hashes: dict[str, Any], mirror: dict[str, str] | None = None,
+               ) -> tuple[list[dict[str, Any]], set[tuple[str, str]]]:
+        """Match records, and the (list, hash type) pairs whose best hit came through the
+        hash of the left-right mirror image (``mirror``: ``{"pdq": ..}``; negative lists are
+        not searched with it)."""
+        # (entry id, hash type, distance, mirrored)
+        hits: list[tuple[int, str, int, bool]] = []
+        for hash_type in CRYPTO_TYPES:
+            value = hashes.get(hash_type)
+            if value:
+                hits += [(i, hash_type, 0, False)
+                         for i in self.exact.get(hash_type, {}).get(value, [])]
+        for hash_type in PERCEPTUAL_BITS:
+            index = self.hamming.get(hash_type)
+            if index is None or not len(index):
+                continue
+            if hash_type == "pdq" and (hashes.get("pdq_quality") or 0) < self.min_pdq_quality:
+                continue  # low-quality PDQ (flat images) matches everything flat
+            widest = max([self.radius(hash_type, n) for n in self.lists] or [0])
+            # The item's hash, and the hash of its left-right mirror (a mirrored copy of a
+            # listed image matches through the latter).
+            for value, mirrored in ((hashes.get(hash_type), False),
+                                    ((mirror or {}).get(hash_type), True)):
+                if not value:
+                    continue
+                for entry_id, distance in index.search(value, widest):
+                    list_name, _ = self.entry_list[entry_id]
+                    if mirrored and self.lists[list_name].negative:
+                        continue  # a benign look-alike of the mirror image suppresses nothing
+                    if distance <= self.radius(hash_type, list_name):
+                        hits.append((entry_id, hash_type, distance, mirrored))
+        best: dict[tuple[str, str], dict[str, Any]] = {}
+        via_mirror: set[tuple[str, str]] = set()
+        for entry_id, hash_type, distance, mirrored in hits:
+            list_name, category = self.entry_list[entry_id]
+            meta = self.lists[list_name]
+            key = (list_name, hash_type)
+            if key not in best or distance < best[key]["distance"]:
+                best[key] = {"list": list_name, "hash_type": hash_type, "distance": distance,
+                             "category": category, "negative": meta.negative}
+                if mirrored:
+                    via_mirror.add(key)
+                else:
+                    via_mirror.discard(key)
+        records = sorted(best.values(), key=lambda m: (m["negative"], m["distance"], m["list"]))
+        return records, via_mirror
+
+    def decide(self, items: Iterable[Item], mirrors: dict[str, dict[str, str]] | None = None,
+               ) -> tuple[str, list[Item], dict[str, Any]]:
+        """Match every item; return (state, items with matches, event detail).
+
+        ``mirrors``: an item's SHA-256 -> the perceptual hashes of its mirror image. A
+        confirmation found through them is marked ``"mirrored": true`` in the event detail (the
+        match records keep their contract fields)."""
+        out: list[Item] = []
+        confirming: list[dict[str, Any]] = []
+        hashed = suppressed = 0
+        review: list[dict[str, Any]] = []
+        for item in items:
+            if not item.hashes:
+                out.append(item)
+                continue
+            mirror = (mirrors or {}).get(str(item.hashes.get("sha256")))
+            matches, via_mirror = self._match(item.hashes, mirror)
+            out.append(replace(item, matches=matches))
+            if not item.hashes.get("phash") and item.kind == "url" and not matches:
+                continue  # a page's own bytes: nothing for the analyst to assess by hash
+            hashed += 1
+            if any(m["negative"] for m in matches):
+                suppressed += 1
+                continue
+            for m in matches:
+                hit = {**m, "item": item.url,
+                       "mirrored": (m["list"], m["hash_type"]) in via_mirror}
+                if self.lists[m["list"]].trust == "auto":
+                    confirming.append(hit)
+                else:
+                    review.append(hit)
+        if confirming:
+            best = min(confirming, key=lambda m: m["distance"])
+            detail = {"list": best["list"], "category": best["category"],
+                      "hash_type": best["hash_type"], "distance": best["distance"],
+                      "matched_items": len({m["item"] for m in confirming})}
+            if best["mirrored"]:
+                detail["mirrored"] = True  # the listed image, flipped left-right
+            return "confirmed", out, detail
+        if hashed and suppressed == hashed:
+            return "dismissed", out, {"reason": "all media known benign (negative list)",
+                                      "suppressed_items": suppressed}
+        return "awaiting_assessment", out, {"review_matches": len(review),
+                                            "suppressed_items": suppressed}
+
+
+class _State:
+    """The run's matcher, rebuilt when the store's hash-list generation changes."""
+
+    def __init__(self) -> None:
+        self.matcher: Matcher | None = None
+        self.lock = asyncio.Lock()
+        self.checked_at = 0.0
+        self.build_lock = threading.Lock()
+
+
+def _state(ctx: Any) -> _State:
+    state = ctx.state.get("hashmatch")
+    if state is None:
+        state = ctx.state["hashmatch"] = _State()
+    return state
+
+
+def _settings(ctx: Any) -> dict[str, Any]:
+    return ctx.config.section("match")
+
+
+async def current_matcher(ctx: Any) -> Matcher:
+    """The up-to-date matcher of this run (reloads after a list import, without a restart)."""
+    state = _state(ctx)
+    settings = _settings(ctx)
+    async with state.lock:
+        now = time.monotonic()
+        stale = state.matcher is None
+        if (state.matcher is not None
+                and now - state.checked_at >= settings.get("reload_check_seconds", 0.0)):
+            generation = await ctx.store.hashlist_generation()
+            stale = generation != state.matcher.generation
+            state.checked_at = now
+        if stale:
+            radius = {"phash": settings.get("phash_radius", 8),
+                      "pdq": settings.get("pdq_radius", 31)}
+            # Built on the database thread: it reads the store, and the loop stays free.
+            state.matcher = await ctx.store.call_fn(
+                Matcher.build, default_radius=radius,
+                min_pdq_quality=settings.get("min_pdq_quality", 0))
+            state.checked_at = time.monotonic()
+        assert state.matcher is not None
+        return state.matcher
+
+

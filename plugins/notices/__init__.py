@@ -1,1 +1,0 @@
-"""Notice delivery: content, templates, X-ARF, channels (SMTP, HTTP API), the outbox sender."""

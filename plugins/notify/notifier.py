@@ -1,0 +1,52 @@
+"""Built-in notify stage: routed cases become notices delivered by e-mail or HTTP API.
+
+- ``ntd_notify`` turns each route of a ``routed`` case into an outbox action (allow-listed
+  content: URLs, hashes, classification, detection method, first-seen time; never reporter data
+  or media) committed in the same transaction as the case's move to ``noticed``; ``retry_at`` is
+  the first re-check (the earliest route deadline, else ``[notices] recheck_hours``).
+- ``ntd_service`` runs the sender (``plugins.notify.sender``) beside the stages: aggregation
+  per recipient, leases, retries with backoff, idempotency keys.
+- ``ntd_pending_work`` reports due notices so ``ntd run --until-idle`` waits for delivery.
+- Commands: ``ntd notices [--state] [--json]``, ``notices show|retry|send``, ``ntd bench notify``.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import timedelta
+from typing import Any
+
+from engine.ids import new_id
+from engine.models import StageResult
+from engine.notice_content import build_action
+from plugins.notify.settings import notice_settings
+
+_STATE_KEY = "notify"
+
+
+async def notify_case(case: Any, ctx: Any) -> StageResult:
+    """Queue the notices of one routed case (the ``ntd_notify`` hook)."""
+    settings = notice_settings(ctx.config)
+    from plugins.recheck.escalation import is_placeholder
+
+    routes = [r for r in case.data.get("routes") or [] if isinstance(r, dict)]
+    # A placeholder target (e.g. "police:NL" with no contact configured) is never sent: it
+    # stays visible in the routes and the trail for the analyst.
+    placeholders = [r["target"] for r in routes
+                    if r.get("target") and is_placeholder(r.get("target"))]
+    actions = [{"id": new_id("A"),
+                **build_action(case, route, reference_prefix=settings.reference_prefix)}
+               for route in routes
+               if route.get("target") and not is_placeholder(route.get("target"))]
+    hours = [a["deadline_hours"] for a in actions
+             if isinstance(a.get("deadline_hours"), int | float) and a["deadline_hours"] > 0]
+    first_check = min(hours) if hours else settings.recheck_hours
+    channels = Counter(a["channel"] for a in actions)
+    detail: dict[str, Any] = {"actions": len(actions), "channels": dict(channels),
+                              "recipients": sorted({a["recipient"] for a in actions})}
+    if placeholders:
+        detail["skipped_unconfigured_targets"] = sorted(placeholders)
+    if len(actions) + len(placeholders) < len(routes):
+        detail["skipped_routes_without_target"] = len(routes) - len(actions) - len(placeholders)
+    return StageResult(state="noticed", action="noticed", outbox=actions, detail=detail,
+                       retry_at=ctx.clock.now() + timedelta(hours=first_check))

@@ -1,0 +1,241 @@
+"""Commands of the routing plugin: ``ntd route CASE``, ``ntd hotlines``, ``ntd bench route``."""
+
+from __future__ import annotations
+
+import getpass
+import ipaddress
+import json
+from typing import Any
+
+import click
+
+from engine.errors import InputError
+from plugins.route.merge import RECIPIENT_KINDS, ROUTE_CHANNELS, contract_routes, country_code
+
+# The action an analyst's route implies for each recipient kind.
+KIND_ACTION = {"hosting": "notice", "registrar": "notice", "cdn": "notice",
+               "platform": "notice", "hotline": "forward", "police": "report",
+               "interpol": "report"}
+
+
+def _emit(value: Any) -> None:
+    click.echo(json.dumps(value, indent=2, ensure_ascii=False, default=str))
+
+
+def parse_to(spec: str) -> tuple[str, str, str]:
+    """``KIND:TARGET[:CHANNEL]`` → (kind, target, channel); the channel is guessed if absent.
+
+    TARGET may itself contain colons (``hotline:https://api.example/forward:api``): the last
+    part is taken as the channel only when it names one.
+    """
+    kind, sep, rest = spec.partition(":")
+    if not sep or kind not in RECIPIENT_KINDS or not rest:
+        raise InputError(f"--to {spec!r}: expected KIND:TARGET[:CHANNEL] with KIND one of "
+                         f"{', '.join(RECIPIENT_KINDS)}")
+    target, sep, channel = rest.rpartition(":")
+    if not sep or channel not in ROUTE_CHANNELS:
+        target, channel = rest, ""
+    if not target:
+        raise InputError(f"--to {spec!r}: empty target")
+    if not channel:
+        if "@" in target:
+            channel = "email"
+        elif target.startswith(("http://", "https://")):
+            channel = "api"
+        elif kind == "hotline":
+            channel = "iccam"
+        else:
+            raise InputError(f"--to {spec!r}: cannot tell the channel; append one of "
+                             f":{', :'.join(ROUTE_CHANNELS)}")
+    return kind, target, channel
+
+
+def analyst_routes(specs: tuple[str, ...], *, country: str, deadline: int | None,
+                   actor: str, reason: str) -> list[dict[str, Any]]:
+    """Contract-shaped routes for an analyst's ``--to`` decisions."""
+    routes = []
+    for spec in specs:
+        kind, target, channel = parse_to(spec)
+        routes.append({"action": KIND_ACTION[kind], "recipient_kind": kind, "target": target,
+                       "channel": channel, "country": country,
+                       "deadline_hours": None if KIND_ACTION[kind] == "report" else deadline,
+                       "decided_by": actor, "reason": reason})
+    return contract_routes(routes)
+
+
+# States of a case that routing has decided on: the only ones a CDN's origin can re-route.
+REROUTABLE = ("routed", "awaiting_routing", "noticed", "monitoring", "escalated", "reappeared")
+CONTACT_CHANNELS = ("email", "form", "api")
+
+
+def parse_contact(spec: str) -> dict[str, Any]:
+    """``ADDRESS[:CHANNEL]`` → a hosting contact in the resolution's contract shape."""
+    address, sep, channel = spec.rpartition(":")
+    if not sep or channel not in CONTACT_CHANNELS:
+        address, channel = spec, ""
+    address = address.strip()
+    if not channel:
+        if "@" in address and not address.startswith(("http://", "https://")):
+            channel = "email"
+        elif address.startswith("https://"):
+            channel = "form"
+        else:
+            raise InputError(f"--contact {spec!r}: expected an e-mail address or an https:// "
+                             f"URL, optionally with :{', :'.join(CONTACT_CHANNELS)}")
+    return {"scope": "hosting", "channel": channel, "address": address, "source": "analyst",
+            "confidence": 1.0}
+
+
+def register(cli: click.Group) -> None:
+    """Add this plugin's commands to ``cli``."""
+    if "route" in cli.commands:
+        return  # already registered (the group is module-global)
+
+    @cli.command("route")
+    @click.argument("case_id")
+    @click.option("--to", "to", multiple=True, metavar="KIND:TARGET[:CHANNEL]",
+                  help="Route an awaiting_routing case (repeatable), e.g. "
+                       "police:unit@example.org:email.")
+    @click.option("--country", default=None,
+                  help="Country of the routes (default: the resolution's, else home).")
+    @click.option("--deadline", type=click.IntRange(min=0), default=None,
+                  help="Takedown deadline in hours (default: the country's).")
+    @click.option("--reason", default=None, help="Why (recorded on every route).")
+    @click.option("--analyst", default=None, envvar="NTD_ANALYST",
+                  help="Who decides (default: $NTD_ANALYST or the OS user).")
+    @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+    @click.pass_context
+    def route_cmd(ctx: click.Context, case_id: str, to: tuple[str, ...], country: str | None,
+                  deadline: int | None, reason: str | None, analyst: str | None,
+                  as_json: bool) -> None:
+        """Show a case's routes, or decide them for a case awaiting routing (--to)."""
+        from plugins.route.policy import settings_from_config
+
+        rt = ctx.find_root().obj.runtime()
+        found = rt.store.get_case(case_id, events=False)
+        if found is None:
+            raise InputError(f"no case {case_id!r}")
+        if to:
+            settings = settings_from_config(rt.config)
+            resolution = found.get("resolution") or {}
+            cc = (country_code(country) if country else None)
+            if country and cc is None:
+                raise InputError(f"--country {country!r}: expected an ISO 3166 alpha-2 code")
+            cc = cc or country_code(resolution.get("country")) or settings.home_country
+            hours = deadline if deadline is not None else settings.deadline(cc)
+            actor = f"analyst:{analyst or getpass.getuser()}"
+            routes = analyst_routes(to, country=cc, deadline=hours, actor=actor,
+                                    reason=reason or "routed by an analyst")
+            rt.store.transition(case_id, state="routed", stage="route", actor=actor,
+                                action="routed", now=rt.clock.now_text(),
+                                detail={"decided_by": [r["decided_by"] for r in routes],
+                                        "override": True},
+                                data={"routes": routes, "escalation": []},
+                                expect=["awaiting_routing"])
+            found = rt.store.get_case(case_id, events=False)
+        routes = found.get("routes") or []
+        if as_json:
+            _emit(routes)
+            return
+        click.echo(f"{case_id}  {found['state']}"
+                   + (f" ({found['state_reason']})" if found.get("state_reason") else ""))
+        if not routes:
+            click.echo("  no routes")
+        for r in routes:
+            deadline_text = f", deadline {r['deadline_hours']} h" if r["deadline_hours"] else ""
+            click.echo(f"  {r['action']:<7} {r['recipient_kind']:<9} {r['target']} "
+                       f"[{r['channel']}, {r['country']}{deadline_text}]")
+            click.echo(f"          by {r['decided_by']}: {r['reason']}")
+        for step in found.get("escalation") or []:
+            if "route" in step:
+                r = step["route"]
+                click.echo(f"  later   after {step['after_hours']} h if {step['when']}: "
+                           f"{r['action']} {r['recipient_kind']} {r['target']} "
+                           f"(by {r['decided_by']})")
+            else:
+                click.echo(f"  later   when {step['when']}: {step['then']}")
+
+    @cli.command("origin")
+    @click.argument("case_id")
+    @click.option("--country", required=True,
+                  help="Country of the origin host behind the CDN (ISO 3166 alpha-2).")
+    @click.option("--contact", "contacts", multiple=True, metavar="ADDRESS[:CHANNEL]",
+                  help="The origin hoster's abuse contact (repeatable): an e-mail address or "
+                       "an https:// form or API URL (append :api for an API).")
+    @click.option("--ip", "ips", multiple=True, metavar="ADDRESS",
+                  help="The origin host's IP address (repeatable; goes into its notices).")
+    @click.option("--note", default=None, help="Where the origin came from (the CDN's reply…).")
+    @click.option("--analyst", default=None, envvar="NTD_ANALYST",
+                  help="Who records it (default: $NTD_ANALYST or the OS user).")
+    @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+    @click.pass_context
+    def origin_cmd(ctx: click.Context, case_id: str, country: str, contacts: tuple[str, ...],
+                   ips: tuple[str, ...], note: str | None, analyst: str | None,
+                   as_json: bool) -> None:
+        """Record the origin host behind a CDN and route the case again.
+
+        A case behind a CDN is first routed to the CDN with a request for the origin (the
+        escalation plan says "re-route when the origin is known"). When the CDN answers, or an
+        analyst finds the origin, this records it in the resolution and returns the case to
+        ``resolved``: the next ``ntd run`` routes it to the CDN (stop serving) and to the
+        origin's hoster, hotline or police by the origin's country.
+        """
+        rt = ctx.find_root().obj.runtime()
+        found = rt.store.get_case(case_id, events=False)
+        if found is None:
+            raise InputError(f"no case {case_id!r}")
+        resolution = found.get("resolution") or {}
+        if not resolution.get("cdn"):
+            raise InputError(f"case {case_id} is not behind a CDN (its resolution names none)")
+        cc = country_code(country)
+        if cc is None:
+            raise InputError(f"--country {country!r}: expected an ISO 3166 alpha-2 code")
+        now = rt.clock.now_text()
+        actor = f"analyst:{analyst or getpass.getuser()}"
+        # Who recorded it, and the note, go to the trail only (anonymisation clears notes
+        # there; case data keeps the origin as long as the case).
+        addresses = []
+        for ip in ips:
+            try:
+                addresses.append(str(ipaddress.ip_address(ip.strip())))
+            except ValueError as exc:
+                raise InputError(f"--ip {ip!r}: not an IP address") from exc
+        origin: dict[str, Any] = {"country": cc, "countries": [cc],
+                                  "contacts": [parse_contact(c) for c in contacts],
+                                  "ips": addresses, "at": now}
+        detail: dict[str, Any] = {"cdn": resolution["cdn"], "origin_country": cc,
+                                  "origin_contacts": len(origin["contacts"])}
+        if note:
+            detail["note"] = note
+        # (a worker holding the case loses its lease: its commit cannot undo the re-route)
+        rt.store.transition(case_id, state="resolved", stage="route", actor=actor,
+                            action="origin_known", now=now, detail=detail,
+                            data={"resolution": {**resolution, "origin": origin}},
+                            expect=REROUTABLE)
+        result = {"id": case_id, "state": "resolved", "cdn": resolution["cdn"],
+                  "origin": origin}
+        if as_json:
+            _emit(result)
+        else:
+            click.echo(f"{case_id}: origin behind {resolution['cdn']} in {cc} → resolved "
+                       "(the next `ntd run` routes it again)")
+
+    @cli.command("hotlines")
+    @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+    @click.pass_context
+    def hotlines_cmd(ctx: click.Context, as_json: bool) -> None:
+        """The hotline directory in use (INHOPE members, police units, Interpol)."""
+        from plugins.route.policy import load_directory
+
+        rt = ctx.find_root().obj.runtime()
+        directory = load_directory(rt.config.get("routing", "directory_file") or None)
+        rows = [{"country": cc, "name": e.name, "website": e.website, "channel": e.channel}
+                for cc, entries in sorted(directory.hotlines.items()) for e in entries]
+        if as_json:
+            _emit({"as_of": directory.as_of, "hotlines": rows,
+                   "police": {cc: e.name for cc, e in directory.police.items()},
+                   "interpol": directory.interpol.name if directory.interpol else None})
+            return
+        click.echo(f"{len(directory.hotlines)} member countries (as of {directory.as_of})")
+        for row in rows:
+            click.echo(f"  {row['country']}  {row['name']:<52} {row['website']}")
