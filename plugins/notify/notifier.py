@@ -19,6 +19,7 @@ from typing import Any
 from engine.ids import new_id
 from engine.models import StageResult
 from engine.notice_content import build_action
+from engine.routes import is_placeholder
 from plugins.notify.settings import notice_settings
 
 _STATE_KEY = "notify"
@@ -27,8 +28,6 @@ _STATE_KEY = "notify"
 async def notify_case(case: Any, ctx: Any) -> StageResult:
     """Queue the notices of one routed case (the ``ntd_notify`` hook)."""
     settings = notice_settings(ctx.config)
-    from plugins.recheck.escalation import is_placeholder
-
     routes = [r for r in case.data.get("routes") or [] if isinstance(r, dict)]
     # A placeholder target (e.g. "police:NL" with no contact configured) is never sent: it
     # stays visible in the routes and the trail for the analyst.
