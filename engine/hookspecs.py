@@ -1,35 +1,78 @@
 """Hook specifications: the contract between the ntd engine and its plugins.
 
-Built-in stages (``plugins/``) and third-party plugins implement these hooks the same way::
+Every ntd stage is a pluggy hook. Built-in stages (``plugins/``) and third-party plugins implement
+the hooks the same way, import what they need from ``engine.api`` and register through the
+entry-point group ``ntd.plugins``::
 
-    from engine import hookimpl
+    # your plugin's pyproject.toml
+    [project.entry-points."ntd.plugins"]
+    my_hotline = "my_hotline_ntd.rules"
+
+::
+
+    # my_hotline_ntd/rules.py
+    from engine.api import Case, StageContext, StageResult, hookimpl
 
     @hookimpl
-    def ntd_fetch(case, ctx):
+    async def ntd_fetch(case: Case, ctx: StageContext) -> StageResult | None:
         ...
 
-Every hook name carries the ``ntd_`` prefix. A plugin implements any subset; misspelt hook names
-are rejected at start-up. Hooks are plain functions that return a value **or an awaitable**: the
-engine awaits what it gets, so an implementation may be ``async def``. Because pluggy calls hooks
-synchronously, "first answer wins" hooks are *not* declared ``firstresult``: the engine calls
-implementations one at a time in pluggy's order (last registered first; ``tryfirst``/``trylast``
-respected), awaits each, and stops at the first answer that is not ``None``. It records which plugin
-answered in the case's event trail.
+General rules:
 
-Each hook is documented in ``docs/hooks.md`` (a test fails when one is missing there).
+- Every hook name carries the ``ntd_`` prefix. A plugin implements any subset; a misspelt hook
+  name is rejected at start-up, naming the plugin.
+- Hooks are plain functions that return a value **or an awaitable**: the engine awaits what it
+  gets, so an implementation may be ``async def`` — except where a hook says it must be
+  synchronous (set-up and command-line hooks).
+- Because pluggy calls hooks synchronously, "first answer wins" hooks are *not* declared
+  ``firstresult``: the engine calls implementations one at a time in pluggy's order (last
+  registered first; ``tryfirst=True`` / ``trylast=True`` respected), awaits each, and stops at the
+  first answer that is not ``None``. It records which plugin answered in the case's event trail
+  (``actor``). Hooks whose answers are "all collected" call every implementation.
+- An exception in a stage hook does not crash the run: the case stays in its state with an
+  ``error`` event naming the plugin and is retried with exponential backoff; after 5 attempts it
+  becomes ``failed``.
+- Plugins never open sockets themselves: outbound HTTP goes through ``ctx.fetcher`` (SSRF-safe)
+  and CPU-heavy work through ``await ctx.run_cpu(fn, *args)`` (a process pool).
+- Block a plugin by its entry-point name with ``NTD_DISABLE_PLUGINS=name1,name2``; ``ntd plugins``
+  lists what is loaded and which hooks each plugin implements.
+- The types in the signatures below (``Resolution``, ``Route``, ``JurisdictionProposal``, ...) are
+  importable from ``engine.api``; at run time they are plain dicts.
+
+``docs/hooks.md`` is generated from this module (``python -m engine.hookspecs_doc``) and a test
+fails when it is stale; every hook's docstring says where it sits, each argument (``:param:``)
+and the answer (``:returns:``).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pluggy
 
 if TYPE_CHECKING:
+    import asyncio
+    from collections.abc import Coroutine
+    from typing import Any
+
     import click
 
-    from engine.context import StageContext
-    from engine.models import Case, StageResult
+    from engine.api import (
+        Case,
+        ConfigSchema,
+        ContactCandidate,
+        EscalationAnswer,
+        EscalationStep,
+        FeedbackOutcome,
+        JurisdictionProposal,
+        MaybeAwaitable,
+        ReporterFields,
+        Resolution,
+        StageContext,
+        StageResult,
+        Verdict,
+    )
+    from engine.store import Store
 
 hookspec = pluggy.HookspecMarker("ntd")
 
@@ -40,51 +83,97 @@ hookspec = pluggy.HookspecMarker("ntd")
 
 
 @hookspec
-def ntd_config_schema() -> dict[str, dict[str, Any]]:  # type: ignore[empty-body]
+def ntd_config_schema() -> ConfigSchema:  # type: ignore[empty-body]
     """Declare the configuration sections this plugin reads.
 
-    Return ``{"section": {"key": engine.config.Option(...)}}``. Sections from all plugins are
-    merged with the engine's own; a section declared by two plugins is an error. ``ntd.toml`` is
-    validated against the merged schema at start-up, so a typo in a key fails loudly.
-    All answers are collected.
+    Called at start-up, before anything else. Sections from all plugins are merged with the
+    engine's own; a section declared by two plugins is an error. ``ntd.toml`` is validated against
+    the merged schema, so unknown keys, wrong types and failed checks fail loudly, naming the key
+    (exit code 2). Nested TOML tables are sections with dotted names (``"my_hotline.deadlines"``);
+    a section whose schema has the key ``"*"`` accepts free keys validated by that option. Secrets
+    never go in the file: declare an option ending in ``_env`` that names an environment variable
+    and read it with ``engine.api.secret_from_env``. Read values with
+    ``ctx.config.section("my_hotline")``. All answers are collected. Must be synchronous.
+
+    :returns: ``{"section": {"key": Option(type=int, default=3, check=positive)}}``.
     """
 
 
 @hookspec
-def ntd_startup(ctx: StageContext) -> Any:
+def ntd_startup(ctx: StageContext) -> MaybeAwaitable[None]:
     """Called once when the engine starts a run, after configuration is validated.
 
-    Use it to open clients or load indexes. ``ctx`` is the run's ``StageContext``. May return an
-    awaitable. Raising ``engine.errors.NtdError`` aborts the start with that message.
+    Use it to open clients, load indexes and validate external files (the built-in route plugin
+    loads its hotline directory here, so a broken file stops the start instead of failing every
+    case). Keep per-run state in ``ctx.state["<your plugin>"]``. All implementations are called;
+    may return an awaitable. Raising ``engine.api.NtdError`` aborts the start with that message.
+
+    :param ctx: the run's context (configuration, clock, store, fetcher, CPU pool).
+    :returns: nothing (or an awaitable of nothing).
     """
 
 
 @hookspec
-def ntd_shutdown(ctx: StageContext) -> Any:
-    """Called once when a run ends (also after SIGTERM): close what ``ntd_startup`` opened."""
+def ntd_shutdown(ctx: StageContext) -> MaybeAwaitable[None]:
+    """Called once when a run ends (also after SIGTERM): close what ``ntd_startup`` opened.
+
+    All implementations are called; may return an awaitable. Must not raise for things already
+    closed.
+
+    :param ctx: the run's context, the same object ``ntd_startup`` received.
+    :returns: nothing (or an awaitable of nothing).
+    """
 
 
 @hookspec
-def ntd_service(ctx: StageContext, stop: Any) -> Any:
+def ntd_service(ctx: StageContext, stop: asyncio.Event) -> Coroutine[Any, Any, None] | None:
     """Return a coroutine to run beside the stages during ``ntd run`` (e.g. the notice sender).
 
-    ``stop`` is an ``asyncio.Event`` set when the run ends (idle in ``--until-idle`` mode, or
-    SIGTERM); the coroutine must finish its current unit of work and return soon after. Return
-    ``None`` to run nothing. Pair it with ``ntd_pending_work`` so ``--until-idle`` waits for it.
+    Called once per run; all implementations are called and each coroutine runs for the whole
+    run. Work in small
+    units and check ``stop`` between them; when it is set, finish the current unit of work and
+    return soon after. Pair it with ``ntd_pending_work`` so ``--until-idle`` waits for it. The hook
+    itself is a plain function (the coroutine it returns is scheduled, not awaited in turn).
+
+    :param ctx: the run's context.
+    :param stop: an ``asyncio.Event`` set when the run ends (idle in ``--until-idle`` mode, or
+        SIGTERM).
+    :returns: a coroutine to run, or ``None`` to run nothing.
     """
 
 
 @hookspec
-def ntd_pending_work(ctx: StageContext) -> Any:
-    """How many units of work a service has that are due now (an int, or an awaitable of one).
+def ntd_pending_work(ctx: StageContext) -> MaybeAwaitable[int]:  # type: ignore[empty-body]
+    """How many units of work a service has that are due now.
 
-    ``ntd run --until-idle`` stops only when every stage and every service reports nothing due.
+    Called whenever ``ntd run --until-idle`` checks whether it is done: the run stops only when
+    every stage and every service reports nothing due, so implement it together with
+    ``ntd_service``. All implementations are called; may return an awaitable.
+
+    :param ctx: the run's context.
+    :returns: the number of due units (an int, or an awaitable of one).
     """
 
 
 @hookspec
 def ntd_register_commands(cli: click.Group) -> None:
-    """Add subcommands to the ``ntd`` command line (a ``click.Group``)."""
+    """Add subcommands to the ``ntd`` command line.
+
+    Called when the command line starts; all implementations are called. The run's runtime is
+    reachable through ``click.get_current_context().find_root().obj.runtime()`` (``.store``,
+    ``.clock``, ``.config``, ``.pm``). Guard against double registration (``if "my-cmd" in
+    cli.commands: return``) and add benchmarks to the existing group ``cli.commands["bench"]``.
+    Must be synchronous::
+
+        @hookimpl
+        def ntd_register_commands(cli):
+            @cli.command("my-report")
+            def my_report():
+                ...
+
+    :param cli: the ``ntd`` command group (a ``click.Group``).
+    :returns: nothing.
+    """
 
 
 # --------------------------------------------------------------------------------------------
@@ -93,27 +182,45 @@ def ntd_register_commands(cli: click.Group) -> None:
 
 
 @hookspec
-def ntd_verdict_recorded(case: Case, verdict: str, category: str | None, learn: bool,
-                         actor: str, store: Any, now: str) -> Any:
-    """Called after an analyst's verdict (``ntd verdict``) is committed.
+def ntd_verdict_recorded(case: Case, verdict: Verdict, category: str | None, learn: bool,
+                         actor: str, store: Store, now: str) -> None:
+    """Called after an analyst's verdict (``ntd verdict CASE illegal|not_illegal``) is committed.
 
-    ``verdict`` is ``illegal`` or ``not_illegal``; ``learn`` is true when the analyst asked to
-    remember the item hashes (``--learn``) so the next copy is recognised without human
-    exposure. ``store`` is the synchronous ``engine.store.Store``. All implementations are
-    called; return values are ignored.
+    Typical use: share the verdict with a partner system, or — like the built-in ``hashmatch``
+    plugin — learn the item hashes when ``learn`` is true (it adds them to the local list
+    ``analyst``, or to the negative list ``analyst-benign`` for ``not_illegal``). All
+    implementations are called; return values are ignored. Must be synchronous.
+
+    :param case: the case as it was before the verdict.
+    :param verdict: ``illegal`` or ``not_illegal``.
+    :param category: the category the analyst gave (e.g. ``baseline``), or ``None``.
+    :param learn: true when the analyst asked to remember the item hashes (``--learn``) so the
+        next copy is recognised without human exposure.
+    :param actor: who decided (``analyst:<name>``).
+    :param store: the synchronous store (``engine.store.Store``).
+    :param now: the time of the verdict (ntd timestamp text).
+    :returns: nothing (ignored).
     """
 
 
 @hookspec
-def ntd_send_feedback(reporter: dict[str, Any], app: str | None, case_id: str,
-                      outcome: dict[str, Any]) -> bool | None:
+def ntd_send_feedback(reporter: ReporterFields, app: str | None, case_id: str,
+                      outcome: FeedbackOutcome) -> bool | None:
     """Give a chat reporter feedback on their report (e.g. a reply in the chat app).
 
-    ``reporter`` holds the decrypted fields (``username``, ``first_name``, ``last_name``,
-    ``phone``); ``outcome`` says what became of the report (``state``). Return ``True`` when the
-    feedback was sent: the reporter data is then purged at the next ``ntd purge``. Without a
-    plugin, feedback is listed by ``ntd feedback --due`` and confirmed by analysts with
-    ``ntd feedback CASE --sent``. Never log or store the reporter fields.
+    Called by ``ntd purge`` (and ``ntd run --daemon``) for every reporter due feedback; all
+    implementations are called. Without such a plugin, feedback is listed by ``ntd feedback
+    --due`` and confirmed by analysts with ``ntd feedback CASE --sent``. This is the only hook
+    that ever sees reporter data: never log, store, forward or cache the fields, nor put them in
+    exception messages. Must be synchronous.
+
+    :param reporter: the decrypted reporter fields (``username``, ``first_name``, ``last_name``,
+        ``phone``).
+    :param app: the chat app the report came from (e.g. ``signal``), or ``None``.
+    :param case_id: the case the report belongs to.
+    :param outcome: what became of the report (``{"state": "removed"}``).
+    :returns: ``True`` when the feedback was sent (the reporter data is then purged at the next
+        ``ntd purge``); ``None`` or ``False`` when it was not.
     """
 
 
@@ -123,21 +230,29 @@ def ntd_send_feedback(reporter: dict[str, Any], app: str | None, case_id: str,
 
 
 @hookspec
-def ntd_contact_sources(host: str, resolution: dict[str, Any],
-                        ctx: StageContext) -> list[dict[str, Any]] | None:
+def ntd_contact_sources(host: str, resolution: Resolution,
+                        ctx: StageContext) -> MaybeAwaitable[list[ContactCandidate] | None]:
     """Add abuse-contact candidates for a host (e.g. from the Abusix DNS contact DB).
 
-    Called by the resolve stage after DNS/RDAP. ``resolution`` is the resolution so far (contract
-    shape of ``ntd resolve --json``). Return a list of contacts shaped like
-    ``{"scope": "hosting", "channel": "email", "address": "...", "source": "<your source>",
-    "confidence": 0.0-1.0}``, or ``None``. All answers are merged and ranked with the built-in
-    sources; the hotline's contacts book still wins. May return an awaitable.
+    Called by the resolve stage after DNS/RDAP. All answers are collected, merged and ranked
+    with the built-in sources; the hotline's contacts book still wins. Unusable entries are
+    dropped with a note; a plugin that raises is logged and noted, and the case still resolves.
+    If your routing rules need a contact the resolution lacks, add it here: routing plugins
+    cannot rescue a case whose contacts are missing. May return an awaitable.
+
+    :param host: the host name being resolved.
+    :param resolution: the resolution so far (contract shape of ``ntd resolve --json``; a copy:
+        add contacts by returning them, not by editing it).
+    :param ctx: the run's context.
+    :returns: a list of contacts shaped like ``{"scope": "hosting", "channel": "email",
+        "address": "...", "source": "<your source>", "confidence": 0.0-1.0}``, or ``None``.
     """
 
 
 @hookspec
-def ntd_jurisdiction_actions(case: Case, resolution: dict[str, Any],
-                             ctx: StageContext) -> list[dict[str, Any]] | None:
+def ntd_jurisdiction_actions(
+        case: Case, resolution: Resolution,
+        ctx: StageContext) -> MaybeAwaitable[list[JurisdictionProposal] | None]:
     """Propose routing actions for a resolved case (partner hotlines' country rules).
 
     Called by the route stage for every resolved case; all answers are collected and merged by
@@ -148,91 +263,141 @@ def ntd_jurisdiction_actions(case: Case, resolution: dict[str, Any],
     ``decided_by = "<plugin>:<rule>"``); a proposal with ``"veto": true`` removes the actions of
     its ``recipient_kind`` proposed by others (e.g. a country where only police may be
     contacted). Reporter data is never available here. May return an awaitable.
+
+    :param case: the resolved case (read-only; never holds reporter data).
+    :param resolution: the case's resolution — your own copy: changing it affects nobody.
+    :param ctx: the run's context.
+    :returns: a list of proposals, or ``None`` for "no opinion". A malformed proposal is a
+        ``RoutingError`` naming the plugin and rule.
     """
 
 
 # --------------------------------------------------------------------------------------------
 # Pipeline stages: one hook per stage, first non-None answer wins
 #
-# Every stage hook receives the case (``engine.models.Case``, read-only) and the run's
-# ``StageContext`` and returns an ``engine.models.StageResult`` (or an awaitable of one) naming
+# Every stage hook receives the case (``engine.api.Case``, read-only) and the run's
+# ``StageContext`` and returns an ``engine.api.StageResult`` (or an awaitable of one) naming
 # the case's next state, or ``None`` to let the next plugin answer. The engine commits the result
 # atomically with the state change; until then, no other stage sees the case. A stage that no
-# plugin implements parks its cases in state ``parked`` until one is installed.
+# plugin implements parks its cases (they keep their state, get the reason ``waiting for a
+# plugin that implements the <stage> stage`` and a ``parked`` event) until one is installed.
 # --------------------------------------------------------------------------------------------
 
 
 @hookspec
-def ntd_fetch(case: Case, ctx: StageContext) -> StageResult | None:
+def ntd_fetch(case: Case, ctx: StageContext) -> MaybeAwaitable[StageResult | None]:
     """Fetch stage: consumes cases in ``new`` (and ``unreachable`` once their retry is due).
 
     Fetch the case URL through ``ctx.fetcher`` (the SSRF-safe fetcher; never open sockets
-    yourself), hash what it serves (``ctx.run_cpu`` for decoding) and drop the bytes. Return
-    ``fetched`` with the items and their hashes, or ``unreachable`` with a reason and
-    ``retry_at``. Media bytes must never be stored or written to disk.
+    yourself), hash what it serves (``ctx.run_cpu`` for decoding) and drop the bytes. Media bytes
+    must never be stored or written to disk. Return ``None`` to let another plugin (e.g. the
+    built-in one) handle the case — useful for a plugin that fetches only from one special
+    platform. First non-None answer wins; may return an awaitable.
+
+    :param case: the case to fetch (``case.url``).
+    :param ctx: the run's context.
+    :returns: ``fetched`` with the items and their hashes (``items=[Item(...)]``), or
+        ``unreachable`` with a reason and ``retry_at``; ``None`` to pass.
     """
 
 
 @hookspec
-def ntd_match(case: Case, ctx: StageContext) -> StageResult | None:
+def ntd_match(case: Case, ctx: StageContext) -> MaybeAwaitable[StageResult | None]:
     """Match stage: consumes cases in ``fetched``.
 
-    Compare the items' hashes with the known-hash lists. Return ``confirmed`` (a match on a list
-    with ``trust = "auto"``), ``dismissed`` (e.g. suppressed by a negative list) or
-    ``awaiting_assessment`` (an analyst must decide), with the matches recorded on the items.
+    Compare the items' hashes with the known-hash lists. First non-None answer wins; may return
+    an awaitable.
+
+    :param case: the fetched case (``case.items`` carry the hashes).
+    :param ctx: the run's context.
+    :returns: ``confirmed`` (a match on a list with ``trust = "auto"``), ``dismissed`` (e.g.
+        suppressed by a negative list) or ``awaiting_assessment`` (an analyst must decide), with
+        the matches recorded on the items (``items=[replace(item, matches=[...])]``); ``None`` to
+        pass.
     """
 
 
 @hookspec
-def ntd_resolve(case: Case, ctx: StageContext) -> StageResult | None:
+def ntd_resolve(case: Case, ctx: StageContext) -> MaybeAwaitable[StageResult | None]:
     """Resolution stage: consumes cases in ``confirmed`` (and due ``unresolved``).
 
-    Find the hosting IPs, network, country, registrar and ranked abuse contacts, and return
-    ``resolved`` with ``data={"resolution": {...}}`` or ``unresolved`` with a reason and a
-    ``retry_at``.
+    Find the hosting IPs, network, country, registrar and ranked abuse contacts. To *add*
+    contacts rather than replace the stage, implement ``ntd_contact_sources`` instead. First
+    non-None answer wins; may return an awaitable.
+
+    :param case: the confirmed case (``case.host`` is the host to resolve).
+    :param ctx: the run's context.
+    :returns: ``resolved`` with ``data={"resolution": {...}}`` (a ``Resolution``,
+        ``docs/resolution.md``), or ``unresolved`` with a reason and a ``retry_at``; ``None`` to
+        pass.
     """
 
 
 @hookspec
-def ntd_route(case: Case, ctx: StageContext) -> StageResult | None:
+def ntd_route(case: Case, ctx: StageContext) -> MaybeAwaitable[StageResult | None]:
     """Routing stage: consumes cases in ``resolved``.
 
     Decide who must act (hosting provider, registrar, CDN, platform, partner hotline, police,
-    Interpol) and return ``routed`` with ``data={"routes": [...]}``, or ``awaiting_routing``
-    when an analyst must decide.
+    Interpol). The built-in ``route_inhope`` implements it; replace it only if your hotline's whole
+    routing practice differs — to add country rules, implement ``ntd_jurisdiction_actions``.
+    First non-None answer wins; may return an awaitable.
+
+    :param case: the resolved case (``case.data["resolution"]``).
+    :param ctx: the run's context.
+    :returns: ``routed`` with ``data={"routes": [...], "escalation": [...]}`` (a
+        ``RouteDecision``, ``docs/routing.md``), or ``awaiting_routing`` when an analyst must
+        decide; ``None`` to pass.
     """
 
 
 @hookspec
-def ntd_notify(case: Case, ctx: StageContext) -> StageResult | None:
+def ntd_notify(case: Case, ctx: StageContext) -> MaybeAwaitable[StageResult | None]:
     """Notice stage: consumes cases in ``routed``.
 
     Turn the case's routes into notices queued in the outbox (``StageResult.outbox``, committed
-    in the same transaction) and return ``noticed``.
+    in the same transaction as the state change). Routes whose target is symbolic
+    (``police:NL``, ``interpol``: no contact configured) must not be sent. First non-None answer
+    wins; may return an awaitable.
+
+    :param case: the routed case (``case.data["routes"]``).
+    :param ctx: the run's context.
+    :returns: ``noticed`` with one ``NoticeAction`` per route in ``outbox`` and ``retry_at`` =
+        the first re-check; ``None`` to pass.
     """
 
 
 @hookspec
-def ntd_recheck(case: Case, ctx: StageContext) -> StageResult | None:
+def ntd_recheck(case: Case, ctx: StageContext) -> MaybeAwaitable[StageResult | None]:
     """Re-check stage: consumes ``noticed``, ``monitoring``, ``escalated``, ``reappeared`` and
     ``removed`` cases whose check (``retry_at``) is due.
 
-    Check whether the material is still online through ``ctx.fetcher`` and return the case's
-    next state — ``monitoring`` (still online, next check scheduled), ``escalated`` (a ladder
-    step queued in ``StageResult.outbox``), ``removed`` (gone; one confirmation check follows),
-    ``reappeared`` (back after removal) or ``closed`` — with ``data={"monitoring": {...}}`` and
-    ``retry_at`` for the next check.
+    Check whether the material is still online through ``ctx.fetcher``. Use the routes'
+    ``deadline_hours`` and the ``escalation`` plan (``docs/routing.md``) to decide when to
+    escalate. First non-None answer wins; may return an awaitable.
+
+    :param case: the case to check (``case.data["monitoring"]`` holds the previous checks).
+    :param ctx: the run's context.
+    :returns: the case's next state — ``monitoring`` (still online, next check scheduled),
+        ``escalated`` (a ladder step queued in ``StageResult.outbox``), ``removed`` (gone; one
+        confirmation check follows), ``reappeared`` (back after removal) or ``closed`` — with
+        ``data={"monitoring": {...}}`` and ``retry_at`` for the next check; ``None`` to pass.
     """
 
 
 @hookspec
-def ntd_escalate(case: Case, step: dict[str, Any],
-                 ctx: StageContext) -> list[dict[str, Any]] | None:
+def ntd_escalate(case: Case, step: EscalationStep,
+                 ctx: StageContext) -> MaybeAwaitable[list[EscalationAnswer] | None]:
     """Adjust an escalation step of the re-check stage before it is queued.
 
-    ``step`` is ``{"level": N, "step": "deferred"|"reminder"|"upstream"|"authority"|
-    "reappeared", "targets": [...], "skipped": [...], "routes": [...]}`` (routes in the routing
-    contract). Return extra contract routes to add to the step, and/or ``{"veto": true,
-    "recipient_kind": "..."}`` to drop that kind from it; ``None`` for no change. All answers
-    are collected; placeholder targets are skipped. May return an awaitable.
+    Called by the re-check stage before it queues a step (deferred, reminder, upstream,
+    authority, reappeared; ``docs/rechecks.md``). All answers are collected; placeholder targets
+    are skipped, never sent. May return an awaitable.
+
+    :param case: the case being escalated (read-only).
+    :param step: ``{"level": N, "step": NAME, "targets": [...], "skipped": [...], "routes":
+        [...]}`` where ``NAME`` is ``deferred``, ``reminder``, ``upstream``, ``authority`` or
+        ``reappeared`` (routes in the routing contract).
+    :param ctx: the run's context.
+    :returns: extra contract routes to add to the step, and/or ``{"veto": true,
+        "recipient_kind": "..."}`` to drop that kind from it; ``None`` for no change.
     """

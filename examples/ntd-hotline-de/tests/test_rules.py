@@ -1,76 +1,99 @@
 """Tests of the example German rule set: its proposals, and what ntd's merge makes of them.
 
 Run from this directory with ``python -m pytest -q`` in an environment where ntd is installed.
+They use ntd's public test helpers (``engine.testing``) only: a real run context validated
+against this plugin's configuration schema, contract-shaped resolutions, and ntd's own route
+stage with its default policy.
 """
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import pytest
 from ntd_hotline_de import rules
 
-from engine.config import validate
+from engine.api import ConfigError, StageContext
+from engine.testing import contact, make_case, make_context, resolution, route_with_defaults
 
-DE_HOSTED = {"host": "www.site.example.test", "country": "DE", "cdn": None, "platform": None,
-             "contacts": [{"scope": "hosting", "channel": "email",
-                           "address": "abuse@hoster.example.test", "source": "rdap",
-                           "confidence": 0.9}]}
-
-
-def ctx_with(**hotline_de: object) -> SimpleNamespace:
-    """A stand-in for ntd's run context: only ``config`` is used by this plugin."""
-    config = validate({"hotline_de": hotline_de}, rules.ntd_config_schema())
-    config.values["routing"] = {"home_country": "NL"}
-    return SimpleNamespace(config=config)
+PLUGIN = ("hotline_de", rules)  # the entry-point name ntd records in decided_by
+DE_HOSTED = resolution(host="www.site.example.test", country="DE",
+                       contacts=[contact("hosting", "abuse@hoster.example.test",
+                                         source="rdap", confidence=0.9)])
 
 
-@pytest.mark.parametrize(("resolution", "home", "expected"), [
-    (DE_HOSTED, "NL", ["de-forward", "de-no-direct-hoster"]),
-    ({**DE_HOSTED, "country": "FR"}, "NL", None),  # not German: no opinion
-    (DE_HOSTED, "DE", None),  # a German hotline uses ntd's home-country policy
-    ({**DE_HOSTED, "cdn": "cloudflare"}, "NL", None),
-    ({**DE_HOSTED, "platform": "blog.example.test"}, "NL", None),
+def ctx_with(**hotline_de: object) -> StageContext:
+    """A run context whose ``[hotline_de]`` section is validated by this plugin's schema."""
+    return make_context(PLUGIN, config={"hotline_de": hotline_de})
+
+
+@pytest.mark.parametrize(("where", "home", "expected"), [
+    ({}, "NL", ["de-forward", "de-no-direct-hoster"]),
+    ({"country": "FR"}, "NL", None),  # not German: no opinion
+    ({}, "DE", None),  # a German hotline uses ntd's home-country policy
+    ({"cdn": "cloudflare"}, "NL", None),
+    ({"platform": "blog.example.test"}, "NL", None),
 ])
-def test_rules_for_country_and_home(resolution, home, expected) -> None:
-    got = rules.rules_for(resolution, home=home)
+def test_rules_for_country_and_home(where, home, expected) -> None:
+    got = rules.rules_for({**DE_HOSTED, **where}, home=home)
     assert (None if got is None else [p["rule"] for p in got]) == expected
 
 
+def test_home_country_comes_from_ntds_routing_section() -> None:
+    """Through the hook: a German hotline (``[routing] home_country = "DE"``) gets no rules."""
+    ctx = make_context(PLUGIN, builtins=["route_inhope"],
+                       config={"routing": {"home_country": "DE"}})
+    assert rules.ntd_jurisdiction_actions(make_case(resolution=DE_HOSTED), DE_HOSTED,
+                                          ctx) is None
+    abroad = make_context(PLUGIN, builtins=["route_inhope"])  # the default home, NL
+    assert rules.ntd_jurisdiction_actions(make_case(resolution=DE_HOSTED), DE_HOSTED, abroad)
+
+
 def test_bka_report_only_when_configured() -> None:
-    answer = rules.ntd_jurisdiction_actions(None, DE_HOSTED,
+    case = make_case(resolution=DE_HOSTED)
+    answer = rules.ntd_jurisdiction_actions(case, DE_HOSTED,
                                             ctx_with(bka_target="email:desk@example.invalid"))
+    assert answer is not None
     [bka] = [p for p in answer if p["rule"] == "de-report-bka"]
     assert (bka["target"], bka["channel"], bka["priority"]) == ("desk@example.invalid",
                                                                 "email", 10)
-    assert all(p["rule"] != "de-report-bka"
-               for p in rules.ntd_jurisdiction_actions(None, DE_HOSTED, ctx_with()))
+    without = rules.ntd_jurisdiction_actions(case, DE_HOSTED, ctx_with())
+    assert without is not None and all(p["rule"] != "de-report-bka" for p in without)
 
 
 def test_forward_deadline_is_configurable() -> None:
-    answer = rules.ntd_jurisdiction_actions(None, DE_HOSTED,
+    answer = rules.ntd_jurisdiction_actions(make_case(resolution=DE_HOSTED), DE_HOSTED,
                                             ctx_with(forward_deadline_hours=12))
-    assert answer[0]["deadline_hours"] == 12
+    assert answer is not None and answer[0]["deadline_hours"] == 12
+
+
+def test_config_is_checked_like_ntd_toml() -> None:
+    with pytest.raises(ConfigError, match="forward_deadline_hours"):
+        ctx_with(forward_deadline_hours=0)  # check=positive
+    with pytest.raises(ConfigError, match="unknown key"):
+        ctx_with(bka_adress="email:desk@example.invalid")
 
 
 def test_every_proposal_is_valid_for_ntd() -> None:
-    """ntd's own validator accepts every proposal (so a real run never rejects them)."""
-    from plugins.route.merge import normalize_proposal
-
-    answer = rules.rules_for(DE_HOSTED, home="NL", bka_target="api:https://bka.example.test")
-    for raw in answer:
-        proposal = normalize_proposal(raw, "hotline_de")
-        assert proposal.applies_to == frozenset({"DE"})
+    """ntd's own route stage accepts every proposal (so a real run never rejects them), and
+    reads ``applies_to`` as Germany only."""
+    config = {"hotline_de": {"bka_target": "api:https://bka.example.test"}}
+    outcome = route_with_defaults(PLUGIN, resolution=DE_HOSTED, config=config)
+    assert outcome.decided_by == ["hotline_de:de-report-bka", "hotline_de:de-forward"]
+    assert outcome.routes[0]["channel"] == "api"
+    # The same proposals for a case hosted elsewhere are not applicable.
+    proposals = rules.rules_for(DE_HOSTED, home="NL", bka_target="api:https://bka.example.test")
+    assert proposals is not None
+    elsewhere = route_with_defaults(proposals, name="hotline_de",
+                                    resolution={**DE_HOSTED, "country": "FR"})
+    assert {d["decided_by"]: d["why"] for d in elsewhere.dropped
+            if d["decided_by"].startswith("hotline_de:")} == {
+        f"hotline_de:{p['rule']}": "applies to DE, not FR" for p in proposals}
 
 
 def test_merged_with_the_default_policy() -> None:
     """With ntd's default policy: our forward wins, no hoster notice now or later."""
-    from plugins.route.policy import RoutingSettings, decide, load_directory
-
-    answers = [(rules.rules_for(DE_HOSTED, home="NL"), "hotline_de")]
-    result = decide(DE_HOSTED, answers, RoutingSettings(), load_directory())
-    assert result.state == "routed"
+    outcome = route_with_defaults(PLUGIN, resolution=DE_HOSTED)
+    assert outcome.state == "routed"
     assert [(r["action"], r["recipient_kind"], r["deadline_hours"], r["decided_by"])
-            for r in result.data["routes"]] == [
-        ("forward", "hotline", 48, "hotline_de:de-forward")]
-    assert result.data["escalation"] == []  # the grace-period hoster notice was vetoed
+            for r in outcome.routes] == [("forward", "hotline", 48, "hotline_de:de-forward")]
+    assert outcome.escalation == []  # the grace-period hoster notice was vetoed
+    assert "vetoed by hotline_de:de-no-direct-hoster" in {d["why"] for d in outcome.dropped}
