@@ -111,7 +111,8 @@ class RoutingSettings:
         return self.deadlines.get(country, self.default_deadline_hours)
 
 
-def _check_country(value: Any) -> str | None:
+def check_country(value: Any) -> str | None:
+    """Config check of a country option: an ISO 3166 alpha-2 code."""
     return None if country_code(value) == value else "must be an ISO 3166 alpha-2 code, e.g. NL"
 
 

@@ -31,7 +31,6 @@ def is_placeholder(target: Any) -> bool:
     return not text or bool(_PLACEHOLDER.fullmatch(text))
 
 
-
 def country_code(value: Any) -> str | None:
     """An ISO 3166-1 alpha-2 code in upper case, or None when ``value`` is not one."""
     if not isinstance(value, str):

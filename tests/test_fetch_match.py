@@ -13,8 +13,8 @@ import pytest
 from engine.intake import submit_files
 from engine.lab.images import jpeg_bytes, make_image, png_bytes
 from engine.lab.webserver import LabWebServer
-from engine.runtime import Runtime
 from engine.media.hashing import hash_media
+from engine.runtime import Runtime
 from tests.conftest import run_ntd
 
 HOST = "hoster-1.test"

@@ -20,6 +20,7 @@ import pytest
 import respx
 from aiohttp import web
 
+import plugins.notify as notify
 from engine.clock import Clock
 from engine.errors import ConfigError
 from engine.intake import submit_files
@@ -27,7 +28,6 @@ from engine.lab.smtp_sink import SMTPSink
 from engine.models import Item, StageResult
 from engine.runtime import Runtime
 from engine.store import Commit, open_store
-import plugins.notify as notify
 from plugins.notify.api_channel import APIChannel
 from plugins.notify.cli import contract_row
 from plugins.notify.message import Prepared

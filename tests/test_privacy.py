@@ -14,8 +14,8 @@ from engine.intake import submit_files
 from engine.lab.images import jpeg_bytes, make_image
 from engine.lab.webserver import LabWebServer
 from engine.logs import redact, register_sensitive
-from engine.runtime import Runtime
 from engine.media.hashing import hash_media
+from engine.runtime import Runtime
 from tests.conftest import run_ntd
 
 MARKERS = {"username": "zqcanaryuser", "first_name": "Zqcanaryfirst",
@@ -167,8 +167,8 @@ async def test_canary_through_the_whole_chain(db_path: Path, tmp_path: Path) -> 
     from engine.clock import Clock
     from engine.lab.images import build_demo_hashlist
     from engine.lab.world import FullLab, bind_urls, build_world
-    from engine.stats import compute_for_runtime, parse_period, to_csv
     from engine.media.hashlist_format import parse_hashlist
+    from engine.stats import compute_for_runtime, parse_period, to_csv
     from plugins.recheck.cli import run_sweep
 
     world = build_world(urls=12, hosters=4, planted=3, image_pool=3, faulty_share=0.0,

@@ -16,6 +16,7 @@ import pytest
 
 from engine.errors import ResolutionError
 from engine.lab.rdap_server import LabRdapServer
+from plugins.resolve.dns import OriginAsn
 from plugins.resolve.hosting_rules import HostingRules
 from plugins.resolve.rdap import (
     DEFAULT_BOOTSTRAP_FILE,
@@ -29,7 +30,6 @@ from plugins.resolve.rdap import (
     registered_domain,
     update_bootstrap,
 )
-from plugins.resolve.dns import OriginAsn
 
 NL_NET, DE_NET, QZ_NET, CF_NET = "185.4.0.0/22", "46.20.0.0/20", "41.77.0.0/20", "104.16.0.0/13"
 

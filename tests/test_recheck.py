@@ -19,6 +19,7 @@ import pytest
 import plugins.recheck
 import plugins.recheck.checking as recheck
 from engine import pipeline
+from engine.bench.recheck import bench_recheck
 from engine.clock import Clock
 from engine.context import fetch_policy
 from engine.errors import FetchError
@@ -26,15 +27,15 @@ from engine.ids import new_id
 from engine.intake import submit_files
 from engine.lab.images import jpeg_bytes, make_image, png_bytes, resize_half
 from engine.lab.webserver import LabWebServer, Route
+from engine.media.items import hash_bytes
 from engine.models import Item, StageResult
+from engine.notice_content import build_action
+from engine.routes import is_placeholder, split_sendable
 from engine.runtime import Runtime
 from engine.safe_fetch import SafeFetcher
 from engine.store import Commit
-from plugins.recheck.escalation import check_ladder, is_placeholder, split_sendable
-from engine.media.items import hash_bytes
-from engine.notice_content import build_action
-from engine.bench.recheck import bench_recheck
 from plugins.recheck.cli import run_sweep
+from plugins.recheck.escalation import check_ladder
 from tests.conftest import ROOT, ntd_env
 
 T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)

@@ -19,21 +19,22 @@ from typing import Any
 import pytest
 
 import plugins.route
-import plugins.route.policy as route_inhope
 from engine import hookimpl
-from engine.errors import ConfigError, InputError, RoutingError
-from engine.intake import submit_files
-from engine.models import REPORTER_FIELDS
-from engine.runtime import Runtime
-from plugins.route.cli import analyst_routes, parse_to
-from plugins.route.policy import (
+from engine.directory import (
+    DIRECTORY_FILE,
     RoutingSettings,
-    decide,
     load_directory,
     parse_contact,
     settings_from_config,
 )
-from plugins.route.merge import ROUTE_KEYS, collect_proposals, merge_proposals, normalize_proposal
+from engine.errors import ConfigError, InputError, RoutingError
+from engine.intake import submit_files
+from engine.models import REPORTER_FIELDS
+from engine.routes import ROUTE_KEYS
+from engine.runtime import Runtime
+from plugins.route.cli import analyst_routes, parse_to
+from plugins.route.merge import collect_proposals, merge_proposals, normalize_proposal
+from plugins.route.policy import decide
 from tests.conftest import ROOT, run_ntd
 
 EXAMPLE = ROOT / "examples" / "ntd-hotline-de"
@@ -322,7 +323,7 @@ def test_hook_must_return_a_list() -> None:
 
 # -- configuration and directory -----------------------------------------------------------------
 def test_shipped_directory_has_members_and_no_contacts() -> None:
-    raw = json.loads(route_inhope.DIRECTORY_FILE.read_text())
+    raw = json.loads(DIRECTORY_FILE.read_text())
     assert {"NL", "DE", "BE", "GB", "US", "FR"} <= set(DIRECTORY.hotlines)
     assert DIRECTORY.hotline("NL").name.startswith("Offlimits")
     assert DIRECTORY.hotline("RU") is None

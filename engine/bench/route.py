@@ -76,9 +76,10 @@ def bench_route(n: int = 100_000) -> dict[str, Any]:
     resolution per plugin, await), then ``decide`` — sequentially in one event loop. The store
     commit is not included (``ntd bench intake`` measures the store).
     """
+    from engine.directory import RoutingSettings, load_directory
     from engine.models import Case
     from engine.plugin_manager import get_plugin_manager
-    from plugins.route.policy import RoutingSettings, decide, gather_proposals, load_directory
+    from plugins.route.policy import decide, gather_proposals
 
     settings = RoutingSettings()
     directory = load_directory()

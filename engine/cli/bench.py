@@ -16,6 +16,23 @@ from engine.cli.root import cli
 from engine.errors import InputError
 
 
+def _print_nested(value: Any, indent: int = 0) -> None:
+    if isinstance(value, dict):
+        for key, sub in value.items():
+            if isinstance(sub, dict):
+                click.echo(" " * indent + f"{key}:")
+                _print_nested(sub, indent + 2)
+            else:
+                click.echo(" " * indent + f"{key}: {sub}")
+    else:
+        click.echo(" " * indent + str(value))
+
+
+def _print_flat(result: dict[str, Any]) -> None:
+    for key, value in result.items():
+        click.echo(f"{key}: {value}")
+
+
 @cli.group()
 def bench() -> None:
     """Benchmarks (speed targets live here, not in tests)."""
@@ -29,11 +46,7 @@ def bench_intake(urls: int, as_json: bool) -> None:
     from engine.bench.intake import bench_intake as run_bench
 
     result = run_bench(urls)
-    if as_json:
-        emit_json(result)
-    else:
-        for key, value in result.items():
-            click.echo(f"{key}: {value}")
+    emit_json(result) if as_json else _print_flat(result)
 
 
 @bench.command("e2e")
@@ -57,11 +70,7 @@ def bench_e2e_cmd(obj: Obj, urls: int, latency_ms: float, image_share: float, ho
     result = bench_e2e(urls=urls, latency_ms=latency_ms, image_share=image_share,
                        hosters=hosters, workers=workers, db=obj.db, processes=processes,
                        kill_one=kill_one)
-    if as_json:
-        emit_json(result)
-        return
-    for key, value in result.items():
-        click.echo(f"{key}: {value}")
+    emit_json(result) if as_json else _print_flat(result)
 
 
 @bench.command("api")
@@ -75,31 +84,10 @@ def bench_api_cmd(count: int, concurrency: int, as_json: bool) -> None:
     from engine.bench.web import bench_api
 
     result = bench_api(requests=count, concurrency=concurrency)
-    if as_json:
-        emit_json(result)
-        return
-    for key, value in result.items():
-        click.echo(f"{key}: {value}")
+    emit_json(result) if as_json else _print_flat(result)
 
 
 # -- stage benchmarks: each drives a built-in stage's code (imported when the command runs) --
-def _print_nested(value: Any, indent: int = 0) -> None:
-    if isinstance(value, dict):
-        for key, sub in value.items():
-            if isinstance(sub, dict):
-                click.echo(" " * indent + f"{key}:")
-                _print_nested(sub, indent + 2)
-            else:
-                click.echo(" " * indent + f"{key}: {sub}")
-    else:
-        click.echo(" " * indent + str(value))
-
-
-def _print_flat(result: dict[str, Any]) -> None:
-    for key, value in result.items():
-        click.echo(f"{key}: {value}")
-
-
 @bench.command("match")
 @click.option("--entries", type=click.IntRange(min=1000), default=1_000_000, show_default=True)
 @click.option("--queries", type=click.IntRange(min=10), default=1000, show_default=True)

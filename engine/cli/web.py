@@ -28,7 +28,8 @@ def serve(obj: Obj, host: str, port: int, https: bool, form_rate: float, per_url
     Sessions are signed with $NTD_WEB_SECRET (random per process when unset: sessions then end
     when the server stops). Client addresses are never logged or stored.
     """
-    from engine.web.app import SECRET_ENV, WebSettings, create_app
+    from engine.web.app import create_app
+    from engine.web.deps import SECRET_ENV, WebSettings
     from engine.web.server import serve as run_server
 
     settings = WebSettings(https=https, form_rate=form_rate, per_url_window=per_url)

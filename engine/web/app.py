@@ -16,9 +16,8 @@ from starlette.staticfiles import StaticFiles
 import engine.web.api as api
 import engine.web.console as console
 import engine.web.form as form
-from engine.web.deps import (  # noqa: F401  (re-exported: the app's settings)
+from engine.web.deps import (
     HERE,
-    SECRET_ENV,
     WebSettings,
     WebState,
     state,

@@ -6,7 +6,6 @@ their shared state from here, so no module of the package imports ``app`` back.
 
 from __future__ import annotations
 
-import logging
 import os
 import secrets
 from collections.abc import Callable
@@ -28,7 +27,6 @@ from engine.web.ratelimit import AnonymousLimits, TokenBucket
 HERE = Path(__file__).resolve().parent
 SECRET_ENV = "NTD_WEB_SECRET"
 T = TypeVar("T")
-log = logging.getLogger("ntd.web")
 
 
 @dataclass(frozen=True, kw_only=True)

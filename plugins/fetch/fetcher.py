@@ -17,7 +17,7 @@ from typing import Any
 from engine.errors import FetchError
 from engine.media.digests import crypto_hashes
 from engine.media.html_media import extract_media_urls  # here, not at the first page: no loop stall
-from engine.media.items import HASH_KEYS, IMAGE_TYPES, MIRROR_KEYS, hash_bytes  # noqa: F401
+from engine.media.items import IMAGE_TYPES, MIRROR_KEYS, hash_bytes
 from engine.models import Item, StageResult
 
 

@@ -117,15 +117,3 @@ def register(cli: click.Group) -> None:
         if not _obj(ctx).runtime().store.remove_hashlist(name):
             raise InputError(f"no hash list {name!r}")
         click.echo(f"removed list {name!r}")
-
-
-def _print_nested(value: Any, indent: int = 0) -> None:
-    if isinstance(value, dict):
-        for key, sub in value.items():
-            if isinstance(sub, dict):
-                click.echo(" " * indent + f"{key}:")
-                _print_nested(sub, indent + 2)
-            else:
-                click.echo(" " * indent + f"{key}: {sub}")
-    else:
-        click.echo(" " * indent + str(value))

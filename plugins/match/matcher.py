@@ -1,8 +1,8 @@
 """Built-in match stage: compare item hashes with known-hash lists; analyst learning; commands.
 
 Exact lookups for MD5/SHA-1/SHA-256, Hamming-radius search for pHash (default radius 8) and PDQ
-(default 31) through ``engine.media.hash_index``. A list with ``trust = "auto"`` confirms a case on a
-match; a ``review`` list only flags it for the analyst; a *negative* list (known-benign hashes)
+(default 31) through ``engine.media.hash_index``. A list with ``trust = "auto"`` confirms a case
+on a match; a ``review`` list only flags it for the analyst; a *negative* list (known-benign hashes)
 suppresses matches on the same item. Lists are reloaded whenever the store's hash-list
 generation changes, so a newly imported list matches on the next case without a restart.
 

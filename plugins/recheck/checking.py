@@ -13,8 +13,8 @@
 3. the case is removed when all its confirmed items are: ``removed`` (confirmation check
    ``confirm_removal_hours`` later) then ``closed``; content back after removal → ``reappeared``
    (original recipients noticed again, ladder restarts);
-4. still online when escalation is due → one step of the ladder (``plugins.recheck.escalation``) queued
-   in the outbox with the state change (``escalated``), else ``monitoring``.
+4. still online when escalation is due → one step of the ladder (``plugins.recheck.escalation``)
+   queued in the outbox with the state change (``escalated``), else ``monitoring``.
 
 The case's ``monitoring`` field holds the contract keys (``next_check_at``, ``checks``,
 ``removed_at``, ``seconds_to_removal_from_report``, ``seconds_to_removal_from_notice``,
@@ -36,6 +36,7 @@ from engine.config import Option, non_negative, positive
 from engine.errors import FetchError
 from engine.ids import new_id
 from engine.models import Case, Item, StageResult
+from engine.routes import split_sendable
 from plugins.recheck.escalation import LADDER_STEPS, Step, check_ladder, next_step, reappeared_step
 
 PLUGIN = "recheck"
@@ -323,7 +324,6 @@ async def _plugin_step(case: Case, step: Step, level: int, ctx: Any) -> Step:
     if not hasattr(ctx.pm.hook, "ntd_escalate"):
         return step
     from engine.plugin_manager import call_all
-    from plugins.recheck.escalation import split_sendable
 
     answers = await call_all(ctx.pm, "ntd_escalate", case=case,
                              step={**step.detail(level), "routes": [dict(r) for r in

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from engine.routes import ROUTE_KEYS, is_placeholder, split_sendable  # noqa: F401
+from engine.routes import split_sendable
 
 LADDER_STEPS = ("reminder", "upstream", "authority")
 AUTHORITY_KINDS = frozenset({"hotline", "police", "interpol"})

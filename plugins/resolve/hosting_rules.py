@@ -4,10 +4,10 @@ A URL behind a CDN resolves to the CDN, not to the hoster that holds the content
 free-hosting platform (``someone.blogspot.com``) is removed by the platform, not by the network
 under it. Both change who gets the notice, so resolution records them.
 
-Data: ``plugins/resolve/data/cdn_ranges.json`` (``"cdns"``) and ``plugins/resolve/data/platforms.json``
-(``"platforms"``). Users add or override entries with extra files in the same format
-(``[resolve] extra_rules_file``); any file may hold either or both keys, and later files win on
-equal names.
+Data: ``plugins/resolve/data/cdn_ranges.json`` (``"cdns"``) and
+``plugins/resolve/data/platforms.json`` (``"platforms"``). Users add or override entries with
+extra files in the same format (``[resolve] extra_rules_file``); any file may hold either or both
+keys, and later files win on equal names.
 """
 
 from __future__ import annotations

@@ -8,7 +8,8 @@ For each case in ``confirmed`` (and ``unresolved`` once its retry is due):
    answer over DNS fills the ASN when the registry's RDAP has none (``[resolve] origin_asn``).
 3. Domain → registrar (``DomainRdapClient``, httpx + IANA bootstrap).
 4. CDN and platform rules (``plugins.resolve.hosting_rules``).
-5. Ranked contacts (``plugins.resolve.contacts``): contacts book, RDAP, plugins, rules, RFC 2142 guess.
+5. Ranked contacts (``plugins.resolve.contacts``): contacts book, RDAP, plugins, rules,
+   RFC 2142 guess.
 
 Outcomes: the host does not resolve, or the hosting network cannot be looked up → ``unresolved``
 with a reason (``dns_nxdomain``, ``dns_servfail``, ``dns_timeout``, ``dns_no_answer``,
@@ -79,7 +80,7 @@ def _url_table_check(value: dict[str, Any]) -> str | None:
 
 
 class StoreRdapCache:
-    """:class:`plugins.resolve.rdap.RdapCache` over the store's ``cache`` table, with a memory front.
+    """:class:`plugins.resolve.rdap.RdapCache` over the store's ``cache`` table, memory in front.
 
     The RDAP clients call ``get``/``put`` synchronously on the event loop, so the store (whose
     methods run on the database thread) is never touched there: :meth:`load` fills the front

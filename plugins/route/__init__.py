@@ -8,7 +8,7 @@ from typing import Any
 
 from engine import hookimpl
 from engine.config import Option, non_negative, positive
-from engine.directory import _check_country
+from engine.directory import check_country
 from engine.models import StageResult
 from plugins.route.policy import route_case, run_state
 
@@ -17,7 +17,7 @@ from plugins.route.policy import route_case, run_state
 def ntd_config_schema() -> dict[str, dict[str, Option]]:
     return {
         "routing": {
-            "home_country": Option(type=str, default="NL", check=_check_country,
+            "home_country": Option(type=str, default="NL", check=check_country,
                                    help="the hotline's own country (ISO 3166 alpha-2)"),
             "directory_file": Option(type=str, default="",
                                      help="hotline directory JSON (default: the shipped "
@@ -45,8 +45,6 @@ def ntd_config_schema() -> dict[str, dict[str, Option]]:
 @hookimpl
 def ntd_startup(ctx: Any) -> None:
     run_state(ctx)  # a bad directory file or contact key stops the start, not the first case
-
-
 
 
 @hookimpl

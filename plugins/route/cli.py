@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from engine.errors import InputError
-from plugins.route.merge import RECIPIENT_KINDS, ROUTE_CHANNELS, contract_routes, country_code
+from engine.routes import RECIPIENT_KINDS, ROUTE_CHANNELS, contract_routes, country_code
 
 # The action an analyst's route implies for each recipient kind.
 KIND_ACTION = {"hosting": "notice", "registrar": "notice", "cdn": "notice",
@@ -109,7 +109,7 @@ def register(cli: click.Group) -> None:
                   deadline: int | None, reason: str | None, analyst: str | None,
                   as_json: bool) -> None:
         """Show a case's routes, or decide them for a case awaiting routing (--to)."""
-        from plugins.route.policy import settings_from_config
+        from engine.directory import settings_from_config
 
         rt = ctx.find_root().obj.runtime()
         found = rt.store.get_case(case_id, events=False)
@@ -225,7 +225,7 @@ def register(cli: click.Group) -> None:
     @click.pass_context
     def hotlines_cmd(ctx: click.Context, as_json: bool) -> None:
         """The hotline directory in use (INHOPE members, police units, Interpol)."""
-        from plugins.route.policy import load_directory
+        from engine.directory import load_directory
 
         rt = ctx.find_root().obj.runtime()
         directory = load_directory(rt.config.get("routing", "directory_file") or None)

@@ -32,15 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from engine.errors import RoutingError
-from engine.routes import (  # noqa: F401  (re-exported: the contract the merge produces)
-    ACTIONS,
-    RECIPIENT_KINDS,
-    ROUTE_CHANNELS,
-    ROUTE_KEYS,
-    UNKNOWN_COUNTRY,
-    contract_routes,
-    country_code,
-)
+from engine.routes import ACTIONS, RECIPIENT_KINDS, ROUTE_CHANNELS, country_code
 
 _RULE = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
 

@@ -29,30 +29,24 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from engine.directory import (  # noqa: F401  (re-exported for the stage CLI)
-    DIRECTORY_FILE,
+from engine.directory import (
     Directory,
     DirectoryEntry,
     RoutingSettings,
-    _check_country,
     load_directory,
-    parse_contact,
     settings_from_config,
 )
 from engine.errors import RoutingError
 from engine.models import StageResult
 from engine.plugin_manager import await_me_maybe, implementations
-from plugins.route.merge import (
+from engine.routes import (
     RECIPIENT_KINDS,
     ROUTE_CHANNELS,
     UNKNOWN_COUNTRY,
-    MergeOutcome,
-    Proposal,
-    collect_proposals,
     contract_routes,
     country_code,
-    merge_proposals,
 )
+from plugins.route.merge import MergeOutcome, Proposal, collect_proposals, merge_proposals
 
 PLUGIN = "route_inhope"
 # Registry codes that are not a country: RIPE's "EU", APNIC's "AP", and placeholders.
