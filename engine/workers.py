@@ -15,7 +15,7 @@ this incarnation (``lease_until`` at or after its start plus one lease), so the 
 leases still expire; ``register_worker(..., release_previous=True)`` — called before the pipeline
 claims anything — releases them at once.
 
-Works on both backends through the store's own transaction (``_write``): on PostgreSQL the lease
+Works on both backends through the store's public ``transaction()``: on PostgreSQL the lease
 extension skips rows a committer holds locked (``SKIP LOCKED``) so it never waits or deadlocks;
 on SQLite the single writer makes it exclusive anyway.
 """
@@ -28,8 +28,7 @@ import logging
 import os
 import socket
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -39,6 +38,7 @@ from engine import clock as clock_mod
 if TYPE_CHECKING:
     from engine.context import StageContext
     from engine.store import Store
+    from engine.store.base import Transaction
 
 log = logging.getLogger("ntd.workers")
 
@@ -83,34 +83,16 @@ class WorkerInfo:
         return asdict(self)
 
 
-# -- SQL through the store's own transaction (both dialects) ------------------------------------
-class _Tx:
-    """Runs statements written with ``?`` placeholders on either backend's connection."""
-
-    def __init__(self, conn: Any, postgres: bool) -> None:
-        self.conn = conn
-        self.postgres = postgres
-
-    def __call__(self, sql: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
-        if self.postgres:
-            sql = sql.replace("?", "%s")
-        cur = self.conn.execute(sql, params)
-        self.rowcount = cur.rowcount
-        return [dict(r) for r in cur.fetchall()] if cur.description else []
-
-
-@contextmanager
-def _tx(store: Store) -> Iterator[_Tx]:
-    postgres = getattr(store, "dialect", "sqlite") == "postgresql"
-    with store._write() as conn:  # type: ignore[attr-defined]  # both backends have it
-        yield _Tx(conn, postgres)
+# -- SQL through the store's public transaction (both dialects) ---------------------------------
+def _tx(store: Store) -> AbstractContextManager[Transaction]:
+    return store.transaction()
 
 
 def _plus(now: str, seconds: float) -> str:
     return clock_mod.fmt(clock_mod.parse(now) + timedelta(seconds=seconds))
 
 
-def _release(tx: _Tx, owners: list[str]) -> int:
+def _release(tx: Transaction, owners: list[str]) -> int:
     """Drop every case and notice lease of ``owners`` (notices stay ``sending``: claimable)."""
     released = 0
     for owner in owners:
@@ -163,8 +145,7 @@ def beat(store: Store, reg: Registration, *, now: str) -> dict[str, int]:
     # Leases this incarnation took end at or after its start plus one lease; a dead earlier
     # incarnation's leases end before that, so they are never kept alive by us.
     floor = _plus(reg.started_at, reg.lease_seconds)
-    postgres = getattr(store, "dialect", "sqlite") == "postgresql"
-    lock = " ORDER BY id FOR UPDATE SKIP LOCKED" if postgres else ""
+    lock = f" ORDER BY id{store.dialect.skip_locked}"
     with _tx(store) as tx:
         tx("UPDATE workers SET heartbeat_at = ?, token = ? WHERE id = ?",
            (now, reg.token, reg.worker_id))

@@ -70,10 +70,9 @@ def commit(case_id: str, owner: str, result: StageResult, stage: str = "fetch") 
 
 
 def raw_execute(store: Store, sql: str, params: tuple[Any, ...] = ()) -> None:
-    """Run SQL with ``?`` placeholders on the backend's own connection (one transaction)."""
-    postgres = getattr(store, "dialect", "sqlite") == "postgresql"
-    with store._write() as conn:  # type: ignore[attr-defined]
-        conn.execute(sql.replace("?", "%s") if postgres else sql, params)
+    """Run SQL with ``?`` placeholders in one store transaction (either backend)."""
+    with store.transaction() as tx:
+        tx(sql, params)
 
 
 # -- schema ---------------------------------------------------------------------------------------
@@ -105,9 +104,8 @@ def test_concurrent_migrations_apply_each_version_once(pg_url: str) -> None:  # 
     s = open_store(pg_url)
     try:
         assert s.schema_version() == max(MIGRATIONS)
-        with s._write() as conn:  # type: ignore[attr-defined]
-            versions = [r["version"] for r in conn.execute(
-                "SELECT version FROM schema_version ORDER BY version")]
+        versions = [r["version"] for r in s.query(
+            "SELECT version FROM schema_version ORDER BY version")]
         assert versions == list(range(1, max(MIGRATIONS) + 1))
     finally:
         s.close()

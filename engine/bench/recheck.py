@@ -50,7 +50,7 @@ def seed_bench_cases(store: Any, n: int, *, port: int, now: str) -> None:
     """Store ``n`` noticed cases, due now, each with one matched media item (bulk SQL)."""
     from engine.lab.images import demo_image_bytes
     from engine.media.items import hash_bytes
-    from engine.store.base import IntakeRow
+    from engine.store import IntakeRow
     from engine.urls import canonicalize
 
     hashes = [hash_bytes(demo_image_bytes(seed), "image/jpeg") for seed in range(BENCH_IMAGES)]
@@ -68,18 +68,18 @@ def seed_bench_cases(store: Any, n: int, *, port: int, now: str) -> None:
     route = {"action": "notice", "recipient_kind": "hosting", "target": "abuse@h.bench.test",
              "channel": "email", "country": "NL", "deadline_hours": 24,
              "decided_by": "bench:rule", "reason": "bench"}
-    with store._write() as conn:  # benchmark set-up only: the stage code path is what is timed
-        conn.execute("UPDATE cases SET state = 'noticed', retry_at = ?", (now,))
-        conn.executemany(
+    with store.transaction() as tx:  # benchmark set-up only: the stage code path is what is timed
+        tx("UPDATE cases SET state = 'noticed', retry_at = ?", (now,))
+        tx.many(
             "INSERT INTO items(case_id, url, kind, status, content_type, hashes, matches,"
             " created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?)",
             [(cid, f"http://h{i % BENCH_HOSTS}.bench.test:{port}/m/{i}.jpg", "media", 200,
               "image/jpeg", json.dumps(hashes[i % BENCH_IMAGES]),
               json.dumps([{"list": "bench", "category": "baseline", "hash_type": "sha256",
                            "distance": 0}]), now, now) for i, cid in enumerate(ids)])
-        conn.executemany("INSERT INTO case_data(case_id, key, value) VALUES (?,?,?)",
+        tx.many("INSERT INTO case_data(case_id, key, value) VALUES (?,?,?)",
                          [(cid, "routes", json.dumps([route])) for cid in ids])
-        conn.executemany("INSERT INTO events(case_id, at, stage, actor, action, detail)"
+        tx.many("INSERT INTO events(case_id, at, stage, actor, action, detail)"
                          " VALUES (?,?,?,?,?,?)",
                          [(cid, now, "notify", "bench", "noticed", "{}") for cid in ids])
 
@@ -120,8 +120,7 @@ def bench_recheck(cases: int = 100_000, *, workers: int = 64) -> dict[str, Any]:
                 counts, summary = asyncio.run(run_sweep(rt, workers=workers,
                                                         install_signal_handlers=False))
                 cpu = time.process_time() - cpu0
-                store: Any = rt.store  # the SQLite store made above
-                outbox = store._read("SELECT count(*) FROM outbox")[0][0]
+                outbox = rt.store.query("SELECT count(*) AS n FROM outbox")[0]["n"]
                 states = rt.store.count_by_state()
             finally:
                 rt.close()

@@ -6,7 +6,8 @@ import os
 from pathlib import Path
 
 from engine.errors import ConfigError
-from engine.store.base import Commit, IntakeOutcome, IntakeRow, Store
+from engine.store.base import Store
+from engine.store.records import Commit, IntakeOutcome, IntakeRow
 
 DEFAULT_DB = "ntd.db"
 DB_ENV = "NTD_DATABASE_URL"

@@ -135,13 +135,15 @@ def describe(url: str) -> str:
 
 # -- backend access (the copy works below the Store interface, on raw rows) ---------------------
 def _is_pg(store: Store) -> bool:
-    return getattr(store, "dialect", "sqlite") == "postgresql"
+    return store.dialect.name == "postgresql"
 
 
 @contextmanager
 def _transaction(store: Store) -> Iterator[Any]:
-    with store._write() as conn:  # type: ignore[attr-defined]  # both backends have it
-        yield conn
+    """The driver's own connection inside one store transaction (the copy is part of the
+    store package and reads below its interface)."""
+    with store._write() as conn:  # type: ignore[attr-defined]  # SQLStore's primitive
+        yield getattr(conn, "raw", conn)
 
 
 def _columns(conn: Any, pg: bool, table: str) -> list[str]:
@@ -173,25 +175,14 @@ def _rows(conn: Any, pg: bool, table: str, columns: list[str],
                 yield tuple(row)
 
 
-def _write_rows(conn: Any, pg: bool, table: str, columns: list[str],
+def _write_rows(store: Store, conn: Any, table: str, columns: list[str],
                 rows: Iterator[tuple[Any, ...]]) -> None:
-    if pg:
-        # COPY: an order of magnitude faster than INSERTs for large tables.
-        with conn.cursor() as cur, cur.copy(
-                f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
-            for row in rows:
-                copy.write_row(row)
-        return
-    sql = (f"INSERT INTO {table} ({', '.join(columns)})"
-           f" VALUES ({', '.join('?' * len(columns))})")
-    batch: list[tuple[Any, ...]] = []
-    for row in rows:
-        batch.append(row)
-        if len(batch) >= _BATCH:
-            conn.executemany(sql, batch)
-            batch = []
-    if batch:
-        conn.executemany(sql, batch)
+    """The backend's bulk insert (``COPY`` on PostgreSQL, batched INSERTs on SQLite)."""
+    if _is_pg(store):
+        from engine.store.postgres import PgConnection  # psycopg is an optional dependency
+
+        conn = PgConnection(conn)
+    store._bulk_insert(conn, table, columns, rows)  # type: ignore[attr-defined]
 
 
 def _tables(conn: Any, pg: bool) -> set[str]:
@@ -275,7 +266,7 @@ def _copy(source: Store, target: Store, report: CopyReport) -> None:
                         sink.add(row)
                         yield row
 
-                _write_rows(dst, dst_pg, table, columns,
+                _write_rows(target, dst, table, columns,
                             tapped(_rows(src, src_pg, table, columns, key)))
             if dst_pg and table in IDENTITY_TABLES:
                 dst.execute(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), max(id))"

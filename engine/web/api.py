@@ -19,7 +19,7 @@ import engine.web.intake_web as intake_web
 import engine.web.services as services
 from engine.errors import InputError, StorageError
 from engine.models import STATES
-from engine.store.base_notices import NOTICE_STATES
+from engine.store.roles import NOTICE_STATES
 from engine.web.auth import User, token_digest
 from engine.web.deps import WebState, read_body, run_sync, state
 from engine.web.problems import Problem

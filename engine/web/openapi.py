@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from engine.models import STATES
-from engine.store.base_notices import NOTICE_STATES
+from engine.store.roles import NOTICE_STATES
 
 _PROBLEM = {"$ref": "#/components/responses/Problem"}
 

@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from engine.errors import InputError
-from engine.store.base_notices import NOTICE_STATES
+from engine.store.roles import NOTICE_STATES
 
 CONTRACT_KEYS = ("id", "case_ids", "recipient", "channel", "state", "attempts",
                  "idempotency_key", "sent_at", "error")

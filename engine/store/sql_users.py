@@ -1,16 +1,16 @@
-"""SQLite SQL for web-console accounts and API tokens (tables of migration 7).
+"""Web-console accounts and API tokens (tables of migration 7), written once for both backends.
 
-Mixed into ``SQLiteStore``; the methods use its ``_write()`` transaction and ``_read()`` helpers.
+Mixed into ``engine.store.sql.SQLStore``; the methods use its ``_write()`` transaction and
+``_read()`` helpers; rows are dicts.
 Only password hashes (argon2, made by ``engine.web.auth``) and SHA-256 digests of API tokens are
 stored; the store never sees a password or a token.
 """
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engine.errors import InputError
 from engine.ids import new_id
@@ -25,22 +25,20 @@ def _user(row: Any, *, with_hash: bool = False) -> dict[str, Any]:
     return out
 
 
-class SQLiteUsersMixin:
+class SQLUsersMixin:
     """Accounts (``users``) and API tokens (``api_tokens``)."""
 
-    # Provided by SQLiteStore.
-    def _write(self) -> AbstractContextManager[sqlite3.Connection]:  # pragma: no cover
-        raise NotImplementedError
+    if TYPE_CHECKING:  # provided by SQLStore; never defined here at run time (MRO)
+        def _write(self) -> AbstractContextManager[Any]: ...
 
-    def _read(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:  # pragma: no cover
-        raise NotImplementedError
+        def _read(self, sql: str, params: Sequence[Any] = ()) -> list[Any]: ...
 
     def add_user(self, *, name: str, password_hash: str, role: str, country: str | None,
                  now: str) -> str:
         """Create an account; returns its id. A taken name is an ``InputError``."""
         user_id = new_id("U")
         with self._write() as conn:
-            if conn.execute("SELECT 1 FROM users WHERE name = ?", (name,)).fetchone():
+            if conn.execute("SELECT 1 AS x FROM users WHERE name = ?", (name,)).fetchone():
                 raise InputError(f"user {name!r} already exists")
             conn.execute("INSERT INTO users(id, name, password_hash, role, country, created_at)"
                          " VALUES (?,?,?,?,?,?)",
@@ -68,7 +66,7 @@ class SQLiteUsersMixin:
         with self._write() as conn:
             cur = conn.execute("UPDATE users SET password_hash = ? WHERE name = ?",
                                (password_hash, name))
-        return cur.rowcount > 0
+            return cur.rowcount > 0
 
     def remove_user(self, name: str) -> bool:
         """Delete an account and its tokens; False if there was none."""
@@ -76,8 +74,8 @@ class SQLiteUsersMixin:
             row = conn.execute("SELECT id FROM users WHERE name = ?", (name,)).fetchone()
             if row is None:
                 return False
-            conn.execute("DELETE FROM api_tokens WHERE user_id = ?", (row[0],))
-            conn.execute("DELETE FROM users WHERE id = ?", (row[0],))
+            conn.execute("DELETE FROM api_tokens WHERE user_id = ?", (row["id"],))
+            conn.execute("DELETE FROM users WHERE id = ?", (row["id"],))
         return True
 
     def add_token(self, *, user_id: str, token_hash: str, now: str) -> None:
@@ -105,7 +103,7 @@ class SQLiteUsersMixin:
         """Delete every API token of an account; returns how many."""
         with self._write() as conn:
             cur = conn.execute("DELETE FROM api_tokens WHERE user_id = ?", (user_id,))
-        return cur.rowcount
+            return cur.rowcount
 
     def tokens_of(self, user_id: str) -> Iterator[dict[str, Any]]:
         """Creation and last-use times of an account's tokens (never the digests)."""

@@ -1,8 +1,10 @@
-"""SQLite part of the store for anonymised statistics (read-only aggregate queries).
+"""Anonymised statistics, written once for both backends (read-only aggregate queries).
 
-Mixed into ``SQLiteStore``. Every method only reads. None of them returns a URL, host, domain,
-reporter value or case id: rows are per-case *facts* (times, state, category, hosting network) or
-counts, so the statistics layer (``engine.stats``) never holds anything it could leak.
+Mixed into ``engine.store.sql.SQLStore``; rows come back as dicts with the same column names and
+value types on both backends (JSON fields as their JSON type, flags as 0/1 integers). Every
+method only reads. None of them returns a URL, host, domain, reporter value or case id: rows
+are per-case *facts* (times, state, category, hosting network) or counts, so the statistics
+layer (``engine.stats``) never holds anything it could leak.
 
 Time bounds are ntd timestamp text (``YYYY-MM-DDTHH:MM:SS.ffffffZ``), compared as text: ``start``
 is inclusive, ``end`` exclusive (``engine.stats`` passes ``'0000'`` / ``'9999'`` for "all time").
@@ -10,8 +12,10 @@ is inclusive, ``end`` exclusive (``engine.stats`` passes ``'0000'`` / ``'9999'``
 
 from __future__ import annotations
 
-import sqlite3
 from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from engine.store.dialect import Dialect
 
 # Per-case facts of the cases first reported in [start, end). One row per case, no identifiers.
 # Confirmation, verdicts, notices, removals and escalations come from the append-only trail;
@@ -22,17 +26,17 @@ WITH cohort AS (
     SELECT id, state, created_at FROM cases WHERE created_at >= ? AND created_at < ?
 ), ev AS (
     SELECT e.case_id,
-           max(e.action IN ('matched', 'confirmed')) AS matched,
-           max(e.action = 'verdict' AND json_extract(e.detail, '$.verdict') = 'illegal')
-               AS verdict_illegal,
-           max(e.action = 'verdict' AND json_extract(e.detail, '$.verdict') = 'not_illegal')
-               AS verdict_not_illegal,
-           max(e.action = 'suppressed') AS suppressed,
-           max(CASE WHEN e.action = 'verdict' THEN json_extract(e.detail, '$.category') END)
+           max(CASE WHEN e.action IN ('matched', 'confirmed') THEN 1 ELSE 0 END) AS matched,
+           max(CASE WHEN e.action = 'verdict' AND {verdict} = 'illegal'
+               THEN 1 ELSE 0 END) AS verdict_illegal,
+           max(CASE WHEN e.action = 'verdict' AND {verdict} = 'not_illegal'
+               THEN 1 ELSE 0 END) AS verdict_not_illegal,
+           max(CASE WHEN e.action = 'suppressed' THEN 1 ELSE 0 END) AS suppressed,
+           max(CASE WHEN e.action = 'verdict' THEN {category} END)
                AS verdict_category,
            min(CASE WHEN e.action = 'noticed' THEN e.at END) AS noticed_at,
            max(CASE WHEN e.action = 'removed' THEN e.at END) AS removed_event_at,
-           sum(e.action LIKE 'escalat%') AS escalations
+           sum(CASE WHEN e.action LIKE 'escalat%' THEN 1 ELSE 0 END) AS escalations
     FROM events e JOIN cohort c ON c.id = e.case_id
     GROUP BY e.case_id
 )
@@ -44,17 +48,17 @@ SELECT c.created_at, c.state,
        ev.verdict_category,
        ev.noticed_at, ev.removed_event_at,
        coalesce(ev.escalations, 0) AS escalations,
-       m.value IS NOT NULL AS has_match,
-       json_extract(m.value, '$.category') AS match_category,
-       json_extract(a.value, '$.verdict') AS assessment_verdict,
-       json_extract(a.value, '$.category') AS assessment_category,
-       json_extract(r.value, '$.country') AS country,
-       json_extract(r.value, '$.asn') AS asn,
-       json_extract(r.value, '$.org') AS org,
-       mo.value IS NOT NULL AS has_monitoring,
-       json_extract(mo.value, '$.removed_at') AS removed_at,
-       json_extract(mo.value, '$.seconds_to_removal_from_report') AS seconds_from_report,
-       json_extract(mo.value, '$.seconds_to_removal_from_notice') AS seconds_from_notice,
+       CASE WHEN m.value IS NOT NULL THEN 1 ELSE 0 END AS has_match,
+       {m_category} AS match_category,
+       {a_verdict} AS assessment_verdict,
+       {a_category} AS assessment_category,
+       {r_country} AS country,
+       {r_asn} AS asn,
+       {r_org} AS org,
+       CASE WHEN mo.value IS NOT NULL THEN 1 ELSE 0 END AS has_monitoring,
+       {mo_removed_at} AS removed_at,
+       {mo_seconds_to_removal_from_report} AS seconds_from_report,
+       {mo_seconds_to_removal_from_notice} AS seconds_from_notice,
        {first_sent_column} AS first_notice_sent_at
 FROM cohort c
 LEFT JOIN ev ON ev.case_id = c.id{first_sent_join}
@@ -74,32 +78,48 @@ LEFT JOIN (SELECT o.case_id, min(n.sent_at) AS first_sent
            GROUP BY o.case_id) fs ON fs.case_id = c.id"""
 
 
-class SQLiteStatsMixin:
-    """Aggregate queries of the SQLite store used by ``engine.stats``."""
+def _case_facts_sql(dialect: Dialect, *, with_notices: bool) -> str:
+    fields = {"verdict": dialect.json_text("e.detail", "verdict"),
+              "category": dialect.json_text("e.detail", "category")}
+    for alias, key in (("m", "category"), ("a", "verdict"), ("a", "category"), ("r", "country"),
+                       ("r", "asn"), ("r", "org"), ("mo", "removed_at"),
+                       ("mo", "seconds_to_removal_from_report"),
+                       ("mo", "seconds_to_removal_from_notice")):
+        fields[f"{alias}_{key}"] = dialect.json_value(f"{alias}.value", key)
+    if with_notices:
+        fields.update(first_sent_column="fs.first_sent", first_sent_join=_FIRST_SENT_JOIN)
+    else:
+        fields.update(first_sent_column="NULL", first_sent_join="")
+    return _CASE_FACTS.format(**fields)
 
-    if TYPE_CHECKING:  # provided by SQLiteStore; never defined here at run time (MRO)
-        conn: sqlite3.Connection
 
-        def _read(self, sql: str, params: Any = ()) -> list[sqlite3.Row]: ...
+class SQLStatsMixin:
+    """Aggregate queries of the SQL store used by ``engine.stats``."""
+
+    if TYPE_CHECKING:  # provided by SQLStore; never defined here at run time (MRO)
+        dialect: Dialect
+
+        def query(self, sql: str, params: Any = ()) -> list[dict[str, Any]]: ...
+
+        def _table_columns(self, table: str) -> set[str]: ...
 
     def _stats_has_columns(self, table: str, columns: tuple[str, ...]) -> bool:
         """Whether ``table`` exists with all ``columns`` (older schemas lack the notices)."""
-        found = {r[1] for r in self._read(f"PRAGMA table_info({table})")}
-        return set(columns) <= found
+        return set(columns) <= self._table_columns(table)
 
     def stats_notices_available(self) -> bool:
         """True when the notices table (schema 4) is there; else notices count from events."""
         return (self._stats_has_columns("notices", ("id", "state", "sent_at", "recipient_kind"))
                 and self._stats_has_columns("outbox", ("notice_id", "case_id")))
 
-    def stats_reports_by_day(self, start: str, end: str) -> list[sqlite3.Row]:
+    def stats_reports_by_day(self, start: str, end: str) -> list[dict[str, Any]]:
         """Report counts received in [start, end) per (``day``, ``channel``, ``duplicate``)."""
-        return self._read(
+        return self.query(
             "SELECT substr(received_at, 1, 10) AS day, channel, duplicate, count(*) AS n"
             " FROM reports WHERE received_at >= ? AND received_at < ?"
             " GROUP BY day, channel, duplicate ORDER BY day, channel", (start, end))
 
-    def stats_case_facts(self, start: str, end: str) -> list[sqlite3.Row]:
+    def stats_case_facts(self, start: str, end: str) -> list[dict[str, Any]]:
         """One row of facts per case first reported in [start, end); no identifiers.
 
         Columns: created_at, state, matched, verdict_illegal, verdict_not_illegal, suppressed,
@@ -107,12 +127,8 @@ class SQLiteStatsMixin:
         assessment_verdict, assessment_category, country, asn, org, has_monitoring, removed_at,
         seconds_from_report, seconds_from_notice, first_notice_sent_at.
         """
-        if self.stats_notices_available():
-            sql = _CASE_FACTS.format(first_sent_column="fs.first_sent",
-                                     first_sent_join=_FIRST_SENT_JOIN)
-        else:
-            sql = _CASE_FACTS.format(first_sent_column="NULL", first_sent_join="")
-        return self._read(sql, (start, end))
+        sql = _case_facts_sql(self.dialect, with_notices=self.stats_notices_available())
+        return self.query(sql, (start, end))
 
     def stats_notices_sent(self, start: str, end: str) -> dict[str, int]:
         """Notices sent in [start, end) per recipient kind.
@@ -121,10 +137,10 @@ class SQLiteStatsMixin:
         notices table.
         """
         if not self.stats_notices_available():
-            rows = self._read("SELECT 'unknown' AS kind, count(*) AS n FROM events"
+            rows = self.query("SELECT 'unknown' AS kind, count(*) AS n FROM events"
                               " WHERE action = 'noticed' AND at >= ? AND at < ?", (start, end))
         else:
-            rows = self._read(
+            rows = self.query(
                 "SELECT recipient_kind AS kind, count(*) AS n FROM notices"
                 " WHERE state = 'sent' AND sent_at >= ? AND sent_at < ?"
                 " GROUP BY recipient_kind", (start, end))
@@ -132,11 +148,11 @@ class SQLiteStatsMixin:
 
     def stats_escalation_events(self, start: str, end: str) -> int:
         """Escalation steps (events ``escalat*``) recorded in [start, end)."""
-        rows = self._read("SELECT count(*) AS n FROM events WHERE action LIKE 'escalat%'"
+        rows = self.query("SELECT count(*) AS n FROM events WHERE action LIKE 'escalat%'"
                           " AND at >= ? AND at < ?", (start, end))
         return int(rows[0]["n"])
 
     def stats_first_activity(self) -> str | None:
         """The earliest report time in the store (the start of "all time"), or None."""
-        rows = self._read("SELECT min(received_at) AS first FROM reports")
+        rows = self.query("SELECT min(received_at) AS first FROM reports")
         return rows[0]["first"] if rows else None
