@@ -9,13 +9,15 @@ validation accepts, a hash list must import its examples and the matcher must fi
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from engine import notice_content
 from engine.lab.images import jpeg_bytes, make_image, png_bytes
-from engine.media import items
+from engine.media import hash_index, hashlist_format, items
 from engine.media.digests import crypto_hashes
 from engine.media.hashing import MediaError, hash_media
 from engine.media.hashlist_format import HashlistFormatError, parse_hashlist
@@ -303,3 +305,35 @@ def test_matcher_uses_the_default_radius(store: Store, kind: type[HashType]) -> 
     assert hit["distance"] == kind.default_radius
     assert matcher.match_hashes({kind.name: far, **quality}) == []
 
+
+# -- the constants other modules derive from the registry --------------------------------------
+
+
+def test_derived_constants_follow_the_registry() -> None:
+    assert items.HASH_KEYS == ("md5", "sha1", "sha256", "phash", "pdq", "pdq_quality")
+    assert items.MIRROR_KEYS == {"pdq_mirror": "pdq"}
+    assert notice_content.HASH_KEYS == tuple(HASH_TYPES)
+    assert hashlist_format.HASH_HEX_LENGTH == {n: t.hex_length for n, t in HASH_TYPES.items()}
+    assert hash_index.HASH_BITS == {"md5": 128, "sha1": 160, "sha256": 256, "phash": 64,
+                                    "pdq": 256}
+    assert hash_index.DEFAULT_RADIUS == default_radii()
+
+
+def test_every_perceptual_kind_has_its_radius_options() -> None:
+    from plugins import match
+    from plugins.recheck.checking import SCHEMA, RecheckSettings
+
+    options = match.ntd_config_schema()["match"]
+    for kind in PERCEPTUAL_TYPES:
+        assert options[f"{kind.name}_radius"].default == kind.default_radius
+        assert SCHEMA["recheck"][f"{kind.name}_radius"].default == kind.default_radius
+        if kind.quality_key:
+            assert options[f"min_{kind.name}_quality"].default == kind.default_min_quality
+    assert RecheckSettings().radii == default_radii()
+
+
+def test_the_docs_table_lists_every_kind_as_registered() -> None:
+    text = (Path(__file__).resolve().parents[1] / "docs" / "hash-types.md").read_text("utf-8")
+    rows = re.findall(r"^\| `(\w+)` \| (\w+) \| (\d+) \| (\d+) \| (\d+)", text, re.M)
+    assert rows == [(t.name, "perceptual" if t.perceptual else "cryptographic", str(t.bits),
+                     str(t.hex_length), str(t.default_radius)) for t in TYPES]
