@@ -19,10 +19,15 @@ marked ``NotRequired`` may be absent; every other key is always present in what 
 plugin, though its value may be ``None`` where the type says so. Plugins should still read
 optional facts with ``.get`` — a resolution recorded by an older ntd may lack newer keys.
 
+The hash types (``HashType``, ``HASH_TYPES``, ``hash_type``: ``docs/hash-types.md``) let a
+plugin that brings hashes — a hash source, an intake that carries them — check and compare them
+the way ntd does: ``hash_type("pdq").validate(value)`` normalises or raises ``ValueError``.
+
 This module sits on top of the engine: it imports ``engine.models``, ``engine.context``,
-``engine.config`` and ``engine.errors``, and none of those (nor ``engine.store``) imports it, so
-no import cycle runs through it. It never imports ``plugins``: the built-in stages are plugins
-like any other. Tests of a plugin use ``engine.testing``.
+``engine.config``, ``engine.errors`` and ``engine.media.signals``, and none of those (nor
+``engine.store``) imports it, so no import cycle runs through it. It never imports
+``plugins``: the built-in stages are plugins like any other. Tests of a plugin use
+``engine.testing``.
 """
 
 # No ``from __future__ import annotations`` here, unlike the rest of ntd: on Python 3.11 a
@@ -49,6 +54,7 @@ from engine.errors import (
     StageError,
     StorageError,
 )
+from engine.media.signals import HASH_TYPES, HashType, hash_type
 from engine.models import CLOSED_STATES, STATES, Case, Item, StageResult
 from engine.routes import UNKNOWN_COUNTRY, is_placeholder
 
@@ -272,7 +278,7 @@ class NoticeEntry(TypedDict):
     """One URL a notice lists: the reported URL or a matched media URL."""
 
     url: str
-    hashes: dict[str, str]  # md5, sha1, sha256, phash, pdq (those known)
+    hashes: dict[str, str]  # by hash type name (``HASH_TYPES``): those known
     classification: str  # e.g. INHOPE ``baseline`` / ``national``
     detection_method: str  # ``hash_match`` or ``manual_review``
     first_seen: str
@@ -473,6 +479,8 @@ __all__ = [
     "Clock", "MaybeAwaitable",
     # configuration
     "Config", "ConfigSchema", "Option", "positive", "non_negative", "one_of", "secret_from_env",
+    # hash types
+    "HashType", "HASH_TYPES", "hash_type",
     # errors
     "NtdError", "ConfigError", "InputError", "PluginError", "StorageError", "StageError",
     "FetchError", "HashlistError", "ResolutionError", "RoutingError", "DeliveryError",

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from engine.media.signals import HASH_TYPE_NAMES
 from engine.models import Case
 
-HASH_KEYS = ("md5", "sha1", "sha256", "phash", "pdq")
+HASH_KEYS = HASH_TYPE_NAMES  # the hashes a notice may carry: every hash type's, no quality scores
 # Routes whose channel the engine can deliver itself; others become "manual" notices unless a
 # plugin registers a sender for the channel.
 BUILTIN_CHANNELS = ("email", "api")

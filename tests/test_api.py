@@ -20,6 +20,7 @@ import pytest
 
 import engine
 from engine import api, config, context, errors, hookspecs, models, routes
+from engine.media import signals
 from engine.store import Store
 from engine.testing import contact, make_case, resolution, route_with_defaults
 
@@ -29,6 +30,7 @@ EXAMPLE = ROOT / "examples" / "ntd-hotline-de"
 # a function or under TYPE_CHECKING.
 BELOW_API = [ROOT / "engine" / "context.py", ROOT / "engine" / "models.py",
              ROOT / "engine" / "config.py", ROOT / "engine" / "errors.py",
+             ROOT / "engine" / "media" / "signals.py",
              *sorted((ROOT / "engine" / "store").rglob("*.py"))]
 
 
@@ -68,6 +70,8 @@ def test_api_exports_what_a_plugin_needs() -> None:
                  "DeliveryError"):
         assert getattr(api, name) is getattr(errors, name)
         assert name in api.__all__
+    assert (api.HashType, api.HASH_TYPES, api.hash_type) == (
+        signals.HashType, signals.HASH_TYPES, signals.hash_type)
 
 
 def test_contract_typeddicts_are_exported() -> None:

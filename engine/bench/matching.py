@@ -30,8 +30,9 @@ from engine.media.hash_index import (
     hamming_hex,
     hexes_to_words,
 )
+from engine.media.signals import PERCEPTUAL_NAMES, PERCEPTUAL_TYPES
 
-BITS = {"phash": 64, "pdq": 256}
+BITS = {t.name: t.bits for t in PERCEPTUAL_TYPES}
 
 
 def _rss_bytes() -> int:
@@ -150,10 +151,10 @@ def bench_match(
     queries: int = 1000,
     seed: int = 0,
     *,
-    kinds: Iterable[str] = ("phash", "pdq"),
+    kinds: Iterable[str] = PERCEPTUAL_NAMES,
     check: int = 100,
 ) -> dict[str, Any]:
-    """Benchmark ``HammingIndex`` on ``entries`` random hashes for each of pHash and PDQ.
+    """Benchmark ``HammingIndex`` on ``entries`` random hashes of each perceptual hash type.
 
     Queries mix near-duplicates of list entries (within the default radius), near misses just
     outside it and random hashes. Reports build time, first/p50/p99/mean latency on this one

@@ -19,6 +19,8 @@ from collections.abc import Callable
 import numpy as np
 from PIL import Image, ImageChops, ImageDraw, ImageFont, ImageOps
 
+from engine.media.signals import HASH_TYPE_NAMES
+
 # The encoding the demo list and the lab servers use for "the original" of a seed.
 DEMO_SIZE = (512, 512)
 DEMO_JPEG_QUALITY = 90
@@ -186,7 +188,7 @@ def build_demo_hashlist(path: str | os.PathLike[str], n: int = 20) -> int:
         for seed in range(n):
             h = hash_media(demo_image_bytes(seed))
             label = f"synthetic-{seed:04d}"
-            for kind in ("md5", "sha1", "sha256", "phash", "pdq"):
+            for kind in HASH_TYPE_NAMES:
                 if h.get(kind):
                     writer.writerow([kind, h[kind], "baseline", label, DEMO_SOURCE])
                     rows += 1

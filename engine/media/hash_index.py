@@ -31,9 +31,11 @@ from itertools import combinations
 
 import numpy as np
 
+from engine.media.signals import CRYPTO_NAMES, HASH_TYPES, PERCEPTUAL_NAMES, default_radii
+
 WORD = 64
-DEFAULT_RADIUS = {"phash": 8, "pdq": 31}
-HASH_BITS = {"md5": 128, "sha1": 160, "sha256": 256, "phash": 64, "pdq": 256}
+DEFAULT_RADIUS = default_radii()  # {perceptual type: radius}, from engine.media.signals
+HASH_BITS = {name: t.bits for name, t in HASH_TYPES.items()}
 
 _MAX_CHUNK_BITS = 22  # bucket table of 2^22 uint32 = 16 MiB per chunk; wider isn't worth it
 _MIN_CHUNK_BITS = 8
@@ -450,15 +452,15 @@ class Match:
 
 
 class HashMatcher:
-    """One index per hash type: exact for md5/sha1/sha256, Hamming for phash/pdq.
+    """One index per hash type: exact for the cryptographic ones, Hamming for the perceptual.
 
     ``radii`` overrides :data:`DEFAULT_RADIUS` per perceptual type.
     """
 
     def __init__(self, radii: dict[str, int] | None = None) -> None:
         self.radii = {**DEFAULT_RADIUS, **(radii or {})}
-        self._exact = {t: ExactIndex(HASH_BITS[t]) for t in ("md5", "sha1", "sha256")}
-        self._hamming = {t: HammingIndex(HASH_BITS[t]) for t in ("phash", "pdq")}
+        self._exact = {t: ExactIndex(HASH_BITS[t]) for t in CRYPTO_NAMES}
+        self._hamming = {t: HammingIndex(HASH_BITS[t]) for t in PERCEPTUAL_NAMES}
 
     def add(self, hash_type: str, hexes: Sequence[str], ids: Sequence[int] | np.ndarray) -> None:
         """Add hex hashes of one type with their ids; raises ``ValueError`` on bad input."""

@@ -24,14 +24,14 @@ from pathlib import Path
 from typing import Literal
 
 from engine.errors import HashlistError
+from engine.media.signals import HASH_TYPES
 
-HASH_HEX_LENGTH = {"md5": 32, "sha1": 40, "sha256": 64, "phash": 16, "pdq": 64}
+HASH_HEX_LENGTH = {name: t.hex_length for name, t in HASH_TYPES.items()}
 FIELDS = ("hash_type", "hash", "category", "label", "source")
 REQUIRED_FIELDS = ("hash_type", "hash", "category")
 MAX_LINE_BYTES = 4096  # a valid line is < 600 bytes; the cap bounds memory on hostile input
 MAX_TEXT = 256  # label and source
 
-_HEX = re.compile(r"[0-9a-f]+")
 _CATEGORY = re.compile(r"[a-z][a-z0-9_]{0,63}")
 # C0/C1 controls and Unicode line/paragraph separators: labels end up in logs and e-mails.
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
@@ -121,16 +121,15 @@ def _validate(record: dict[str, object], name: str, lineno: int) -> HashEntry:
         return value.strip()
 
     hash_type = (text("hash_type", required=True) or "").lower()
-    if hash_type not in HASH_HEX_LENGTH:
+    kind = HASH_TYPES.get(hash_type)
+    if kind is None:
         raise HashlistFormatError(
-            name, lineno, "hash_type", f"must be one of {', '.join(HASH_HEX_LENGTH)}"
+            name, lineno, "hash_type", f"must be one of {', '.join(HASH_TYPES)}"
         )
-    value = (text("hash", required=True) or "").lower()
-    want = HASH_HEX_LENGTH[hash_type]
-    if len(value) != want or not _HEX.fullmatch(value):
-        raise HashlistFormatError(
-            name, lineno, "hash", f"expected {want} hex characters for {hash_type}"
-        )
+    try:
+        value = kind.validate(text("hash", required=True) or "")
+    except ValueError as exc:  # the message names the kind and length, never the value
+        raise HashlistFormatError(name, lineno, "hash", str(exc)) from exc
     category = (text("category", required=True) or "").lower()
     if not _CATEGORY.fullmatch(category):
         raise HashlistFormatError(

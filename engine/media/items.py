@@ -10,15 +10,19 @@ from __future__ import annotations
 from typing import Any
 
 from engine.media.digests import crypto_hashes
+from engine.media.signals import HASH_TYPES
 
 IMAGE_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp", "image/bmp"})
 
 
-HASH_KEYS = ("md5", "sha1", "sha256", "phash", "pdq", "pdq_quality")  # an item's ``hashes``
+# An item's ``hashes``: every hash type's value, each followed by its quality score if it has one.
+HASH_KEYS = tuple(key for t in HASH_TYPES.values()
+                  for key in (t.name, t.quality_key) if key is not None)
 # Hashes of the left-right mirror image, for matching only (a mirrored copy of a listed image
 # is the cheapest evasion): kept in the case's data under "mirror_hashes", keyed by the item's
 # SHA-256 (no URLs: case data outlives the anonymisation of items), not in the item.
-MIRROR_KEYS = {"pdq_mirror": "pdq"}
+# ``{key in what hash_media returns: hash type name}``.
+MIRROR_KEYS = {t.mirror_key: t.name for t in HASH_TYPES.values() if t.mirror_key is not None}
 
 
 def hash_bytes(data: bytes, content_type: str, mirror: bool = False) -> dict[str, Any]:

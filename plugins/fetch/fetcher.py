@@ -18,6 +18,7 @@ from engine.errors import FetchError
 from engine.media.digests import crypto_hashes
 from engine.media.html_media import extract_media_urls  # here, not at the first page: no loop stall
 from engine.media.items import IMAGE_TYPES, MIRROR_KEYS, hash_bytes
+from engine.media.signals import perceptually_hashed
 from engine.models import Item, StageResult
 
 
@@ -162,7 +163,7 @@ async def fetch_case(case: Any, ctx: Any) -> StageResult:
         items += await asyncio.gather(*(one(u) for u in media))
     detail = {"status": page.status, "content_type": page.content_type, "size": page.size,
               "media_found": len(media),
-              "media_hashed": sum(1 for i in items[1:] if i.hashes.get("phash"))}
+              "media_hashed": sum(1 for i in items[1:] if perceptually_hashed(i.hashes))}
     # The mirror images' hashes go to the case's data for the match stage (an item's hashes are
     # those of the bytes it served).
     return StageResult(state="fetched", action="fetched", items=items, detail=detail,

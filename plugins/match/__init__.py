@@ -7,26 +7,27 @@ from typing import Any
 
 from engine import hookimpl
 from engine.config import Option, non_negative
+from engine.media.signals import HASH_TYPE_NAMES, PERCEPTUAL_TYPES, perceptually_hashed
 from engine.models import StageResult
-from plugins.match.matcher import (
-    CRYPTO_TYPES,
-    PERCEPTUAL_BITS,
-    current_matcher,
-)
+from plugins.match.matcher import current_matcher
 
 
 @hookimpl
 def ntd_config_schema() -> dict[str, dict[str, Option]]:
-    return {"match": {
-        "phash_radius": Option(type=int, default=8, check=non_negative,
-                               help="default pHash Hamming radius (lists may set their own)"),
-        "pdq_radius": Option(type=int, default=31, check=non_negative,
-                             help="default PDQ Hamming radius"),
-        "min_pdq_quality": Option(type=int, default=0, check=non_negative,
-                                  help="ignore PDQ hashes of lower quality"),
-        "reload_check_seconds": Option(type=float, default=0.0, check=non_negative,
-                                       help="how often to check for changed lists (0: per case)"),
-    }}
+    # one radius per perceptual hash type (phash_radius, pdq_radius), and a quality floor for
+    # those with a quality score (min_pdq_quality)
+    options = {f"{t.name}_radius": Option(
+        type=int, default=t.default_radius, check=non_negative,
+        help=f"default {t.label} Hamming radius (lists may set their own)")
+        for t in PERCEPTUAL_TYPES}
+    options.update({f"min_{t.name}_quality": Option(
+        type=int, default=t.default_min_quality, check=non_negative,
+        help=f"ignore {t.label} hashes of lower quality")
+        for t in PERCEPTUAL_TYPES if t.quality_key})
+    options["reload_check_seconds"] = Option(
+        type=float, default=0.0, check=non_negative,
+        help="how often to check for changed lists (0: per case)")
+    return {"match": options}
 
 
 @hookimpl
@@ -46,9 +47,9 @@ def ntd_verdict_recorded(case: Any, verdict: str, category: str | None, learn: b
         return
     entries = []
     for item in case.items:
-        for hash_type in (*CRYPTO_TYPES, *PERCEPTUAL_BITS):
+        for hash_type in HASH_TYPE_NAMES:
             value = item.hashes.get(hash_type)
-            if value and (item.kind == "media" or item.hashes.get("phash")):
+            if value and (item.kind == "media" or perceptually_hashed(item.hashes)):
                 label = f"learned from {case.id}"
                 entries.append((hash_type, value,
                                 category or ("baseline" if verdict == "illegal"

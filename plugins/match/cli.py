@@ -11,6 +11,8 @@ from typing import Any
 import click
 
 from engine.errors import HashlistError, InputError
+from engine.media.items import HASH_KEYS
+from engine.media.signals import PERCEPTUAL_NAMES
 
 
 def _emit(value: Any) -> None:
@@ -44,15 +46,13 @@ def register(cli: click.Group) -> None:
                 h = hash_media(data)
             except MediaError as exc:
                 raise InputError(f"{name}: {exc.message}") from exc
-            out.append({"file": name, "md5": h["md5"], "sha1": h["sha1"],
-                        "sha256": h["sha256"], "phash": h["phash"], "pdq": h["pdq"],
-                        "pdq_quality": h["pdq_quality"]})
+            out.append({"file": name, **{key: h[key] for key in HASH_KEYS}})
         if as_json:
             _emit(out[0] if len(out) == 1 else out)
             return
         for row in out:
             click.echo(f"{row['file']}")
-            for key in ("md5", "sha1", "sha256", "phash", "pdq", "pdq_quality"):
+            for key in HASH_KEYS:
                 click.echo(f"  {key:<11} {row[key]}")
 
     @cli.group("hashlist")
@@ -78,8 +78,9 @@ def register(cli: click.Group) -> None:
         limits: dict[str, int] = {}
         for spec in thresholds:
             key, _, value = spec.partition("=")
-            if key not in ("phash", "pdq") or not value.isdigit():
-                raise InputError(f"--threshold {spec!r}: expected phash=N or pdq=N")
+            if key not in PERCEPTUAL_NAMES or not value.isdigit():
+                raise InputError(f"--threshold {spec!r}: expected "
+                                 + " or ".join(f"{n}=N" for n in PERCEPTUAL_NAMES))
             limits[key] = int(value)
         rt = _obj(ctx).runtime()
         entries = ((e.hash_type, e.hash, e.category, e.label, e.source)

@@ -1,10 +1,12 @@
 """Built-in match stage: compare item hashes with known-hash lists; analyst learning; commands.
 
-Exact lookups for MD5/SHA-1/SHA-256, Hamming-radius search for pHash (default radius 8) and PDQ
-(default 31) through ``engine.media.hash_index``. A list with ``trust = "auto"`` confirms a case
-on a match; a ``review`` list only flags it for the analyst; a *negative* list (known-benign hashes)
-suppresses matches on the same item. Lists are reloaded whenever the store's hash-list
-generation changes, so a newly imported list matches on the next case without a restart.
+Exact lookups for the cryptographic hash types (MD5/SHA-1/SHA-256), Hamming-radius search for
+the perceptual ones (pHash, default radius 8; PDQ, default 31) through
+``engine.media.hash_index``; the types, bit lengths and radii come from ``engine.media.signals``.
+A list with ``trust = "auto"`` confirms a case on a match; a ``review`` list only flags it for the
+analyst; a *negative* list (known-benign hashes) suppresses matches on the same item. Lists are
+reloaded whenever the store's hash-list generation changes, so a newly imported list matches on
+the next case without a restart.
 
 Decision per case:
 - any item with a (non-suppressed) match on an ``auto`` list → ``confirmed``;
@@ -22,11 +24,14 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from engine.media.hash_index import HammingIndex, hexes_to_words
+from engine.media.signals import (
+    CRYPTO_NAMES,
+    PERCEPTUAL_NAMES,
+    PERCEPTUAL_TYPES,
+    default_radii,
+    perceptually_hashed,
+)
 from engine.models import Item
-
-CRYPTO_TYPES = ("md5", "sha1", "sha256")
-PERCEPTUAL_BITS = {"phash": 64, "pdq": 256}
-DEFAULT_RADIUS = {"phash": 8, "pdq": 31}
 
 
 @dataclass
@@ -46,38 +51,40 @@ class Matcher:
     entry_list: dict[int, tuple[str, str]] = field(default_factory=dict)  # id -> (list, cat)
     exact: dict[str, dict[str, list[int]]] = field(default_factory=dict)
     hamming: dict[str, HammingIndex] = field(default_factory=dict)
-    min_pdq_quality: int = 0
-    default_radius: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_RADIUS))
+    min_quality: dict[str, int] = field(default_factory=dict)  # {hash type: lowest quality}
+    default_radius: dict[str, int] = field(default_factory=default_radii)
 
     @classmethod
     def build(cls, store: Any, *, default_radius: dict[str, int] | None = None,
-              min_pdq_quality: int = 0) -> Matcher:
-        """Load every list from the store (synchronous; run off the event loop)."""
-        m = cls(min_pdq_quality=min_pdq_quality)
+              min_quality: dict[str, int] | None = None) -> Matcher:
+        """Load every list from the store (synchronous; run off the event loop).
+
+        ``default_radius`` and ``min_quality`` override the hash types' defaults, by name."""
+        m = cls(min_quality=dict(min_quality or {}))
         if default_radius:
             m.default_radius.update(default_radius)
         m.generation = store.hashlist_generation()
         for meta in store.hashlists():
             m.lists[meta["name"]] = _ListMeta(meta["name"], meta["trust"], meta["negative"],
                                               dict(meta["thresholds"]))
-        m.exact = {t: {} for t in CRYPTO_TYPES}
+        m.exact = {t: {} for t in CRYPTO_NAMES}
         pending: dict[str, tuple[list[str], list[int]]] = {t: ([], []) for t in
-                                                           PERCEPTUAL_BITS}
+                                                           PERCEPTUAL_NAMES}
         for entry_id, list_name, hash_type, value, category in store.hashlist_entries():
             m.entry_list[entry_id] = (list_name, category)
-            if hash_type in CRYPTO_TYPES:
+            if hash_type in m.exact:
                 m.exact[hash_type].setdefault(value, []).append(entry_id)
-            elif hash_type in PERCEPTUAL_BITS:
+            elif hash_type in pending:
                 pending[hash_type][0].append(value)
                 pending[hash_type][1].append(entry_id)
-        for hash_type, bits in PERCEPTUAL_BITS.items():
-            index = HammingIndex(bits)
-            hexes, ids = pending[hash_type]
+        for kind in PERCEPTUAL_TYPES:
+            index = HammingIndex(kind.bits)
+            hexes, ids = pending[kind.name]
             if hexes:
                 import numpy as np
 
-                index.add(hexes_to_words(hexes, bits), np.asarray(ids, dtype=np.int64))
-            m.hamming[hash_type] = index
+                index.add(hexes_to_words(hexes, kind.bits), np.asarray(ids, dtype=np.int64))
+            m.hamming[kind.name] = index
         return m
 
     def radius(self, hash_type: str, list_name: str) -> int:
@@ -99,16 +106,18 @@ class Matcher:
         not searched with it)."""
         # (entry id, hash type, distance, mirrored)
         hits: list[tuple[int, str, int, bool]] = []
-        for hash_type in CRYPTO_TYPES:
+        for hash_type in CRYPTO_NAMES:
             value = hashes.get(hash_type)
             if value:
                 hits += [(i, hash_type, 0, False)
                          for i in self.exact.get(hash_type, {}).get(value, [])]
-        for hash_type in PERCEPTUAL_BITS:
+        for kind in PERCEPTUAL_TYPES:
+            hash_type = kind.name
             index = self.hamming.get(hash_type)
             if index is None or not len(index):
                 continue
-            if hash_type == "pdq" and (hashes.get("pdq_quality") or 0) < self.min_pdq_quality:
+            if kind.quality_key and ((hashes.get(kind.quality_key) or 0)
+                                     < self.min_quality.get(hash_type, kind.default_min_quality)):
                 continue  # low-quality PDQ (flat images) matches everything flat
             widest = max([self.radius(hash_type, n) for n in self.lists] or [0])
             # The item's hash, and the hash of its left-right mirror (a mirrored copy of a
@@ -157,7 +166,7 @@ class Matcher:
             mirror = (mirrors or {}).get(str(item.hashes.get("sha256")))
             matches, via_mirror = self._match(item.hashes, mirror)
             out.append(replace(item, matches=matches))
-            if not item.hashes.get("phash") and item.kind == "url" and not matches:
+            if not perceptually_hashed(item.hashes) and item.kind == "url" and not matches:
                 continue  # a page's own bytes: nothing for the analyst to assess by hash
             hashed += 1
             if any(m["negative"] for m in matches):
@@ -219,12 +228,13 @@ async def current_matcher(ctx: Any) -> Matcher:
             stale = generation != state.matcher.generation
             state.checked_at = now
         if stale:
-            radius = {"phash": settings.get("phash_radius", 8),
-                      "pdq": settings.get("pdq_radius", 31)}
+            radius = {t.name: settings.get(f"{t.name}_radius", t.default_radius)
+                      for t in PERCEPTUAL_TYPES}
+            quality = {t.name: settings.get(f"min_{t.name}_quality", t.default_min_quality)
+                       for t in PERCEPTUAL_TYPES if t.quality_key}
             # Built on the database thread: it reads the store, and the loop stays free.
             state.matcher = await ctx.store.call_fn(
-                Matcher.build, default_radius=radius,
-                min_pdq_quality=settings.get("min_pdq_quality", 0))
+                Matcher.build, default_radius=radius, min_quality=quality)
             state.checked_at = time.monotonic()
         assert state.matcher is not None
         return state.matcher

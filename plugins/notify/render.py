@@ -19,6 +19,7 @@ import jinja2
 
 import notice_templates
 from engine.errors import ConfigError
+from engine.media.signals import HASH_TYPES
 
 BUILTIN_DIR = Path(notice_templates.__file__).resolve().parent
 KINDS = ("hosting", "registrar", "cdn", "platform", "hotline", "police", "interpol")
@@ -113,8 +114,7 @@ def sample_context(kind: str, language: str) -> dict[str, Any]:
     entry = {"url": "http://hoster.example/gallery/1.html", "classification": "baseline",
              "detection_method": "hash_match", "first_seen": "2026-01-01T00:00:00.000000Z",
              "host": "hoster.example", "ip": "192.0.2.10",
-             "hashes": {"md5": "0" * 32, "sha1": "0" * 40, "sha256": "0" * 64,
-                        "phash": "0" * 16, "pdq": "0" * 64}}
+             "hashes": {name: "0" * t.hex_length for name, t in HASH_TYPES.items()}}
     return {
         "notice": {"id": "N0000000000000000", "reference": "NTD-N0000000000000000",
                    "recipient": "abuse@hoster.example", "recipient_kind": kind,

@@ -14,10 +14,11 @@ import re
 import uuid
 from typing import Any
 
+from engine.media.signals import HASH_TYPES, perceptually_hashed
+
 XARF_VERSION = "4.0.0"
 SPEC_CLASSIFICATIONS = {"baseline": "baseline", "a1": "A1", "a2": "A2", "b1": "B1", "b2": "B2",
                         "national": "national"}
-_HEX = {"md5": 32, "sha1": 40, "sha256": 64}
 _TAG = re.compile(r"[^a-z0-9_+.-]+")
 
 
@@ -37,9 +38,12 @@ def _classification(category: str) -> tuple[str, str | None]:
 def _hash_values(hashes: dict[str, str]) -> dict[str, str]:
     out = {}
     for key, value in hashes.items():
-        if key in _HEX:
-            if len(value) == _HEX[key] and all(c in "0123456789abcdefABCDEF" for c in value):
-                out[key] = value.lower()
+        kind = HASH_TYPES.get(key)
+        if kind is not None and not kind.perceptual:  # md5, sha1, sha256: the spec's keys
+            try:
+                out[key] = kind.validate(value)
+            except ValueError:
+                continue  # malformed: left out rather than failing the spec's pattern
         else:
             out[key] = value  # perceptual hashes (phash, pdq): extra keys the schema allows
     return out
@@ -85,7 +89,7 @@ def build_reports(notice: dict[str, Any], *, hotline: str, reply_to: str) -> lis
                 report["domain"] = entry["host"]
             if hashes:
                 report["hash_values"] = hashes
-                if "phash" in hashes or "pdq" in hashes:
+                if perceptually_hashed(hashes):
                     report["media_type"] = "image"
             if extra_tag:
                 report["tags"].append(extra_tag)

@@ -35,14 +35,14 @@ from engine.clock import fmt, parse
 from engine.config import Option, non_negative, positive
 from engine.errors import FetchError
 from engine.ids import new_id
+from engine.media.items import IMAGE_TYPES, hash_bytes
+from engine.media.signals import PERCEPTUAL_TYPES, SHA256, default_radii
 from engine.models import Case, Item, StageResult
 from engine.routes import split_sendable
 from plugins.recheck.escalation import LADDER_STEPS, Step, check_ladder, next_step, reappeared_step
 
 PLUGIN = "recheck"
-IMAGE_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp", "image/bmp"})
 GONE_STATUSES = frozenset({404, 410, 451})
-PERCEPTUAL = ("phash", "pdq")
 
 
 def _fraction(value: Any) -> str | None:
@@ -65,8 +65,10 @@ SCHEMA: dict[str, dict[str, Option]] = {
         "confirm_removal_hours": Option(type=float, default=24.0, check=non_negative,
                                         help="check a removed case once more after this "
                                              "before closing it; 0 = close at once"),
-        "phash_radius": Option(type=int, default=8, check=non_negative),
-        "pdq_radius": Option(type=int, default=31, check=non_negative),
+        # one per perceptual hash type: phash_radius, pdq_radius
+        **{f"{t.name}_radius": Option(type=int, default=t.default_radius, check=non_negative,
+                                      help=f"{t.label} Hamming radius of the same content")
+           for t in PERCEPTUAL_TYPES},
         "max_media_per_page": Option(type=int, default=50, check=positive,
                                      help="media looked at on a page when an item moved"),
         "per_host_concurrency": Option(type=int, default=2, check=positive,
@@ -85,8 +87,8 @@ class RecheckSettings:
     ladder: tuple[str, ...] = LADDER_STEPS
     unreachable_checks: int = 3
     confirm_removal_hours: float = 24.0
-    phash_radius: int = 8
-    pdq_radius: int = 31
+    #: Hamming radius per perceptual hash type (``<name>_radius`` in the configuration).
+    radii: Mapping[str, int] = field(default_factory=default_radii)
     max_media_per_page: int = 50
     per_host_concurrency: int = 2
 
@@ -96,8 +98,13 @@ class RecheckSettings:
         sect = dict(config.section(PLUGIN))
         if "ladder" in sect:
             sect["ladder"] = tuple(sect["ladder"])
-        known = set(cls.__dataclass_fields__)
-        return cls(**{k: v for k, v in sect.items() if k in known and v is not None})
+        radii = default_radii()
+        for name in radii:
+            if sect.get(f"{name}_radius") is not None:
+                radii[name] = sect[f"{name}_radius"]
+        known = set(cls.__dataclass_fields__) - {"radii"}
+        return cls(radii=radii,
+                   **{k: v for k, v in sect.items() if k in known and v is not None})
 
 
 @dataclass
@@ -125,17 +132,22 @@ def removal_confirmable() -> bool:
 
 
 # -- comparing content -------------------------------------------------------------------------
-def same_content(expected: Mapping[str, Any], got: Mapping[str, Any], *, phash_radius: int = 8,
-                 pdq_radius: int = 31) -> bool:
-    """True when ``got`` is the same material as ``expected``: SHA-256, else pHash/PDQ near."""
-    from engine.media.hash_index import hamming_hex
-
-    if expected.get("sha256") and expected.get("sha256") == got.get("sha256"):
+def same_content(expected: Mapping[str, Any], got: Mapping[str, Any], *,
+                 radii: Mapping[str, int] | None = None) -> bool:
+    """True when ``got`` is the same material as ``expected``: SHA-256, else a perceptual hash
+    within its radius (``radii`` by hash type; default: the types' default radii)."""
+    sha = SHA256.name
+    if expected.get(sha) and expected.get(sha) == got.get(sha):
         return True
-    for kind, radius in (("phash", phash_radius), ("pdq", pdq_radius)):
-        a, b = expected.get(kind), got.get(kind)
-        if a and b and len(a) == len(b) and hamming_hex(str(a), str(b)) <= radius:
-            return True
+    for kind in PERCEPTUAL_TYPES:
+        a, b = expected.get(kind.name), got.get(kind.name)
+        if not (a and b):
+            continue
+        try:
+            if kind.matches(str(a), str(b), (radii or {}).get(kind.name)):
+                return True
+        except ValueError:
+            continue  # a malformed stored hash is no evidence of the same content
     return False
 
 
@@ -156,7 +168,7 @@ class Probe:
     def __init__(self, ctx: Any, settings: RecheckSettings, expected: list[Mapping[str, Any]]):
         self.ctx = ctx
         self.settings = settings
-        self.expected_sha = {e.get("sha256") for e in expected if e.get("sha256")}
+        self.expected_sha = {e.get(SHA256.name) for e in expected if e.get(SHA256.name)}
         self.cache: dict[str, Observation] = {}
         self.fetches = 0
 
@@ -174,13 +186,11 @@ class Probe:
         hashes: dict[str, Any] = {}
         media: tuple[str, ...] = ()
         if 200 <= resp.status < 300:
-            sha = hashlib.sha256(resp.body).hexdigest()
-            hashes = {"sha256": sha}
+            sha = SHA256.compute(resp.body)
+            hashes = {SHA256.name: sha}
             # Perceptual hashes only when the bytes differ from every expected item: a still-
             # online copy is recognised by SHA-256 without decoding the image.
             if resp.content_type in IMAGE_TYPES and sha not in self.expected_sha:
-                from engine.media.items import hash_bytes
-
                 hashes = await self.ctx.run_cpu(hash_bytes, resp.body, resp.content_type)
                 hashes.pop("error", None)
             elif page and resp.content_type == "text/html":
@@ -206,8 +216,7 @@ def classify(obs: Observation, item: Item, settings: RecheckSettings) -> tuple[s
     if 200 <= obs.status < 300:
         if not item.hashes:
             return "online", "served (no hashes to compare)"
-        if same_content(item.hashes, obs.hashes, phash_radius=settings.phash_radius,
-                        pdq_radius=settings.pdq_radius):
+        if same_content(item.hashes, obs.hashes, radii=settings.radii):
             return "online", "same content"
         if obs.content_type == "text/html" and item.content_type != "text/html":
             return "removed", "soft_404"
@@ -245,8 +254,7 @@ async def check_items(case: Case, items: list[Item], ctx: Any,
                     continue
                 other = await probe.observe(url)
                 if other.status is not None and 200 <= other.status < 300 and same_content(
-                        item.hashes, other.hashes, phash_radius=settings.phash_radius,
-                        pdq_radius=settings.pdq_radius):
+                        item.hashes, other.hashes, radii=settings.radii):
                     result.update(state="online", reason="found on the page", found_at=url)
                     break
             else:
