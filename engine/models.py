@@ -16,7 +16,8 @@ from typing import Any
 # reason and a retry time and re-enter the stage that produced them when the time comes.
 STATES = (
     "new", "fetched", "unreachable", "awaiting_assessment", "confirmed", "dismissed",
-    "resolved", "unresolved", "routed", "awaiting_routing", "noticed", "monitoring",
+    "resolved", "unresolved", "routed", "awaiting_routing", "held_for_police", "noticed",
+    "monitoring",
     "removed", "escalated", "reappeared", "closed", "anonymised", "failed",
 )
 # A case in one of these states is finished: a new report of its URL opens a new case.

@@ -47,6 +47,7 @@ TABLES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("audit", ("id",)),
     ("users", ("id",)),
     ("api_tokens", ("token_hash",)),
+    ("contact_approvals", ("address",)),
 )
 # Not copied: the target's own migration history, and the old deployment's processes.
 SKIPPED = frozenset({"schema_version", "workers"})

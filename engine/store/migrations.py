@@ -429,4 +429,24 @@ MIGRATIONS: dict[int, dict[str, list[str]]] = {
             "DROP INDEX cases_state",
         ],
     },
+    9: {
+        # Takedown controls: outbox actions held until the police liaison releases them
+        # (``held``), the window a deferred notice waits for (``not_before``), and the contacts
+        # an admin approved for mail (lookup results need approval when
+        # ``[notices] require_approval`` is on).
+        "sqlite": [
+            "ALTER TABLE outbox ADD COLUMN held TEXT",
+            "ALTER TABLE notices ADD COLUMN not_before TEXT",
+            """CREATE TABLE contact_approvals (
+                address TEXT PRIMARY KEY, approved_by TEXT NOT NULL,
+                approved_at TEXT NOT NULL, note TEXT)""",
+        ],
+        "postgresql": [
+            f"ALTER TABLE outbox ADD COLUMN held {_T}",
+            f"ALTER TABLE notices ADD COLUMN not_before {_T}",
+            f"""CREATE TABLE contact_approvals (
+                address {_T} PRIMARY KEY, approved_by {_T} NOT NULL,
+                approved_at {_T} NOT NULL, note {_T})""",
+        ],
+    },
 }

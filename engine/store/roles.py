@@ -16,7 +16,7 @@ send automatically, e.g. an ICCAM forward: an analyst acts on it).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -25,7 +25,11 @@ from engine.models import Case, Event
 if TYPE_CHECKING:
     from engine.store.records import Commit, IntakeOutcome, IntakeRow
 
-NOTICE_STATES = ("queued", "sending", "sent", "failed", "manual")
+NOTICE_STATES = ("queued", "sending", "sent", "failed", "manual", "awaiting_approval")
+#: What a notice gate answers for a notice it stops: (new state, next attempt time). The
+#: state ``queued`` with a later time defers it (a sending window); ``awaiting_approval``
+#: parks it until an admin approves its recipient.
+Gate = Callable[[dict[str, Any]], "tuple[str, str] | None"]
 
 
 class CaseStore(ABC):
@@ -112,8 +116,9 @@ class CaseStore(ABC):
     def transition(self, case_id: str, *, state: str, stage: str, actor: str, action: str,
                    now: str, reason: str | None = None, detail: dict[str, Any] | None = None,
                    data: dict[str, Any] | None = None, expect: Iterable[str] | None = None,
-                   ) -> None:
-        """Move one case (analyst actions); ``expect`` lists the states it may move from.
+                   retry_at: str | None = None) -> None:
+        """Move one case (analyst actions); ``expect`` lists the states it may move from;
+        ``retry_at`` is when its next stage is due (default: at once).
 
         The analyst's move wins over work in flight: a lease on the case is released, so a
         worker's later commit of that case counts as lost (``apply``) instead of undoing it."""
@@ -269,11 +274,38 @@ class NoticeStore(ABC):
         """Notices due for sending now plus waiting actions whose window has passed."""
 
     @abstractmethod
-    def claim_notices(self, *, owner: str, limit: int, now: str,
-                      lease_seconds: float) -> list[dict[str, Any]]:
+    def claim_notices(self, *, owner: str, limit: int, now: str, lease_seconds: float,
+                      gate: Gate | None = None) -> list[dict[str, Any]]:
         """Lease up to ``limit`` due notices to ``owner``, marking them ``sending`` and counting
         the attempt (committed before anything is sent). Each dict carries the notice's columns
-        and ``actions`` (the outbox payloads, oldest first)."""
+        and ``actions`` (the outbox payloads, oldest first).
+
+        ``gate(notice)`` (called in the claim's transaction, before any action is read) may
+        stop a notice: it then gets the state and next attempt time the gate answers (its
+        ``not_before``), is not counted as an attempt and is not returned."""
+
+    @abstractmethod
+    def release_held(self, case_id: str, *, hold: str) -> int:
+        """Let a case's outbox actions held for ``hold`` (e.g. ``police``) be aggregated."""
+
+    @abstractmethod
+    def drop_held(self, case_id: str, *, hold: str) -> int:
+        """Delete a case's outbox actions still held for ``hold`` (the release was declined)."""
+
+    @abstractmethod
+    def approve_contact(self, address: str, *, by: str, now: str,
+                        note: str | None = None) -> int:
+        """Approve an address for notices; its ``awaiting_approval`` notices are queued now.
+        Returns how many were."""
+
+    @abstractmethod
+    def approved_addresses(self) -> set[str]:
+        """Addresses approved for notices: approvals plus every contacts-book address."""
+
+    @abstractmethod
+    def awaiting_approval(self) -> list[dict[str, Any]]:
+        """Recipients whose notices wait for approval: ``address``, ``notices``, ``urls``,
+        ``since`` (the oldest notice), oldest first."""
 
     @abstractmethod
     def notice_sent(self, notice_id: str, *, owner: str, now: str, receipt: str) -> bool:

@@ -408,7 +408,8 @@ class SQLStore(SQLNoticeMixin, SQLStatsMixin, SQLUsersMixin, Store):
                     e.case_id, i.url, i.kind, i.status, i.content_type, i.size, i.final_url,
                     i.error, dumps(i.hashes), dumps(i.matches), now, now)
             data += [(e.case_id, key, dumps(value)) for key, value in (e.data or {}).items()]
-            outbox += [(n.get("id") or new_id("N"), e.case_id, now, dumps(n)) for n in e.outbox]
+            outbox += [(n.get("id") or new_id("N"), e.case_id, now, dumps(n), n.get("held"))
+                       for n in e.outbox]
             event_detail = dict(e.detail)
             if e.reason:
                 event_detail.setdefault("reason", e.reason)
@@ -422,7 +423,7 @@ class SQLStore(SQLNoticeMixin, SQLStatsMixin, SQLUsersMixin, Store):
                     " updated_at=excluded.updated_at", list(items.values()))
         insert_rows(conn, "INSERT INTO case_data(case_id, key, value) VALUES {}"
                     " ON CONFLICT(case_id, key) DO UPDATE SET value = excluded.value", data)
-        insert_rows(conn, "INSERT INTO outbox(id, case_id, created_at, payload) VALUES {}",
+        insert_rows(conn, "INSERT INTO outbox(id, case_id, created_at, payload, held) VALUES {}",
                     outbox)
         insert_rows(conn, "INSERT INTO events(case_id, at, stage, actor, action, detail)"
                     " VALUES {}", events)
@@ -467,7 +468,7 @@ class SQLStore(SQLNoticeMixin, SQLStatsMixin, SQLUsersMixin, Store):
     def transition(self, case_id: str, *, state: str, stage: str, actor: str, action: str,
                    now: str, reason: str | None = None, detail: dict[str, Any] | None = None,
                    data: dict[str, Any] | None = None, expect: Iterable[str] | None = None,
-                   ) -> None:
+                   retry_at: str | None = None) -> None:
         allowed = list(expect) if expect is not None else None
 
         def run(conn: Any) -> None:
@@ -479,9 +480,9 @@ class SQLStore(SQLNoticeMixin, SQLStatsMixin, SQLUsersMixin, Store):
                 raise InputError(f"case {case_id} is {row['state']}; this needs one of: "
                                  f"{', '.join(allowed)}")
             conn.execute(
-                "UPDATE cases SET state = ?, state_reason = ?, retry_at = NULL, updated_at = ?,"
+                "UPDATE cases SET state = ?, state_reason = ?, retry_at = ?, updated_at = ?,"
                 " is_open = ?, lease_owner = NULL, lease_until = NULL WHERE id = ?",
-                (state, reason, now, 0 if state in CLOSED_STATES else 1, case_id))
+                (state, reason, retry_at, now, 0 if state in CLOSED_STATES else 1, case_id))
             self._write_effects(conn, case_id, now, stage=stage, actor=actor, action=action,
                                 reason=reason, detail=detail or {}, data=data)
 

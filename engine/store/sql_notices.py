@@ -22,11 +22,12 @@ if TYPE_CHECKING:
     from contextlib import AbstractContextManager
 
     from engine.store.dialect import Dialect
+    from engine.store.roles import Gate
 
 _NOTICE_COLUMNS = ("id", "recipient", "channel", "recipient_kind", "country", "language",
                    "state", "attempts", "idempotency_key", "url_count", "next_attempt_at",
                    "lease_owner", "lease_until", "created_at", "updated_at", "sent_at", "error",
-                   "receipt")
+                   "receipt", "not_before")
 
 
 def idempotency_key(notice_id: str) -> str:
@@ -68,11 +69,11 @@ class SQLNoticeMixin:
 
     # -- queueing and aggregation ---------------------------------------------------------------
     def queue_notice_actions(self, actions: Iterable[dict[str, Any]], *, now: str) -> int:
-        rows = [(a.get("id") or new_id("A"), a.get("case_id"), now, dumps(a))
+        rows = [(a.get("id") or new_id("A"), a.get("case_id"), now, dumps(a), a.get("held"))
                 for a in actions]
         with self._write() as conn:
-            conn.executemany("INSERT INTO outbox(id, case_id, created_at, payload)"
-                             " VALUES (?,?,?,?)", rows)
+            conn.executemany("INSERT INTO outbox(id, case_id, created_at, payload, held)"
+                             " VALUES (?,?,?,?,?)", rows)
         return len(rows)
 
     def aggregate_notices(self, *, now: str, window_seconds: float, max_urls: int,
@@ -85,6 +86,7 @@ class SQLNoticeMixin:
             self._lock(conn, "aggregate")
             rows = conn.execute(
                 "SELECT id, created_at, payload FROM outbox WHERE notice_id IS NULL"
+                " AND held IS NULL"
                 " ORDER BY created_at, id").fetchall()
             groups: dict[tuple[str, str, str, str], list[tuple[str, str, dict[str, Any]]]] = {}
             for row in rows:
@@ -129,7 +131,7 @@ class SQLNoticeMixin:
             "  (state = 'queued' AND next_attempt_at <= ?)"
             "  OR (state = 'sending' AND (lease_until IS NULL OR lease_until < ?)))"
             " + (SELECT count(*) FROM outbox WHERE notice_id IS NULL AND created_at <= ?"
-            f"  AND {kind} = 'notice') AS n", (now, now, cutoff))
+            f"  AND held IS NULL AND {kind} = 'notice') AS n", (now, now, cutoff))
         return int(rows[0]["n"])
 
     # -- sending -------------------------------------------------------------------------------
@@ -144,8 +146,8 @@ class SQLNoticeMixin:
             out.append(payload)
         return out
 
-    def claim_notices(self, *, owner: str, limit: int, now: str,
-                      lease_seconds: float) -> list[dict[str, Any]]:
+    def claim_notices(self, *, owner: str, limit: int, now: str, lease_seconds: float,
+                      gate: Gate | None = None) -> list[dict[str, Any]]:
         if limit <= 0:
             return []
         until = clock.fmt(clock.parse(now) + timedelta(seconds=lease_seconds))
@@ -161,9 +163,52 @@ class SQLNoticeMixin:
             out = []
             for row in sorted(rows, key=lambda r: r["id"]):
                 notice = {c: row[c] for c in _NOTICE_COLUMNS}
+                stop = gate(notice) if gate is not None else None
+                if stop is not None:
+                    state, not_before = stop
+                    conn.execute(
+                        "UPDATE notices SET state = ?, next_attempt_at = ?, not_before = ?,"
+                        " attempts = attempts - 1, lease_owner = NULL, lease_until = NULL"
+                        " WHERE id = ?", (state, not_before, not_before, notice["id"]))
+                    continue
                 notice["actions"] = self._actions(conn, notice["id"])
                 out.append(notice)
         return out
+
+    def release_held(self, case_id: str, *, hold: str) -> int:
+        with self._write() as conn:
+            return conn.execute("UPDATE outbox SET held = NULL WHERE case_id = ? AND held = ?"
+                                " AND notice_id IS NULL", (case_id, hold)).rowcount
+
+    def drop_held(self, case_id: str, *, hold: str) -> int:
+        with self._write() as conn:
+            return conn.execute("DELETE FROM outbox WHERE case_id = ? AND held = ?"
+                                " AND notice_id IS NULL", (case_id, hold)).rowcount
+
+    def approve_contact(self, address: str, *, by: str, now: str,
+                        note: str | None = None) -> int:
+        address = address.lower()
+        with self._write() as conn:
+            conn.execute("INSERT INTO contact_approvals(address, approved_by, approved_at, note)"
+                         " VALUES (?,?,?,?) ON CONFLICT(address) DO NOTHING",
+                         (address, by, now, note))
+            return conn.execute(
+                "UPDATE notices SET state = 'queued', next_attempt_at = ?, not_before = NULL,"
+                " updated_at = ? WHERE state = 'awaiting_approval' AND lower(recipient) = ?",
+                (now, now, address)).rowcount
+
+    def approved_addresses(self) -> set[str]:
+        rows = self._read("SELECT address FROM contact_approvals UNION"
+                          " SELECT lower(address) AS address FROM contacts")
+        return {r["address"] for r in rows}
+
+    def awaiting_approval(self) -> list[dict[str, Any]]:
+        rows = self._read(
+            "SELECT lower(recipient) AS address, count(*) AS notices, sum(url_count) AS urls,"
+            " min(created_at) AS since FROM notices WHERE state = 'awaiting_approval'"
+            " GROUP BY lower(recipient) ORDER BY since, address")
+        return [{"address": r["address"], "notices": int(r["notices"]),
+                 "urls": int(r["urls"] or 0), "since": r["since"]} for r in rows]
 
     @staticmethod
     def _trail(conn: Any, notice_id: str, now: str, action: str,
@@ -194,7 +239,8 @@ class SQLNoticeMixin:
 
     def notice_sent(self, notice_id: str, *, owner: str, now: str, receipt: str) -> bool:
         return self._end_sending(notice_id, owner, now,
-                                 sets="state = 'sent', sent_at = ?, error = NULL, receipt = ?",
+                                 sets="state = 'sent', sent_at = ?, error = NULL,"
+                                      " receipt = ?, not_before = NULL",
                                  params=(now, receipt), action="notice_sent", extra={})
 
     def notice_retry(self, notice_id: str, *, owner: str, now: str, next_attempt_at: str,

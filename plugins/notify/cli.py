@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import getpass
 import json
 from typing import Any
 
 import click
 
+from engine import clock
 from engine.errors import InputError
 from engine.store.roles import NOTICE_STATES
 
 CONTRACT_KEYS = ("id", "case_ids", "recipient", "channel", "state", "attempts",
                  "idempotency_key", "sent_at", "error")
 EXTRA_KEYS = ("recipient_kind", "language", "url_count", "created_at", "next_attempt_at",
-              "receipt")
+              "receipt", "not_before")
 
 
 def _emit(value: Any) -> None:
@@ -43,6 +45,39 @@ async def send_notices(rt: Any, *, flush: bool, until_idle: bool) -> dict[str, A
     return {"tried": tried, "sent": sender.sent, "notices": counts}
 
 
+def release_case(rt: Any, case_id: str, *, actor: str, note: str | None,
+                 decline: bool) -> dict[str, Any]:
+    """Release (or decline) a ``held_for_police`` case: what ``ntd release`` and the police
+    console page do. Returns the case's new state and how many actions were let go/dropped."""
+    from plugins.notify.notifier import POLICE_HOLD, first_recheck  # deferred: start-up
+
+    found = rt.store.get_case(case_id, events=False)
+    if found is None:
+        raise InputError(f"no case {case_id!r}")
+    if found["state"] != "held_for_police":
+        raise InputError(f"case {case_id} is {found['state']}; this needs one of: "
+                         "held_for_police")
+    now = rt.clock.now_text()
+    if decline:
+        if not note:
+            raise InputError("--decline needs --note (the reason is kept with the case)")
+        rt.store.transition(case_id, state="closed", stage="notify", actor=actor,
+                            action="police_declined", now=now, reason=f"police: {note}",
+                            detail={"note": note}, expect=["held_for_police"])
+        count = rt.store.drop_held(case_id, hold=POLICE_HOLD)
+        return {"state": "closed", "notices": count}
+    # Actions first: a crash between the two steps leaves notices going out and the case
+    # still held (released again harmlessly), never a released case whose notices stay held.
+    count = rt.store.release_held(case_id, hold=POLICE_HOLD)
+    routes = [r for r in found.get("routes") or [] if isinstance(r, dict)]
+    retry = first_recheck(routes, rt.config, rt.clock.now())
+    rt.store.transition(case_id, state="noticed", stage="notify", actor=actor,
+                        action="police_released", now=now, detail={"note": note,
+                                                                   "released": count},
+                        retry_at=clock.fmt(retry), expect=["held_for_police"])
+    return {"state": "noticed", "notices": count}
+
+
 def register(cli: click.Group) -> None:
     """Add ``notices`` and ``bench notify`` to ``cli``."""
     if "notices" in cli.commands:
@@ -68,10 +103,50 @@ def register(cli: click.Group) -> None:
             click.echo("no notices")
         for n in rows:
             when = n["sent_at"] or n["next_attempt_at"] or ""
+            if n.get("not_before") and n["state"] == "queued":
+                when = f"not before {n['not_before']}"
             click.echo(f"{n['id']}  {n['state']:<8} {n['channel']:<6} {n['recipient']}  "
                        f"{len(n['case_ids'])} case(s), {n['url_count']} URL(s), "
                        f"attempts {n['attempts']}  {when}"
                        + (f"\n    error: {n['error']}" if n["error"] else ""))
+
+    @cli.command("release")
+    @click.argument("case_id")
+    @click.option("--note", default=None, help="Why (kept in the case's trail).")
+    @click.option("--decline", is_flag=True,
+                  help="Do not release: close the case for takedown (give --note).")
+    @click.option("--liaison", default=None, help="Who decides (default: your login name).")
+    @click.pass_context
+    def release(ctx: click.Context, case_id: str, note: str | None, decline: bool,
+                liaison: str | None) -> None:
+        """Police liaison: let a held_for_police case's hoster notices go, or decline."""
+        rt = ctx.find_root().obj.runtime()
+        result = release_case(rt, case_id, actor=f"police:{liaison or getpass.getuser()}",
+                              note=note, decline=decline)
+        click.echo(f"{case_id}  {result['state']}: {result['notices']} notice action(s) "
+                   + ("dropped" if decline else "released"))
+
+    @cli.command("police-first")
+    @click.argument("case_id")
+    @click.argument("setting", type=click.Choice(["on", "off", "default"]))
+    @click.option("--note", default=None, help="Why (kept in the case's trail).")
+    @click.pass_context
+    def police_first_cmd(ctx: click.Context, case_id: str, setting: str,
+                         note: str | None) -> None:
+        """Per case: hold hoster notices for the police liaison (on), never (off), or follow
+        [routing] police_first (default). Applies when the case is noticed."""
+        rt = ctx.find_root().obj.runtime()
+        found = rt.store.get_case(case_id, events=False)
+        if found is None:
+            raise InputError(f"no case {case_id!r}")
+        value = {"on": True, "off": False, "default": None}[setting]
+        rt.store.transition(case_id, state=found["state"], stage="route",
+                            actor=f"analyst:{getpass.getuser()}", action="police_first",
+                            now=rt.clock.now_text(), detail={"police_first": setting,
+                                                             "note": note},
+                            data={"police_first": value}, retry_at=found.get("retry_at"),
+                            expect=[found["state"]])
+        click.echo(f"{case_id}  police first: {setting}")
 
     @notices.command("show")
     @click.argument("notice_id")

@@ -7,13 +7,17 @@
 - ``ntd_service`` runs the sender (``plugins.notify.sender``) beside the stages: aggregation
   per recipient, leases, retries with backoff, idempotency keys.
 - ``ntd_pending_work`` reports due notices so ``ntd run --until-idle`` waits for delivery.
+- Police first (``[routing] police_first``, or the case's own ``police_first`` set by an analyst
+  with ``ntd police-first CASE``): the police report is queued as usual and every other action
+  of the case is held (``held = "police"``); the case waits in ``held_for_police`` until the
+  police liaison releases it (``ntd release CASE``) or declines (the case is closed).
 - Commands: ``ntd notices [--state] [--json]``, ``notices show|retry|send``, ``ntd bench notify``.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from engine.ids import new_id
@@ -21,6 +25,9 @@ from engine.models import StageResult
 from engine.notice_content import build_action
 from engine.routes import is_placeholder
 from plugins.notify.settings import notice_settings
+from plugins.notify.windows import AUTHORITY_KINDS
+
+POLICE_HOLD = "police"  # the ``held`` mark of actions waiting for the police liaison
 
 _STATE_KEY = "notify"
 
@@ -37,9 +44,6 @@ async def notify_case(case: Any, ctx: Any) -> StageResult:
                 **build_action(case, route, reference_prefix=settings.reference_prefix)}
                for route in routes
                if route.get("target") and not is_placeholder(route.get("target"))]
-    hours = [a["deadline_hours"] for a in actions
-             if isinstance(a.get("deadline_hours"), int | float) and a["deadline_hours"] > 0]
-    first_check = min(hours) if hours else settings.recheck_hours
     channels = Counter(a["channel"] for a in actions)
     detail: dict[str, Any] = {"actions": len(actions), "channels": dict(channels),
                               "recipients": sorted({a["recipient"] for a in actions})}
@@ -47,5 +51,39 @@ async def notify_case(case: Any, ctx: Any) -> StageResult:
         detail["skipped_unconfigured_targets"] = sorted(placeholders)
     if len(actions) + len(placeholders) < len(routes):
         detail["skipped_routes_without_target"] = len(routes) - len(actions) - len(placeholders)
+    if police_first(case, ctx.config):
+        held = [a for a in actions if a.get("recipient_kind") not in AUTHORITY_KINDS]
+        for action in held:
+            action["held"] = POLICE_HOLD
+        detail["held_for_police"] = len(held)
+        return StageResult(state="held_for_police", action="held_for_police", outbox=actions,
+                           detail=detail)
     return StageResult(state="noticed", action="noticed", outbox=actions, detail=detail,
-                       retry_at=ctx.clock.now() + timedelta(hours=first_check))
+                       retry_at=first_recheck(actions, ctx.config, ctx.clock.now()))
+
+
+def first_recheck(actions: list[dict[str, Any]], config: Any, now: datetime) -> datetime:
+    """The first re-check of noticed ``actions`` (or routes): the earliest deadline, else
+    ``[notices] recheck_hours`` after ``now``."""
+    hours = [a["deadline_hours"] for a in actions
+             if isinstance(a.get("deadline_hours"), int | float) and a["deadline_hours"] > 0]
+    first_check = min(hours) if hours else notice_settings(config).recheck_hours
+    return now + timedelta(hours=first_check)
+
+
+def police_first(case: Any, config: Any) -> bool:
+    """Whether the case's police report must go out (and be released) before other notices.
+
+    The case's own ``police_first`` (an analyst's or a rule's ``true``/``false``) wins over
+    ``[routing] police_first``: ``always``; ``national`` for content hosted in the home
+    country; ``never``."""
+    own = case.data.get("police_first")
+    if isinstance(own, bool):
+        return own
+    mode = config.get("routing", "police_first", "never")
+    if mode == "always":
+        return True
+    if mode == "national":
+        country = (case.data.get("resolution") or {}).get("country")
+        return bool(country) and country == config.get("routing", "home_country", "NL")
+    return False

@@ -26,12 +26,14 @@ import httpx
 from engine import clock
 from engine.errors import NtdError
 from engine.pipeline import dead_local_owners
+from engine.store.roles import Gate
 from plugins.notify.api_channel import APIChannel
 from plugins.notify.channels import Channel, Outcome, registered_channels
 from plugins.notify.message import Prepared, dkim_key, email_bytes, prepare, render_notice
 from plugins.notify.render import Renderer
 from plugins.notify.settings import NoticeSettings, SMTPSettings, notice_settings, smtp_settings
 from plugins.notify.smtp_channel import SMTPChannel
+from plugins.notify.windows import SendingRules
 
 log = logging.getLogger("ntd.notices")
 
@@ -86,6 +88,9 @@ class NoticeSender:
         self.channels = channels
         self.rng = random.Random()
         self.sent = 0
+        self.rules = SendingRules(window=settings.send_window, blocked_days=settings.blocked_days,
+                                  public_holidays=settings.public_holidays,
+                                  require_approval=settings.require_approval)
 
     @classmethod
     def from_context(cls, ctx: Any, *, api_transport: httpx.AsyncBaseTransport | None = None,
@@ -135,10 +140,21 @@ class NoticeSender:
             max_urls=self.settings.max_urls_per_notice, sendable=sorted(self.channels))
         claimed = await store.claim_notices(owner=self.ctx.owner,
                                             limit=self.settings.batch_size, now=now,
-                                            lease_seconds=self.settings.lease_seconds)
+                                            lease_seconds=self.settings.lease_seconds,
+                                            gate=await self._gate(now))
         if claimed:
             await asyncio.gather(*(self._deliver(n) for n in claimed))
         return len(claimed)
+
+    async def _gate(self, now: str) -> Gate | None:
+        """This round's sending rules (windows, approvals) as a claim gate, if any apply."""
+        rules = self.rules
+        if not rules.active:
+            return None
+        if rules.require_approval:
+            rules.approved = await self.ctx.store.approved_addresses()
+        moment = clock.parse(now)
+        return lambda notice: rules.gate(notice, moment)
 
     async def drain(self, *, flush: bool = False, until_idle: bool = False) -> int:
         """Rounds until nothing was claimed; ``until_idle`` also waits out due retries."""

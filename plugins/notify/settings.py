@@ -11,6 +11,7 @@ from typing import Any
 
 from engine.config import Config, Option, non_negative, one_of, positive
 from engine.errors import ConfigError
+from plugins.notify.windows import check_days, check_window
 
 
 def _address(value: Any) -> str | None:
@@ -78,6 +79,18 @@ SCHEMA: dict[str, dict[str, Option]] = {
                              help="notices claimed per round"),
         "lease_seconds": Option(type=float, default=300.0, check=positive),
         "poll_seconds": Option(type=float, default=1.0, check=positive),
+        "send_window": Option(type=str, default=None, check=check_window,
+                              help='hosters, registrars and platforms get notices only in '
+                                   'this window of their country\'s time, e.g. '
+                                   '"Mon-Fri 09:00-17:00" (police never wait)'),
+        "public_holidays": Option(type=bool, default=True,
+                                  help="with send_window: no notices on the recipient "
+                                       "country's public holidays"),
+        "blocked_days": Option(type=list, default=[], check=check_days,
+                               help='dates without notices, e.g. ["2026-12-24"]'),
+        "require_approval": Option(type=bool, default=False,
+                                   help="addresses found by lookup get mail only once an "
+                                        "admin approved them (ntd contacts approve)"),
     },
     "notices.api": {
         "*": Option(type=dict, check=_api_entry,
@@ -129,6 +142,10 @@ class NoticeSettings:
     batch_size: int
     lease_seconds: float
     poll_seconds: float
+    send_window: str | None = None
+    public_holidays: bool = True
+    blocked_days: list[str] = field(default_factory=list)
+    require_approval: bool = False
     api: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property

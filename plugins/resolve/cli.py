@@ -149,6 +149,36 @@ def register(cli: click.Group) -> None:
             raise InputError(f"no contacts-book entry #{entry_id}")
         click.echo(f"removed contact #{entry_id}")
 
+    @contacts.command("approve")
+    @click.argument("address")
+    @click.option("--note", default=None, help="Why (kept with the approval).")
+    @click.option("--admin", default=None, help="Who approves (default: your login name).")
+    def contacts_approve(address: str, note: str | None, admin: str | None) -> None:
+        """Approve an address found by lookup for notices ([notices] require_approval)."""
+        import getpass  # deferred: start-up
+
+        rt = _runtime()
+        now = rt.clock.now_text()
+        who = f"admin:{admin or getpass.getuser()}"
+        queued = rt.store.approve_contact(address, by=who, now=now, note=note)
+        rt.store.audit(actor=who, action="contact_approved", obj=address.lower(), now=now,
+                       detail={"queued": queued})
+        click.echo(f"approved {address.lower()}: {queued} waiting notice(s) queued")
+
+    @contacts.command("pending")
+    @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+    def contacts_pending(as_json: bool) -> None:
+        """Addresses whose notices wait for approval (oldest first)."""
+        rows = _runtime().store.awaiting_approval()
+        if as_json:
+            _emit(rows)
+            return
+        if not rows:
+            click.echo("no notices wait for approval")
+        for r in rows:
+            click.echo(f"{r['address']:<40} {r['notices']} notice(s), {r['urls']} URL(s), "
+                       f"waiting since {r['since']}")
+
     # ------------------------------------------------------------------ rdap
 
     @cli.group("rdap")

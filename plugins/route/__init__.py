@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from engine import hookimpl
-from engine.config import Option, non_negative, positive
+from engine.config import Option, non_negative, one_of, positive
 from engine.directory import check_country
 from engine.models import StageResult
 from plugins.route.policy import route_case, run_state
@@ -30,6 +30,11 @@ def ntd_config_schema() -> dict[str, dict[str, Option]]:
                                                   " has none; 0 = no deadline"),
             "registrar_second": Option(type=bool, default=True,
                                        help="home country: also notice the registrar"),
+            "police_first": Option(type=str, default="never",
+                                   check=one_of("never", "national", "always"),
+                                   help="send the police report first and hold every other "
+                                        "notice until the police liaison releases it "
+                                        "(national: content hosted in home_country)"),
         },
         "routing.deadlines": {
             "*": Option(type=int, check=non_negative,

@@ -63,6 +63,9 @@ def analyst_routes(specs: tuple[str, ...], *, country: str, deadline: int | None
     return contract_routes(routes)
 
 
+# States an analyst may route by hand (``ntd route CASE --to``): waiting for routing, or where
+# the machine could not go on (no resolution, a failure) or stopped short of routing.
+MANUAL_FROM = ("awaiting_routing", "unresolved", "failed", "resolved")
 # States of a case that routing has decided on: the only ones a CDN's origin can re-route.
 REROUTABLE = ("routed", "awaiting_routing", "noticed", "monitoring", "escalated", "reappeared")
 CONTACT_CHANNELS = ("email", "form", "api")
@@ -94,8 +97,8 @@ def register(cli: click.Group) -> None:
     @cli.command("route")
     @click.argument("case_id")
     @click.option("--to", "to", multiple=True, metavar="KIND:TARGET[:CHANNEL]",
-                  help="Route an awaiting_routing case (repeatable), e.g. "
-                       "police:unit@example.org:email.")
+                  help="Route a case by hand (repeatable): awaiting_routing, unresolved, "
+                       "failed or resolved, e.g. police:unit@example.org:email.")
     @click.option("--country", default=None,
                   help="Country of the routes (default: the resolution's, else home).")
     @click.option("--deadline", type=click.IntRange(min=0), default=None,
@@ -131,7 +134,7 @@ def register(cli: click.Group) -> None:
                                 detail={"decided_by": [r["decided_by"] for r in routes],
                                         "override": True},
                                 data={"routes": routes, "escalation": []},
-                                expect=["awaiting_routing"])
+                                expect=list(MANUAL_FROM))
             found = rt.store.get_case(case_id, events=False)
         routes = found.get("routes") or []
         if as_json:
