@@ -128,6 +128,7 @@ class StageContext:
     def fetcher(self) -> SafeFetcher:
         """The run's SSRF-safe fetcher, created on first use from ``[fetch]`` and ``[lab]``."""
         if self._fetcher is None:
+            # deferred: pulls in aiohttp, loaded on first use
             from engine.safe_fetch import SafeFetcher
 
             self._fetcher = SafeFetcher(fetch_policy(self.config))
@@ -184,7 +185,7 @@ def _lower_priority(increment: int) -> None:
 
 def fetch_policy(config: Config) -> Any:
     """Build the fetcher's policy from ``[fetch]`` and ``[lab]`` configuration."""
-    from engine.safe_fetch import FetchPolicy
+    from engine.safe_fetch import FetchPolicy  # deferred: pulls in aiohttp, loaded on first use
 
     fetch = config.section("fetch")
     kwargs: dict[str, Any] = {

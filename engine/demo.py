@@ -15,6 +15,7 @@ from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
@@ -69,7 +70,10 @@ def _table(title: str, columns: list[str], rows: list[list[Any]]) -> Table:
 
 
 async def _run(console: Console, rt: Runtime, lab: FullLab, folder: Path) -> dict[str, Any]:
+    # deferred: keeps `ntd` start-up fast (loaded when the command runs)
     from engine.lab.images import build_demo_hashlist
+
+    # deferred: keeps `ntd` start-up fast (loaded when the command runs)
     from engine.media.hashlist_format import parse_hashlist
 
     world = lab.world
@@ -143,6 +147,7 @@ async def _run(console: Console, rt: Runtime, lab: FullLab, folder: Path) -> dic
             host, path = _host_path(item["url"])
             world.server.remove(host, path)
     rt.clock.advance(73 * 3600)  # past every route's deadline (24 h NL, 72 h forwards)
+    # deferred: keeps `ntd` start-up fast (loaded when the command runs)
     from plugins.recheck.cli import run_sweep
 
     counts, _ = await run_sweep(rt, limit=None, workers=None, on_progress=None,
@@ -156,6 +161,7 @@ async def _run(console: Console, rt: Runtime, lab: FullLab, folder: Path) -> dic
         console.print(f"time to removal from report: median {hours[len(hours) // 2]:.1f} h")
 
     # 5. The anonymised statistics a hotline publishes.
+    # deferred: keeps `ntd` start-up fast (loaded when the command runs)
     from engine.stats import compute_for_runtime, parse_period
 
     stats = compute_for_runtime(rt, parse_period(None, None)).summary
@@ -173,7 +179,5 @@ async def _run(console: Console, rt: Runtime, lab: FullLab, folder: Path) -> dic
 
 
 def _host_path(url: str) -> tuple[str, str]:
-    from urllib.parse import urlsplit
-
     parts = urlsplit(url)
     return parts.hostname or "", parts.path

@@ -248,7 +248,10 @@ def render_hook(hook: HookDoc) -> str:
 def stage_table(hooks: dict[str, HookDoc]) -> str:
     """Pipeline stages: hook, the states it consumes (``engine.pipeline.STAGES``) and the
     states its ``:returns:`` line names."""
+    # deferred: keeps `ntd` start-up fast (loaded when the command runs)
     from engine.models import STATES
+
+    # deferred: keeps `ntd` start-up fast (loaded when the command runs)
     from engine.pipeline import STAGES
 
     rows = ["| stage | hook | consumes states | results |", "|---|---|---|---|"]
@@ -264,6 +267,7 @@ def stage_table(hooks: dict[str, HookDoc]) -> str:
 
 def stage_result_table() -> str:
     """The fields of ``StageResult`` with their meaning."""
+    # deferred: keeps `ntd` start-up fast (loaded when the command runs)
     from engine.models import StageResult
 
     names = [f.name for f in dataclasses.fields(StageResult)]
@@ -277,6 +281,7 @@ def stage_result_table() -> str:
 def render(module: ModuleType | None = None) -> str:
     """The whole ``docs/hooks.md`` for ``module`` (default: ``engine.hookspecs``)."""
     if module is None:
+        # deferred: keeps `ntd` start-up fast (loaded when the command runs)
         from engine import hookspecs
 
         module = hookspecs
@@ -289,6 +294,7 @@ def render(module: ModuleType | None = None) -> str:
     unplaced = sorted(set(names) - set(placed))
     if unplaced:
         raise ValueError(f"hooks outside any banner: {unplaced}")
+    # deferred: keeps `ntd` start-up fast (loaded when the command runs)
     from engine.pipeline import STAGES
 
     stage_hooks = {s.hook for s in STAGES}

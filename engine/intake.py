@@ -29,6 +29,8 @@ from typing import IO, Any
 
 from engine.clock import Clock
 from engine.errors import InputError
+from engine.ids import new_id
+from engine.logs import register_sensitive
 from engine.models import CHANNELS, PERSONAL_FIELDS
 from engine.store import IntakeRow, Store
 from engine.urls import canonicalize
@@ -238,6 +240,7 @@ def submit_files(
     handles = [(name, open_text(name)) for name in names]
     vault = None
     if channel == "chat":
+        # deferred: pulls in cryptography, loaded on first use
         from engine.privacy import ReporterVault, load_master_key
 
         vault = ReporterVault(load_master_key(getattr(store, "path", None)))
@@ -299,7 +302,7 @@ def _row_or_reject(record: Record, name: str, channel: str, result: SubmitResult
 
 def _seal_reporter(fields: dict[str, Any], vault: Any) -> tuple[Any, str | None]:
     """Encrypt a chat report's reporter fields; (row tuple or None, rejection reason)."""
-    from engine.ids import new_id
+    # deferred: pulls in cryptography, loaded on first use
     from engine.privacy import APPS, reporter_fields
 
     data = reporter_fields(fields)
@@ -308,7 +311,6 @@ def _seal_reporter(fields: dict[str, Any], vault: Any) -> tuple[Any, str | None]
     app = data.get("app", "").strip().lower() or None
     if app is not None and app not in APPS:
         return None, f"field 'app': unknown chat app (known: {', '.join(APPS)})"
-    from engine.logs import register_sensitive
 
     register_sensitive(*(str(v) for k, v in data.items() if k != "app"))
     record_id = new_id("R")

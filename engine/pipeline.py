@@ -20,13 +20,17 @@ import logging
 import os
 import signal
 import socket
+import sys
+import threading
 import time
+import traceback
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
+from engine import workers as worker_registry
 from engine.context import StageContext
 from engine.errors import NtdError, PluginError, StageError
 from engine.models import STATES, StageResult
@@ -126,10 +130,6 @@ class LoopMonitor:
             self._watchdog(float(limit) / 1000)
 
     def _watchdog(self, limit: float) -> None:
-        import sys
-        import threading
-        import traceback
-
         loop = asyncio.get_running_loop()
         loop_thread = threading.get_ident()
         beat = [time.perf_counter()]
@@ -162,8 +162,9 @@ class LoopMonitor:
 
 
 def _warm_up() -> None:
+    # deferred: pulls in aiohttp, loaded on first use
     import engine.safe_fetch  # noqa: F401  (imports aiohttp)
-    from engine.urls import registrable_domain
+    from engine.urls import registrable_domain  # deferred: pulls in tldextract, loaded on first use
 
     registrable_domain("example.com")  # loads the public-suffix list
 
@@ -292,7 +293,6 @@ class Pipeline:
             self.summary.released = await store.release_owners(dead)
             log.info("released %d leases of dead workers %s", self.summary.released, dead)
         # Register before any claim: a restarted worker's old leases are released first.
-        from engine import workers as worker_registry
 
         await worker_registry.start_worker(self.ctx)
         active = self.active_stages

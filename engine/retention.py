@@ -42,6 +42,7 @@ def actor_name(explicit: str | None = None) -> str:
 
 def vault_for(rt: Any) -> Any:
     """The reporter vault (``engine.privacy.ReporterVault``) of a runtime's store."""
+    # deferred: pulls in cryptography, loaded on first use
     from engine.privacy import ReporterVault, load_master_key
 
     return ReporterVault(load_master_key(getattr(rt.store, "path", None)))

@@ -10,18 +10,20 @@ from typing import Any
 
 import pluggy
 
+from engine import retention
 from engine.clock import Clock
 from engine.config import ENGINE_SCHEMA, Config, Option, find_config_path, read_toml, validate
 from engine.context import StageContext
 from engine.errors import PluginError
+from engine.logs import setup_logging
 from engine.pipeline import Pipeline, RunSummary, default_owner
 from engine.plugin_manager import call_all, call_all_sync, get_plugin_manager
+from engine.retention import SCHEMA as RETENTION_SCHEMA
 from engine.store import Store, open_store
 
 
 def merged_schema(pm: pluggy.PluginManager) -> dict[str, dict[str, Option]]:
     """The engine's config schema plus every plugin's sections (a section has one owner)."""
-    from engine.retention import SCHEMA as RETENTION_SCHEMA
 
     schema: dict[str, dict[str, Option]] = {
         k: dict(v) for k, v in {**ENGINE_SCHEMA, **RETENTION_SCHEMA}.items()}
@@ -66,7 +68,6 @@ class Runtime:
         """Load plugins and configuration, then open (and migrate) the store."""
         pm = get_plugin_manager(extra_plugins=extra_plugins)
         config = load_config(pm, config_path, overrides)
-        from engine.logs import setup_logging
 
         setup_logging(config.get("logging", "level", "WARNING"),
                       fmt=config.get("logging", "format", "text"),
@@ -108,7 +109,6 @@ class Runtime:
 
     async def _purge_loop(self, pipeline: Pipeline) -> None:
         """Feedback and retention on a schedule, off the event loop (its own store thread)."""
-        from engine import retention
 
         interval = self.config.get("retention", "purge_interval_minutes", 60.0) * 60
         while True:

@@ -421,7 +421,7 @@ CHART_FILES = ("reports_per_period.png", "cases_by_country.png", "time_to_remova
 
 
 def _integer_ticks(axis: Any) -> None:
-    from matplotlib.ticker import MaxNLocator
+    from matplotlib.ticker import MaxNLocator  # deferred: heavy dependency, loaded on first use
 
     axis.set_major_locator(MaxNLocator(integer=True))  # counts: no 2.5 reports
 
@@ -429,8 +429,9 @@ def _integer_ticks(axis: Any) -> None:
 def _figure(width: float = 8.0, height: float = 4.5) -> Any:
     # The object API with an explicit Agg canvas: no pyplot global state, no display needed.
     try:
+        # deferred: heavy dependency, loaded on first use
         from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
+        from matplotlib.figure import Figure  # deferred: heavy dependency, loaded on first use
     except ImportError as exc:
         raise ConfigError("--plot needs matplotlib (pip install matplotlib)") from exc
 

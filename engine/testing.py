@@ -183,6 +183,7 @@ def validated_config(pm: pluggy.PluginManager,
                      config: Mapping[str, Any] | None = None) -> Config:
     """``config`` (TOML-shaped: ``{"section": {"key": value}}``, dotted or nested sections)
     validated against the engine's sections and every registered plugin's schema."""
+    # deferred: keeps `ntd` start-up fast (loaded when the command runs)
     from engine.runtime import merged_schema
 
     return validate(copy.deepcopy(dict(config or {})), merged_schema(pm))
@@ -239,6 +240,7 @@ def contact(scope: str, address: str, *, channel: str = "email", source: str = "
 
 
 def _domain_of(host: str) -> str:
+    # deferred: keeps `ntd` start-up fast (loaded when the command runs)
     from engine.urls import registrable_domain
 
     return registrable_domain(host)
@@ -292,6 +294,7 @@ def make_case(url: str | None = None, *, state: str = "resolved",
     ``url`` defaults to a page on the resolution's host; ``resolution`` goes into
     ``case.data["resolution"]`` (other fields through ``data``).
     """
+    # deferred: keeps `ntd` start-up fast (loaded when the command runs)
     from engine.urls import canonicalize
 
     if url is None:

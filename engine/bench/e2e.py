@@ -179,7 +179,10 @@ async def _measure(rt: Runtime, lab: FullLab, folder: Path, *, processes: int = 
                    kill_one_after: int = 0,
                    overrides: dict[str, dict[str, Any]] | None = None,
                    db: str = "") -> dict[str, Any]:
+    # deferred: keeps `ntd` start-up fast (loaded when the command runs)
     from engine.lab.images import build_demo_hashlist
+
+    # deferred: keeps `ntd` start-up fast (loaded when the command runs)
     from engine.media.hashlist_format import parse_hashlist
 
     world = lab.world

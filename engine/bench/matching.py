@@ -178,7 +178,10 @@ def bench_hash(
     Measures crypto hashes alone, crypto + pHash (reduced JPEG decode), crypto + pHash + PDQ,
     and PDQ on a full-resolution decode for comparison.
     """
+    # deferred: keeps `ntd` start-up fast (loaded when the command runs)
     from engine.lab.images import jpeg_bytes, make_image
+
+    # deferred: keeps `ntd` start-up fast (loaded when the command runs)
     from engine.media.hashing import crypto_hashes, decode_luma, hash_media, pdq_hex
 
     datas = [jpeg_bytes(make_image(10_000 + i, size), quality) for i in range(n)]
@@ -214,7 +217,10 @@ def bench_hash(
 
 def _hash_variant(job: tuple[int, str]) -> dict[str, Any]:
     """Worker: hash one transformed (or original) demo image. Module level for pickling."""
+    # deferred: keeps `ntd` start-up fast (loaded when the command runs)
     from engine.lab.images import DEMO_SIZE, TRANSFORMS, demo_image_bytes, make_image
+
+    # deferred: keeps `ntd` start-up fast (loaded when the command runs)
     from engine.media.hashing import decode_luma, hash_media, pdq_hex, phash_hex
 
     seed, name = job
@@ -249,6 +255,7 @@ def robustness(n: int = 200, unrelated: int = 10_000, workers: int | None = None
     scenes are checked against the originals and against each other. Also reports how far the
     reduced-decode hashes drift from full-resolution decodes. Uses a process pool.
     """
+    # deferred: keeps `ntd` start-up fast (loaded when the command runs)
     from engine.lab.images import TRANSFORMS
 
     workers = workers or os.cpu_count() or 1

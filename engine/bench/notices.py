@@ -41,8 +41,13 @@ def _actions(count: int) -> list[dict[str, Any]]:
 
 def bench_notify(count: int, *, connections: int = 4) -> dict[str, Any]:
     """Send ``count`` notices to a loopback sink; returns figures."""
+    # deferred: keeps `ntd` start-up fast (loaded when the command runs)
     import plugins.notify as notify
+
+    # deferred: keeps `ntd` start-up fast (loaded when the command runs)
     from engine.runtime import Runtime
+
+    # deferred: keeps `ntd` start-up fast (loaded when the command runs)
     from plugins.notify.sender import NoticeSender
 
     sink = subprocess.Popen([sys.executable, "-m", "engine.lab.smtp_sink"],

@@ -8,6 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import multiprocessing
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from plugins.recheck.cli import run_sweep
@@ -25,7 +30,10 @@ def _bench_case(i: int) -> str:
 
 def _bench_server(n: int, port_out: Any, stop: Any) -> None:
     """Child process: a loopback lab server with the content of ``n`` benchmark cases."""
+    # deferred: keeps `ntd` start-up fast (loaded when the command runs)
     from engine.lab.images import demo_image_bytes
+
+    # deferred: keeps `ntd` start-up fast (loaded when the command runs)
     from engine.lab.webserver import LabWebServer, Route
 
     images = [demo_image_bytes(seed) for seed in range(BENCH_IMAGES + 1)]
@@ -48,9 +56,16 @@ def _bench_server(n: int, port_out: Any, stop: Any) -> None:
 
 def seed_bench_cases(store: Any, n: int, *, port: int, now: str) -> None:
     """Store ``n`` noticed cases, due now, each with one matched media item (bulk SQL)."""
+    # deferred: keeps `ntd` start-up fast (loaded when the command runs)
     from engine.lab.images import demo_image_bytes
+
+    # deferred: keeps `ntd` start-up fast (loaded when the command runs)
     from engine.media.items import hash_bytes
+
+    # deferred: keeps `ntd` start-up fast (loaded when the command runs)
     from engine.store import IntakeRow
+
+    # deferred: keeps `ntd` start-up fast (loaded when the command runs)
     from engine.urls import canonicalize
 
     hashes = [hash_bytes(demo_image_bytes(seed), "image/jpeg") for seed in range(BENCH_IMAGES)]
@@ -86,14 +101,14 @@ def seed_bench_cases(store: Any, n: int, *, port: int, now: str) -> None:
 
 def bench_recheck(cases: int = 100_000, *, workers: int = 64) -> dict[str, Any]:
     """Re-checks/s for ``cases`` due cases against a loopback server in its own process."""
-    import multiprocessing
-    import tempfile
-    import time
-    from datetime import UTC, datetime
-    from pathlib import Path
 
+    # deferred: keeps `ntd` start-up fast (loaded when the command runs)
     import plugins.recheck as recheck_plugin
+
+    # deferred: keeps `ntd` start-up fast (loaded when the command runs)
     from engine.clock import Clock
+
+    # deferred: keeps `ntd` start-up fast (loaded when the command runs)
     from engine.runtime import Runtime
 
     mp = multiprocessing.get_context("spawn")

@@ -76,9 +76,16 @@ def bench_route(n: int = 100_000) -> dict[str, Any]:
     resolution per plugin, await), then ``decide`` — sequentially in one event loop. The store
     commit is not included (``ntd bench intake`` measures the store).
     """
+    # deferred: keeps `ntd` start-up fast (loaded when the command runs)
     from engine.directory import RoutingSettings, load_directory
+
+    # deferred: keeps `ntd` start-up fast (loaded when the command runs)
     from engine.models import Case
+
+    # deferred: keeps `ntd` start-up fast (loaded when the command runs)
     from engine.plugin_manager import get_plugin_manager
+
+    # deferred: keeps `ntd` start-up fast (loaded when the command runs)
     from plugins.route.policy import decide, gather_proposals
 
     settings = RoutingSettings()

@@ -24,8 +24,13 @@ from engine.web.server import free_port
 
 def _child(db: str, port: int) -> None:
     """The server process: open the store, serve until terminated."""
+    # deferred: keeps `ntd` start-up fast (loaded when the command runs)
     from engine.runtime import Runtime
+
+    # deferred: keeps `ntd` start-up fast (loaded when the command runs)
     from engine.web.app import WebSettings, create_app
+
+    # deferred: keeps `ntd` start-up fast (loaded when the command runs)
     from engine.web.server import serve
 
     rt = Runtime.open(db=db)
@@ -34,7 +39,7 @@ def _child(db: str, port: int) -> None:
 
 
 async def _wait_ready(base: str, proc: subprocess.Popen[bytes], timeout: float) -> None:
-    import aiohttp
+    import aiohttp  # deferred: keeps `ntd` start-up fast (loaded when the command runs)
 
     deadline = time.monotonic() + timeout
     async with aiohttp.ClientSession() as session:
@@ -52,7 +57,7 @@ async def _wait_ready(base: str, proc: subprocess.Popen[bytes], timeout: float) 
 
 
 async def _drive(base: str, requests: int, concurrency: int) -> dict[str, Any]:
-    import aiohttp
+    import aiohttp  # deferred: keeps `ntd` start-up fast (loaded when the command runs)
 
     latencies: list[float] = []
     statuses: dict[str, int] = {}

@@ -43,6 +43,7 @@ def bench() -> None:
 @JSON_OPT
 def bench_intake(urls: int, as_json: bool) -> None:
     """Time `submit` of N generated URLs: seconds, URLs/s, peak memory."""
+    # deferred: keeps `ntd` start-up fast (loaded when the command runs)
     from engine.bench.intake import bench_intake as run_bench
 
     result = run_bench(urls)
@@ -65,6 +66,7 @@ def bench_intake(urls: int, as_json: bool) -> None:
 def bench_e2e_cmd(obj: Obj, urls: int, latency_ms: float, image_share: float, hosters: int,
                   workers: int | None, processes: int, kill_one: bool, as_json: bool) -> None:
     """The whole chain on a loopback world: URLs/s, stage latency, RSS, loop stalls, correctness."""
+    # deferred: keeps `ntd` start-up fast (loaded when the command runs)
     from engine.bench.e2e import bench_e2e
 
     result = bench_e2e(urls=urls, latency_ms=latency_ms, image_share=image_share,
@@ -81,6 +83,7 @@ def bench_e2e_cmd(obj: Obj, urls: int, latency_ms: float, image_share: float, ho
 @JSON_OPT
 def bench_api_cmd(count: int, concurrency: int, as_json: bool) -> None:
     """Requests/s of POST /api/reports against a loopback uvicorn (fresh temporary database)."""
+    # deferred: keeps `ntd` start-up fast (loaded when the command runs)
     from engine.bench.web import bench_api
 
     result = bench_api(requests=count, concurrency=concurrency)
@@ -94,6 +97,7 @@ def bench_api_cmd(count: int, concurrency: int, as_json: bool) -> None:
 @JSON_OPT
 def bench_match(entries: int, queries: int, as_json: bool) -> None:
     """Index build time, query latency and memory for pHash and PDQ lists."""
+    # deferred: keeps `ntd` start-up fast (loaded when the command runs)
     from engine.bench.matching import bench_match as run
 
     result = run(entries, queries=queries)
@@ -105,6 +109,7 @@ def bench_match(entries: int, queries: int, as_json: bool) -> None:
 @JSON_OPT
 def bench_hash(images: int, as_json: bool) -> None:
     """Images/s hashing 1024×768 JPEGs (pHash + crypto; PDQ separately)."""
+    # deferred: keeps `ntd` start-up fast (loaded when the command runs)
     from engine.bench.matching import bench_hash as run
 
     result = run(images)
@@ -117,6 +122,7 @@ def bench_hash(images: int, as_json: bool) -> None:
 @JSON_OPT
 def bench_robustness(images: int, unrelated: int, as_json: bool) -> None:
     """Recall of pHash/PDQ under transforms, and false matches among unrelated images."""
+    # deferred: keeps `ntd` start-up fast (loaded when the command runs)
     from engine.bench.matching import robustness
 
     result = robustness(images, unrelated=unrelated)
@@ -129,6 +135,7 @@ def bench_robustness(images: int, unrelated: int, as_json: bool) -> None:
 @JSON_OPT
 def bench_resolve(urls: int, hosters: int, as_json: bool) -> None:
     """Cases/s of the resolve stage over URLS cases on HOSTERS hosters (lab RDAP)."""
+    # deferred: keeps `ntd` start-up fast (loaded when the command runs)
     from engine.bench.resolve import bench_pipeline
 
     if hosters > urls:
@@ -142,6 +149,7 @@ def bench_resolve(urls: int, hosters: int, as_json: bool) -> None:
 @JSON_OPT
 def bench_route(cases: int, as_json: bool) -> None:
     """Routed cases/s: default policy + a partner plugin's proposals + merge."""
+    # deferred: keeps `ntd` start-up fast (loaded when the command runs)
     from engine.bench.route import bench_route as run
 
     result = run(cases)
@@ -155,6 +163,7 @@ def bench_route(cases: int, as_json: bool) -> None:
 @JSON_OPT
 def bench_notify(count: int, connections: int, as_json: bool) -> None:
     """Deliver N notices to a loopback SMTP sink: notices/s, render share."""
+    # deferred: keeps `ntd` start-up fast (loaded when the command runs)
     from engine.bench.notices import bench_notify as run
 
     result = run(count, connections=connections)
@@ -167,6 +176,7 @@ def bench_notify(count: int, connections: int, as_json: bool) -> None:
 @JSON_OPT
 def bench_recheck(cases: int, workers: int, as_json: bool) -> None:
     """Re-checks/s for N due cases against a loopback web server."""
+    # deferred: keeps `ntd` start-up fast (loaded when the command runs)
     from engine.bench.recheck import bench_recheck as run
 
     result = run(cases, workers=workers)

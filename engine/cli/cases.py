@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from collections.abc import Callable
 from functools import partial
 from typing import Any
@@ -30,6 +31,7 @@ from engine.models import CHANNELS
 def submit(obj: Obj, files: tuple[str, ...], channel: str, fmt: str | None,
            as_json: bool) -> None:
     """Submit URLs from FILES (text, CSV, JSON, NDJSON; '-' reads stdin)."""
+    # deferred: keeps `ntd` start-up fast (loaded when the command runs)
     from engine.intake import submit_files
 
     rt = obj.runtime()
@@ -73,7 +75,10 @@ class _progress:
     def __enter__(self) -> Callable[[int], None]:
         if not sys.stderr.isatty():
             return lambda done: None
+        # deferred: keeps `ntd` start-up fast (loaded when the command runs)
         from rich.console import Console
+
+        # deferred: keeps `ntd` start-up fast (loaded when the command runs)
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
         self._progress = Progress("[progress.description]{task.description}", BarColumn(),
@@ -127,8 +132,6 @@ def _run_progress() -> Callable[[Any], None]:
     last = [0.0]
 
     def show(summary: Any) -> None:
-        import time
-
         now = time.monotonic()
         if now - last[0] < 0.5:
             return
@@ -150,6 +153,7 @@ def status(obj: Obj, as_json: bool) -> None:
     if as_json:
         emit_json({"cases": total, "by_state": counts})
         return
+    # deferred: keeps `ntd` start-up fast (loaded when the command runs)
     from rich.table import Table
 
     table = Table(title=f"{total} cases")
@@ -167,6 +171,7 @@ def status(obj: Obj, as_json: bool) -> None:
 @click.pass_obj
 def cases(obj: Obj, state: str | None, limit: int | None, as_json: bool) -> None:
     """List cases (oldest first)."""
+    # deferred: keeps `ntd` start-up fast (loaded when the command runs)
     from engine.models import STATES
 
     if state and state not in STATES:
@@ -175,6 +180,7 @@ def cases(obj: Obj, state: str | None, limit: int | None, as_json: bool) -> None
     if as_json:
         emit_json(rows)
         return
+    # deferred: keeps `ntd` start-up fast (loaded when the command runs)
     from rich.table import Table
 
     table = Table()
@@ -195,6 +201,7 @@ def case(obj: Obj, case_id: str, as_json: bool) -> None:
     found = rt.store.get_case(case_id)
     if found is None:
         raise InputError(f"no case {case_id!r}")
+    # deferred: keeps `ntd` start-up fast (loaded when the command runs)
     from engine.retention import actor_name
 
     rt.store.audit(actor=actor_name(os.environ.get("NTD_ANALYST")),
@@ -207,6 +214,7 @@ def case(obj: Obj, case_id: str, as_json: bool) -> None:
               + (f" ({found['state_reason']})" if found.get("state_reason") else ""))
     con.print(f"url:       {found['canonical_url']}\ndomain:    {found['domain']}")
     con.print(f"reports:   {len(found['reports'])}    items: {len(found['items'])}")
+    # deferred: keeps `ntd` start-up fast (loaded when the command runs)
     from rich.table import Table
 
     table = Table(title="trail")
@@ -228,6 +236,7 @@ def queue(obj: Obj, limit: int | None, as_json: bool) -> None:
     if as_json:
         emit_json(rows)
         return
+    # deferred: keeps `ntd` start-up fast (loaded when the command runs)
     from rich.table import Table
 
     table = Table(title=f"{len(rows)} cases awaiting assessment")
@@ -255,7 +264,10 @@ def queue(obj: Obj, limit: int | None, as_json: bool) -> None:
 def verdict(obj: Obj, case_id: str, decision: str, category: str | None, note: str | None,
             learn: bool, analyst: str | None, as_json: bool) -> None:
     """Record an analyst's decision on a case awaiting assessment."""
+    # deferred: keeps `ntd` start-up fast (loaded when the command runs)
     from engine.assessment import record_verdict
+
+    # deferred: keeps `ntd` start-up fast (loaded when the command runs)
     from engine.retention import actor_name
 
     rt = obj.runtime()
@@ -272,12 +284,14 @@ def verdict(obj: Obj, case_id: str, decision: str, category: str | None, note: s
 @click.pass_obj
 def plugins(obj: Obj, as_json: bool) -> None:
     """List plugins with their version and the hooks each implements."""
+    # deferred: keeps `ntd` start-up fast (loaded when the command runs)
     from engine.plugin_manager import plugin_infos
 
     infos = plugin_infos(obj.runtime().pm)
     if as_json:
         emit_json([i.to_dict() for i in infos])
         return
+    # deferred: keeps `ntd` start-up fast (loaded when the command runs)
     from rich.table import Table
 
     table = Table()
@@ -298,7 +312,10 @@ def config_group() -> None:
 @click.pass_obj
 def config_check(obj: Obj, as_json: bool) -> None:
     """Validate the configuration and print the effective values."""
+    # deferred: keeps `ntd` start-up fast (loaded when the command runs)
     from engine.plugin_manager import get_plugin_manager
+
+    # deferred: keeps `ntd` start-up fast (loaded when the command runs)
     from engine.runtime import load_config
 
     config = load_config(get_plugin_manager(), obj.config)
@@ -318,6 +335,7 @@ def config_check(obj: Obj, as_json: bool) -> None:
               help="Keep the demo database at this path (default: a temporary folder).")
 def demo(urls: int, keep: str | None) -> None:
     """Run a synthetic, offline demonstration of what ntd does so far."""
+    # deferred: keeps `ntd` start-up fast (loaded when the command runs)
     from engine.demo import run_demo
 
     run_demo(urls=urls, keep=keep)

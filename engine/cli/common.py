@@ -16,6 +16,7 @@ def emit_json(value: Any) -> None:
 
 
 def console() -> Any:
+    # deferred: keeps `ntd` start-up fast (loaded when the command runs)
     from rich.console import Console
 
     return Console(stderr=False, highlight=False)
@@ -32,6 +33,7 @@ class Obj:
     def runtime(self) -> Any:
         """The opened ``Runtime`` (plugins, config, store)."""
         if self._runtime is None:
+            # deferred: keeps `ntd` start-up fast (loaded when the command runs)
             from engine.runtime import Runtime
 
             self._runtime = Runtime.open(db=self.db, config_path=self.config)

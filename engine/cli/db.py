@@ -18,7 +18,10 @@ def db_group() -> None:
 @click.pass_obj
 def db_migrate(obj: Obj, as_json: bool) -> None:
     """Bring the database (--db or $NTD_DATABASE_URL) to the newest schema version."""
+    # deferred: keeps `ntd` start-up fast (loaded when the command runs)
     from engine.store import open_store
+
+    # deferred: keeps `ntd` start-up fast (loaded when the command runs)
     from engine.store.copy import describe
 
     store = open_store(obj.db, migrate=False)
@@ -44,6 +47,7 @@ def db_migrate(obj: Obj, as_json: bool) -> None:
 @JSON_OPT
 def db_copy(source: str, target: str, as_json: bool) -> None:
     """Copy every table into an empty database, comparing row counts and checksums."""
+    # deferred: keeps `ntd` start-up fast (loaded when the command runs)
     from engine.store.copy import copy_database
 
     report = copy_database(source, target)
@@ -64,6 +68,7 @@ def db_copy(source: str, target: str, as_json: bool) -> None:
 @click.pass_obj
 def workers_cmd(obj: Obj, show_all: bool, as_json: bool) -> None:
     """Live workers (heartbeat within 3 intervals), their leases and last heartbeat."""
+    # deferred: keeps `ntd` start-up fast (loaded when the command runs)
     from engine.workers import list_workers
 
     rt = obj.runtime()

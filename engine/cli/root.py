@@ -53,6 +53,7 @@ def cli(ctx: click.Context, db: str | None, config: str | None) -> None:
 def _register_plugin_commands() -> None:
     """Let plugins add subcommands (``ntd_register_commands``)."""
     # here, not at module level: loading plugins is what lazy commands save ``ntd submit``
+    # deferred: keeps `ntd` start-up fast (loaded when the command runs)
     from engine.plugin_manager import call_all_sync, get_plugin_manager
 
     call_all_sync(get_plugin_manager(), "ntd_register_commands", cli=cli)

@@ -65,6 +65,7 @@ def _echo_text(s: dict[str, Any]) -> None:
 def stats(obj: Obj, date_from: str | None, date_to: str | None, as_json: bool, as_csv: bool,
           plot_dir: str | None) -> None:
     """Anonymised statistics: aggregates only, small counts suppressed."""
+    # deferred: keeps `ntd` start-up fast (loaded when the command runs)
     from engine import stats as engine_stats
 
     if as_json and as_csv:

@@ -28,8 +28,13 @@ def serve(obj: Obj, host: str, port: int, https: bool, form_rate: float, per_url
     Sessions are signed with $NTD_WEB_SECRET (random per process when unset: sessions then end
     when the server stops). Client addresses are never logged or stored.
     """
+    # deferred: keeps `ntd` start-up fast (loaded when the command runs)
     from engine.web.app import create_app
+
+    # deferred: keeps `ntd` start-up fast (loaded when the command runs)
     from engine.web.deps import SECRET_ENV, WebSettings
+
+    # deferred: keeps `ntd` start-up fast (loaded when the command runs)
     from engine.web.server import serve as run_server
 
     settings = WebSettings(https=https, form_rate=form_rate, per_url_window=per_url)
@@ -48,6 +53,7 @@ def users() -> None:
 
 
 def _accounts(obj: Obj):  # type: ignore[no-untyped-def]
+    # deferred: keeps `ntd` start-up fast (loaded when the command runs)
     from engine.web.accounts import accounts
 
     return accounts(obj.runtime().store)
@@ -70,6 +76,7 @@ def _read_password(from_stdin: bool) -> str:
 def users_add(obj: Obj, name: str, role: str, country: str | None, password_stdin: bool,
               as_json: bool) -> None:
     """Create an account (password hashed with argon2id)."""
+    # deferred: keeps `ntd` start-up fast (loaded when the command runs)
     from engine.web.auth import hash_password, validate_account
 
     country = validate_account(name, role, country)
@@ -118,6 +125,7 @@ def users_rm(obj: Obj, name: str) -> None:
 @click.pass_obj
 def users_passwd(obj: Obj, name: str, password_stdin: bool) -> None:
     """Set a new password."""
+    # deferred: keeps `ntd` start-up fast (loaded when the command runs)
     from engine.web.auth import hash_password
 
     if not _accounts(obj).set_password_hash(name, hash_password(_read_password(password_stdin))):
@@ -132,6 +140,7 @@ def users_passwd(obj: Obj, name: str, password_stdin: bool) -> None:
 @click.pass_obj
 def users_token(obj: Obj, name: str, revoke: bool, as_json: bool) -> None:
     """Create an API token for scripts (printed once; only its SHA-256 is stored)."""
+    # deferred: keeps `ntd` start-up fast (loaded when the command runs)
     from engine.web.auth import new_token
 
     rt = obj.runtime()

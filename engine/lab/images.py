@@ -179,6 +179,7 @@ def build_demo_hashlist(path: str | os.PathLike[str], n: int = 20) -> int:
     installed; hashes are of ``demo_image_bytes(seed)`` through ``engine.media.hashing``, so
     the lab server serving those bytes produces exact and perceptual matches.
     """
+    # deferred: keeps `ntd` start-up fast (loaded when the command runs)
     from engine.media.hashing import hash_media  # late import: engine must not need plugins
 
     rows = 0

@@ -16,6 +16,9 @@ from __future__ import annotations
 import asyncio
 import email
 import email.policy
+import json
+import signal
+import sys
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -138,9 +141,6 @@ def main() -> None:
     Prints ``PORT <n>`` once listening; on SIGTERM/SIGINT prints a JSON line with the number of
     messages and distinct Message-IDs received, then exits.
     """
-    import json
-    import signal
-    import sys
 
     async def serve() -> None:
         sink = SMTPSink()

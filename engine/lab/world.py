@@ -8,7 +8,11 @@ real material and nothing leaves the machine.
 
 from __future__ import annotations
 
+import asyncio
+import json
 import random
+import subprocess
+import sys
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -140,7 +144,10 @@ class FullLab:
 
     async def start(self) -> FullLab:
         """Start the web server, RDAP registry and SMTP sink on loopback."""
+        # deferred: keeps `ntd` start-up fast (loaded when the command runs)
         from engine.lab.rdap_server import LabRdapServer
+
+        # deferred: keeps `ntd` start-up fast (loaded when the command runs)
         from engine.lab.smtp_sink import SMTPSink
 
         for _, host, cidr in _hosters(self.world.hosts):
@@ -227,9 +234,6 @@ class WorldServerProcess:
 
     def start(self) -> WorldServerProcess:
         """Spawn the child and wait for its addresses."""
-        import json
-        import subprocess
-        import sys
 
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "engine.lab.world",
@@ -249,7 +253,6 @@ class WorldServerProcess:
 
     def message_ids(self) -> list[str]:
         """Message-IDs the child's SMTP sink accepted so far."""
-        import json
 
         self.proc.stdin.write("messages\n")
         self.proc.stdin.flush()
@@ -270,10 +273,6 @@ class WorldServerProcess:
 
 
 def _serve_main(args_json: str) -> None:
-    import asyncio
-    import json
-    import sys
-
     async def serve() -> None:
         args = json.loads(args_json)
         full = args.pop("full", False)

@@ -33,6 +33,7 @@ def hash_bytes(data: bytes, content_type: str, mirror: bool = False) -> dict[str
     naming why.
     """
     # here, not at module level: only the pool processes load the imaging stack
+    # deferred: pulls in numpy, PIL, pdqhash, loaded on first use
     from engine.media.hashing import MediaError, hash_media
 
     if content_type in IMAGE_TYPES:

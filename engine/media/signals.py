@@ -139,6 +139,7 @@ class PerceptualHashType(HashType):
     @classmethod
     def compute(cls, data: bytes) -> str | None:
         # here, not at module level: only the processes that hash load the imaging stack
+        # deferred: pulls in numpy, PIL, pdqhash, loaded on first use
         from engine.media.hashing import hash_media
 
         value = hash_media(data)[cls.name]

@@ -8,6 +8,7 @@ from pathlib import Path
 from engine.errors import ConfigError
 from engine.store.base import Store
 from engine.store.records import Commit, IntakeOutcome, IntakeRow
+from engine.store.sqlite import SQLiteStore
 
 DEFAULT_DB = "ntd.db"
 DB_ENV = "NTD_DATABASE_URL"
@@ -25,6 +26,7 @@ def open_store(url: str | None = None, *, migrate: bool = True) -> Store:
     target = database_url(url)
     if target.startswith(("postgresql://", "postgres://")):
         try:
+            # deferred: pulls in psycopg, loaded on first use
             from engine.store.postgres import PostgresStore
         except ImportError as exc:  # psycopg is an optional dependency
             raise ConfigError(f"database URL {target.split('@')[-1]!r}: the PostgreSQL backend "
@@ -42,7 +44,6 @@ def open_store(url: str | None = None, *, migrate: bool = True) -> Store:
     elif "://" in target:
         raise ConfigError(f"database URL {target!r}: unsupported scheme (use a path, "
                           "sqlite:///PATH or postgresql://...)")
-    from engine.store.sqlite import SQLiteStore
 
     store = SQLiteStore(Path(target))
     if migrate:

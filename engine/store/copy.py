@@ -128,6 +128,7 @@ def _canon(value: Any) -> Any:
 def describe(url: str) -> str:
     """A store URL without any password, for messages and reports."""
     if url.startswith(("postgresql://", "postgres://")):
+        # deferred: pulls in psycopg, loaded on first use
         from engine.store.postgres import describe_url
 
         return describe_url(url)
@@ -160,7 +161,7 @@ def _rows(conn: Any, pg: bool, table: str, columns: list[str],
           key: tuple[str, ...]) -> Iterator[tuple[Any, ...]]:
     sql = f"SELECT {', '.join(columns)} FROM {table} ORDER BY {', '.join(key)}"
     if pg:
-        from psycopg.rows import tuple_row
+        from psycopg.rows import tuple_row  # deferred: optional dependency
 
         with conn.cursor(name=f"ntd_copy_{table}", row_factory=tuple_row) as cur:
             cur.itersize = _BATCH
@@ -180,6 +181,7 @@ def _write_rows(store: Store, conn: Any, table: str, columns: list[str],
                 rows: Iterator[tuple[Any, ...]]) -> None:
     """The backend's bulk insert (``COPY`` on PostgreSQL, batched INSERTs on SQLite)."""
     if _is_pg(store):
+        # deferred: pulls in psycopg, loaded on first use
         from engine.store.postgres import PgConnection  # psycopg is an optional dependency
 
         conn = PgConnection(conn)

@@ -159,6 +159,7 @@ async def healthz(request: Request) -> Response:
 
 async def openapi_json(request: Request) -> Response:
     """GET /openapi.json."""
+    # deferred: pulls in jinja2, starlette, argon2, tldextract, loaded on first use
     from engine.web.openapi import spec
 
     return _json(spec())

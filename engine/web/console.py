@@ -23,6 +23,7 @@ from starlette.routing import Route
 
 import engine.web.intake_web as intake_web
 import engine.web.services as services
+from engine import stats as engine_stats
 from engine.errors import InputError, StorageError
 from engine.models import STATES
 from engine.store.roles import NOTICE_STATES
@@ -261,8 +262,6 @@ async def notice_retry(request: Request, user: User) -> Response:
 
 # -- statistics ----------------------------------------------------------------------------------
 def _render_charts(rt: Any, stats: Any) -> dict[str, bytes]:
-    from engine import stats as engine_stats
-
     with tempfile.TemporaryDirectory(prefix="ntd-charts-") as folder:
         paths = engine_stats.plot(stats, folder)
         return {p.name: Path(p).read_bytes() for p in paths}

@@ -64,6 +64,7 @@ class WebState:
     """What every request handler shares: runtime, settings, signer, limits, templates."""
 
     def __init__(self, runtime: Any, settings: WebSettings) -> None:
+        # deferred: pulls in jinja2, starlette, argon2, tldextract, loaded on first use
         from engine.web.accounts import accounts
 
         self.rt = runtime

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from engine import stats as engine_stats
+from engine.assessment import record_verdict as commit_verdict
 from engine.errors import InputError
 from engine.web.auth import User
 from engine.web.problems import Problem
@@ -39,7 +41,6 @@ def record_verdict(rt: Any, user: User, case_id: str, *, verdict: str, category:
     check_verdict_fields(verdict, category, note, learn)
     if rt.store.get_case(case_id, events=False) is None:
         raise Problem("not-found", f"no case {case_id!r}")
-    from engine.assessment import record_verdict as commit_verdict
 
     try:
         return commit_verdict(rt, case_id, verdict=verdict, actor=user.actor,
@@ -72,7 +73,6 @@ def visible_cases(rt: Any, user: User, *, state: str | None, limit: int,
 
 def stats_summary(rt: Any, date_from: str | None, date_to: str | None) -> Any:
     """``ntd stats`` for a period (``InputError`` for bad dates)."""
-    from engine import stats as engine_stats
 
     period = engine_stats.parse_period(date_from or None, date_to or None)
     return engine_stats.compute_for_runtime(rt, period)

@@ -5,9 +5,8 @@ Every request goes through ctx.fetcher (the SSRF-safe fetcher); bytes live only 
 
 from __future__ import annotations
 
-from typing import Any
-
 from engine import hookimpl
+from engine.api import Case, StageContext
 from engine.config import Option, positive
 from engine.models import StageResult
 from plugins.fetch.fetcher import fetch_case
@@ -40,11 +39,11 @@ def ntd_config_schema() -> dict[str, dict[str, Option]]:
 
 
 @hookimpl
-def ntd_startup(ctx: Any) -> None:
+def ntd_startup(ctx: StageContext) -> None:
     # Hashing runs in the CPU pool: its processes start with the imaging stack loaded.
     ctx.cpu_preload.add("engine.media.hashing")
 
 
 @hookimpl
-async def ntd_fetch(case: Any, ctx: Any) -> StageResult:
+async def ntd_fetch(case: Case, ctx: StageContext) -> StageResult:
     return await fetch_case(case, ctx)

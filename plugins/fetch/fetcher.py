@@ -14,6 +14,7 @@ from collections import OrderedDict
 from datetime import timedelta
 from typing import Any
 
+from engine.api import Case, StageContext
 from engine.errors import FetchError
 from engine.media.digests import crypto_hashes
 from engine.media.html_media import extract_media_urls  # here, not at the first page: no loop stall
@@ -53,7 +54,7 @@ class HashCache:
             self._entries.popitem(last=False)
 
 
-def _hash_cache(ctx: Any) -> HashCache:
+def _hash_cache(ctx: StageContext) -> HashCache:
     cache = ctx.state.get("fetch.hash_cache")
     if cache is None:
         cache = HashCache(ctx.config.get("fetch", "hash_cache_entries", 50_000))
@@ -73,7 +74,7 @@ async def _off_loop_if_large(fn: Any, body: bytes) -> Any:
     return fn(body) if len(body) <= _INLINE_BYTES else await asyncio.to_thread(fn, body)
 
 
-async def hash_cached(ctx: Any, body: bytes, content_type: str) -> dict[str, Any]:
+async def hash_cached(ctx: StageContext, body: bytes, content_type: str) -> dict[str, Any]:
     """``hash_bytes`` in the process pool, skipped when the same bytes were hashed before.
 
     Only images need the pool (decoding, perceptual hashes). Anything else gets its
@@ -103,7 +104,7 @@ async def hash_cached(ctx: Any, body: bytes, content_type: str) -> dict[str, Any
     return dict(await asyncio.shield(task))
 
 
-async def _fetch_item(ctx: Any, url: str,
+async def _fetch_item(ctx: StageContext, url: str,
                       kind: str) -> tuple[Item, str | None, dict[str, str]]:
     """Fetch and hash one URL; returns the item, the body as text when it is HTML, and the
     perceptual hashes of the mirror image (``{"pdq": ..}``; empty if none)."""
@@ -131,7 +132,7 @@ async def _fetch_item(ctx: Any, url: str,
     return item, html, mirror  # resp.body goes out of scope here: media bytes are never kept
 
 
-async def fetch_case(case: Any, ctx: Any) -> StageResult:
+async def fetch_case(case: Case, ctx: StageContext) -> StageResult:
     """Fetch one case and hash what it serves (the ``ntd_fetch`` hook)."""
     settings = ctx.config.section("fetch")
     page, html, page_mirror = await _fetch_item(ctx, case.canonical_url, "url")

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from engine import hookimpl
+from engine.api import Case, StageContext
 from engine.config import Option, non_negative
 from engine.media.signals import HASH_TYPE_NAMES, PERCEPTUAL_TYPES, perceptually_hashed
 from engine.models import StageResult
@@ -31,7 +32,7 @@ def ntd_config_schema() -> dict[str, dict[str, Option]]:
 
 
 @hookimpl
-async def ntd_match(case: Any, ctx: Any) -> StageResult:
+async def ntd_match(case: Case, ctx: StageContext) -> StageResult:
     matcher = await current_matcher(ctx)
     state, items, detail = matcher.decide(case.items, case.data.get("mirror_hashes"))
     action = {"confirmed": "matched", "dismissed": "suppressed",
@@ -41,7 +42,7 @@ async def ntd_match(case: Any, ctx: Any) -> StageResult:
 
 
 @hookimpl
-def ntd_verdict_recorded(case: Any, verdict: str, category: str | None, learn: bool,
+def ntd_verdict_recorded(case: Case, verdict: str, category: str | None, learn: bool,
                          actor: str, store: Any, now: str) -> None:
     if not learn:
         return
@@ -64,6 +65,6 @@ def ntd_verdict_recorded(case: Any, verdict: str, category: str | None, learn: b
 
 @hookimpl
 def ntd_register_commands(cli: Any) -> None:
-    from plugins.match.cli import register
+    from plugins.match.cli import register  # deferred: pulls in numpy, loaded on first use
 
     register(cli)

@@ -33,6 +33,7 @@ def register(cli: click.Group) -> None:
     @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
     def hash_cmd(files: tuple[str, ...], as_json: bool) -> None:
         """Print the hashes of local image files (used to build lists)."""
+        # deferred: keeps `ntd` start-up fast (loaded when the command runs)
         from engine.media.hashing import MediaError, hash_media
 
         out = []
@@ -73,6 +74,7 @@ def register(cli: click.Group) -> None:
     def hashlist_import(ctx: click.Context, file: str, name: str, trust: str, negative: bool,
                         source: str | None, thresholds: tuple[str, ...], as_json: bool) -> None:
         """Import FILE (CSV or NDJSON) as list NAME, replacing a list of that name."""
+        # deferred: keeps `ntd` start-up fast (loaded when the command runs)
         from engine.media.hashlist_format import parse_hashlist
 
         limits: dict[str, int] = {}

@@ -81,7 +81,7 @@ class Matcher:
             index = HammingIndex(kind.bits)
             hexes, ids = pending[kind.name]
             if hexes:
-                import numpy as np
+                import numpy as np  # deferred: heavy dependency, loaded on first use
 
                 index.add(hexes_to_words(hexes, kind.bits), np.asarray(ids, dtype=np.int64))
             m.hamming[kind.name] = index

@@ -10,8 +10,10 @@ import asyncio
 from typing import Any
 
 from engine import hookimpl
+from engine.api import Case, StageContext
 from engine.config import Option
 from engine.models import StageResult
+from plugins.notify.cli import register
 from plugins.notify.notifier import (
     _STATE_KEY,
     notify_case,
@@ -25,7 +27,8 @@ def ntd_config_schema() -> dict[str, dict[str, Option]]:
 
 
 @hookimpl
-async def ntd_startup(ctx: Any) -> None:
+async def ntd_startup(ctx: StageContext) -> None:
+    # deferred: pulls in jinja2, httpx, aiosmtplib, loaded on first use
     from plugins.notify.sender import NoticeSender
 
     # Builds channels and validates every template: a broken template stops the start here.
@@ -35,20 +38,20 @@ async def ntd_startup(ctx: Any) -> None:
 
 
 @hookimpl
-async def ntd_shutdown(ctx: Any) -> None:
+async def ntd_shutdown(ctx: StageContext) -> None:
     sender = ctx.state.pop(_STATE_KEY, None)
     if sender is not None:
         await sender.aclose()
 
 
 @hookimpl
-def ntd_service(ctx: Any, stop: asyncio.Event) -> Any:
+def ntd_service(ctx: StageContext, stop: asyncio.Event) -> Any:
     sender = ctx.state.get(_STATE_KEY)
     return sender.run(stop) if sender is not None else None
 
 
 @hookimpl
-async def ntd_pending_work(ctx: Any) -> int:
+async def ntd_pending_work(ctx: StageContext) -> int:
     settings = notice_settings(ctx.config)
     return int(await ctx.store.notice_work_due(now=ctx.clock.now_text(),
                                                window_seconds=settings.window_seconds))
@@ -58,11 +61,9 @@ async def ntd_pending_work(ctx: Any) -> int:
 
 @hookimpl
 def ntd_register_commands(cli: Any) -> None:
-    from plugins.notify.cli import register
-
     register(cli)
 
 
 @hookimpl
-async def ntd_notify(case: Any, ctx: Any) -> StageResult:
+async def ntd_notify(case: Case, ctx: StageContext) -> StageResult:
     return await notify_case(case, ctx)

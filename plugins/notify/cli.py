@@ -30,6 +30,7 @@ def contract_row(notice: dict[str, Any]) -> dict[str, Any]:
 
 async def send_notices(rt: Any, *, flush: bool, until_idle: bool) -> dict[str, Any]:
     """Run the sender in this process until nothing is claimable (what ``notices send`` does)."""
+    # deferred: keeps `ntd` start-up fast (loaded when the command runs)
     from plugins.notify.sender import NoticeSender
 
     ctx = rt.context()

@@ -164,6 +164,7 @@ def dkim_key(smtp: SMTPSettings) -> bytes | None:
         return None
     value = secret_from_env("smtp", "dkim_key_env", smtp.dkim_key_env)
     try:
+        # deferred: optional dependency
         import dkim  # noqa: F401  (dkimpy, optional)
     except ImportError as exc:
         raise ConfigError("[smtp] dkim_*: DKIM signing needs the dkimpy package") from exc
@@ -172,7 +173,7 @@ def dkim_key(smtp: SMTPSettings) -> bytes | None:
 
 def dkim_sign(data: bytes, smtp: SMTPSettings, key: bytes) -> bytes:
     """Prepend a DKIM-Signature header (relaxed/relaxed, the usual headers)."""
-    import dkim
+    import dkim  # deferred: optional dependency
 
     signature = dkim.sign(
         data, (smtp.dkim_selector or "").encode(), (smtp.dkim_domain or "").encode(), key,

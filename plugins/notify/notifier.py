@@ -20,6 +20,7 @@ from collections import Counter
 from datetime import datetime, timedelta
 from typing import Any
 
+from engine.api import Case, StageContext
 from engine.ids import new_id
 from engine.models import StageResult
 from engine.notice_content import build_action
@@ -32,7 +33,7 @@ POLICE_HOLD = "police"  # the ``held`` mark of actions waiting for the police li
 _STATE_KEY = "notify"
 
 
-async def notify_case(case: Any, ctx: Any) -> StageResult:
+async def notify_case(case: Case, ctx: StageContext) -> StageResult:
     """Queue the notices of one routed case (the ``ntd_notify`` hook)."""
     settings = notice_settings(ctx.config)
     routes = [r for r in case.data.get("routes") or [] if isinstance(r, dict)]
@@ -71,7 +72,7 @@ def first_recheck(actions: list[dict[str, Any]], config: Any, now: datetime) -> 
     return now + timedelta(hours=first_check)
 
 
-def police_first(case: Any, config: Any) -> bool:
+def police_first(case: Case, config: Any) -> bool:
     """Whether the case's police report must go out (and be released) before other notices.
 
     The case's own ``police_first`` (an analyst's or a rule's ``true``/``false``) wins over

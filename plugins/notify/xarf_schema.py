@@ -72,7 +72,7 @@ XARF_CSAM_SCHEMA: dict[str, Any] = {
 
 def validate_report(report: dict[str, Any]) -> None:
     """Raise ``jsonschema.ValidationError`` if ``report`` does not fit the schema."""
-    import jsonschema
+    import jsonschema  # deferred: heavy dependency, loaded on first use
 
     validator = jsonschema.Draft202012Validator(
         XARF_CSAM_SCHEMA, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER)

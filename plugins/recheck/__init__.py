@@ -7,9 +7,11 @@ from __future__ import annotations
 from typing import Any
 
 from engine import hookimpl
+from engine.api import StageContext
 from engine.config import Option
 from engine.models import Case, StageResult
 from plugins.recheck.checking import SCHEMA, recheck_case
+from plugins.recheck.cli import register
 
 
 @hookimpl
@@ -19,11 +21,9 @@ def ntd_config_schema() -> dict[str, dict[str, Option]]:
 
 @hookimpl
 def ntd_register_commands(cli: Any) -> None:
-    from plugins.recheck.cli import register
-
     register(cli)
 
 
 @hookimpl
-async def ntd_recheck(case: Case, ctx: Any) -> StageResult:
+async def ntd_recheck(case: Case, ctx: StageContext) -> StageResult:
     return await recheck_case(case, ctx)

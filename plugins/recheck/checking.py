@@ -31,13 +31,18 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from engine import pipeline
+from engine.api import StageContext
 from engine.clock import fmt, parse
 from engine.config import Option, non_negative, positive
+from engine.directory import load_directory, settings_from_config
 from engine.errors import FetchError
 from engine.ids import new_id
 from engine.media.items import IMAGE_TYPES, hash_bytes
 from engine.media.signals import PERCEPTUAL_TYPES, SHA256, default_radii
 from engine.models import Case, Item, StageResult
+from engine.notice_content import build_action
+from engine.plugin_manager import call_all
 from engine.routes import split_sendable
 from plugins.recheck.escalation import LADDER_STEPS, Step, check_ladder, next_step, reappeared_step
 
@@ -115,7 +120,7 @@ class _RunState:
     authority: tuple[str, frozenset[str], dict[str, tuple[str | None, str]]] | None = None
 
 
-def run_state(ctx: Any) -> _RunState:
+def run_state(ctx: StageContext) -> _RunState:
     """This run's settings, outcome counters and per-host gates (created on first use)."""
     state = ctx.state.get(PLUGIN)
     if state is None:
@@ -125,7 +130,6 @@ def run_state(ctx: Any) -> _RunState:
 
 def removal_confirmable() -> bool:
     """Whether the engine's recheck stage consumes ``removed`` (needed for a confirmation)."""
-    from engine import pipeline
 
     stage = next((s for s in pipeline.STAGES if s.name == PLUGIN), None)
     return stage is not None and "removed" in stage.consumes
@@ -165,7 +169,8 @@ class Observation:
 class Probe:
     """Fetches of one case's check, each URL at most once; hashing only as far as needed."""
 
-    def __init__(self, ctx: Any, settings: RecheckSettings, expected: list[Mapping[str, Any]]):
+    def __init__(self, ctx: StageContext, settings: RecheckSettings,
+                 expected: list[Mapping[str, Any]]):
         self.ctx = ctx
         self.settings = settings
         self.expected_sha = {e.get(SHA256.name) for e in expected if e.get(SHA256.name)}
@@ -194,6 +199,7 @@ class Probe:
                 hashes = await self.ctx.run_cpu(hash_bytes, resp.body, resp.content_type)
                 hashes.pop("error", None)
             elif page and resp.content_type == "text/html":
+                # deferred: pulls in tldextract, loaded on first use
                 from engine.media.html_media import extract_media_urls
 
                 media = tuple(extract_media_urls(resp.body.decode("utf-8", errors="replace"),
@@ -237,7 +243,7 @@ def confirmed_items(case: Case) -> list[Item]:
     return page or [Item(url=case.canonical_url, kind="url")]
 
 
-async def check_items(case: Case, items: list[Item], ctx: Any,
+async def check_items(case: Case, items: list[Item], ctx: StageContext,
                       settings: RecheckSettings) -> tuple[dict[str, dict[str, Any]], Probe]:
     """Observe every confirmed item once: ``{url: {"state", "reason", ...}}``."""
     probe = Probe(ctx, settings, [i.hashes for i in items])
@@ -287,7 +293,7 @@ def _deadline_hours(routes: list[dict[str, Any]]) -> float | None:
     return float(min(hours)) if hours else None
 
 
-async def _notice_times(case: Case, ctx: Any, mon: dict[str, Any]) -> None:
+async def _notice_times(case: Case, ctx: StageContext, mon: dict[str, Any]) -> None:
     """Fill ``noticed_at`` and ``first_notice_at`` (IWF clock) from the case's trail.
 
     The first notice is the earliest ``notice_sent`` event; until one exists the ``noticed``
@@ -305,7 +311,7 @@ async def _notice_times(case: Case, ctx: Any, mon: dict[str, Any]) -> None:
         mon["first_notice_at"], mon["first_notice_source"] = min(noticed), "noticed"
 
 
-def _authority_context(ctx: Any, state: _RunState
+def _authority_context(ctx: StageContext, state: _RunState
                        ) -> tuple[str, frozenset[str], dict[str, tuple[str | None, str]]]:
     """Home country, member countries and ``[routing.contacts]`` (from the route plugin)."""
     if state.authority is None:
@@ -313,7 +319,6 @@ def _authority_context(ctx: Any, state: _RunState
         members: frozenset[str] = frozenset()
         contacts: dict[str, tuple[str | None, str]] = {}
         try:
-            from engine.directory import load_directory, settings_from_config
 
             routing = settings_from_config(ctx.config)
             home, contacts = routing.home_country, dict(routing.contacts)
@@ -327,11 +332,10 @@ def _authority_context(ctx: Any, state: _RunState
 
 
 # -- escalation hook (optional hookspec ntd_escalate) ------------------------------------------
-async def _plugin_step(case: Case, step: Step, level: int, ctx: Any) -> Step:
+async def _plugin_step(case: Case, step: Step, level: int, ctx: StageContext) -> Step:
     """Let ``ntd_escalate`` implementations add routes to, or veto kinds of, a step."""
     if not hasattr(ctx.pm.hook, "ntd_escalate"):
         return step
-    from engine.plugin_manager import call_all
 
     answers = await call_all(ctx.pm, "ntd_escalate", case=case,
                              step={**step.detail(level), "routes": [dict(r) for r in
@@ -357,9 +361,8 @@ async def _plugin_step(case: Case, step: Step, level: int, ctx: Any) -> Step:
                 plan_indexes=step.plan_indexes, advances_ladder=step.advances_ladder)
 
 
-def _outbox(case: Case, step: Step, level: int, ctx: Any) -> list[dict[str, Any]]:
+def _outbox(case: Case, step: Step, level: int, ctx: StageContext) -> list[dict[str, Any]]:
     """Outbox actions for a step: the notify plugin's payload plus the escalation marker."""
-    from engine.notice_content import build_action
 
     prefix = ctx.config.get("notices", "reference_prefix", "NTD") or "NTD"
     return [{"id": new_id("A"), **build_action(case, route, reference_prefix=prefix),
@@ -378,7 +381,7 @@ def _result(mon: dict[str, Any], state: str, action: str, retry_at: datetime | N
                        data={"monitoring": mon}, retry_at=retry_at, outbox=outbox or [])
 
 
-async def recheck_case(case: Case, ctx: Any) -> StageResult:
+async def recheck_case(case: Case, ctx: StageContext) -> StageResult:
     """Check one due case and return its next state (the ``ntd_recheck`` hook)."""
     state = run_state(ctx)
     s = state.settings

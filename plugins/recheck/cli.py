@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -23,6 +24,7 @@ COUNT_KEYS = ("checked", "removed", "still_online", "escalated", "reappeared", "
 
 def recheck_stage() -> Stage:
     """The engine's recheck stage (its consumed states are the engine's to define)."""
+    # deferred: keeps `ntd` start-up fast (loaded when the command runs)
     from engine import pipeline
 
     return next(s for s in pipeline.STAGES if s.name == "recheck")
@@ -62,6 +64,7 @@ async def run_sweep(rt: Any, *, limit: int | None = None, workers: int | None = 
 
     ``ctx`` may be a prepared run context (tests inject a fetcher with a fake resolver).
     """
+    # deferred: keeps `ntd` start-up fast (loaded when the command runs)
     from plugins.recheck.checking import run_state
 
     ctx = ctx or rt.context()
@@ -80,8 +83,6 @@ def _progress() -> Callable[[RunSummary], None]:
     last = [0.0]
 
     def show(summary: RunSummary) -> None:
-        import time
-
         now = time.monotonic()
         if now - last[0] < 0.5:
             return

@@ -8,6 +8,7 @@ import asyncio
 from typing import Any
 
 from engine import hookimpl
+from engine.api import Case, StageContext
 from engine.config import Option, non_negative, positive
 from engine.models import StageResult
 from plugins.resolve.service import (
@@ -66,18 +67,19 @@ def ntd_config_schema() -> dict[str, dict[str, Option]]:
 
 
 @hookimpl
-async def ntd_startup(ctx: Any) -> None:
+async def ntd_startup(ctx: StageContext) -> None:
     # Created lazily in service_for: a run with nothing to resolve needs no resolver.
     ctx.state.setdefault(STATE_KEY, _RunState())
     # The registrable-domain extractor loads its suffix list at first use (~0.1-0.3 s): load it
     # now, on a thread, rather than stall the event loop at the first case.
+    # deferred: pulls in httpx, dns, ipwhois, loaded on first use
     from plugins.resolve.rdap import registered_domain
 
     await asyncio.to_thread(registered_domain, "example.com")
 
 
 @hookimpl
-async def ntd_shutdown(ctx: Any) -> None:
+async def ntd_shutdown(ctx: StageContext) -> None:
     state = ctx.state.get(STATE_KEY)
     if isinstance(state, _RunState) and state.service is not None:
         service, state.service = state.service, None
@@ -88,11 +90,12 @@ async def ntd_shutdown(ctx: Any) -> None:
 
 @hookimpl
 def ntd_register_commands(cli: Any) -> None:
+    # deferred: pulls in httpx, dns, ipwhois, loaded on first use
     from plugins.resolve.cli import register
 
     register(cli)
 
 
 @hookimpl
-async def ntd_resolve(case: Any, ctx: Any) -> StageResult:
+async def ntd_resolve(case: Case, ctx: StageContext) -> StageResult:
     return await resolve_case(case, ctx)

@@ -27,7 +27,10 @@ async def resolve_url(rt: Any, url: str) -> dict[str, Any]:
     Returns the resolution (contract shape plus ``url``), or the partial facts with
     ``unresolved`` (the reason the stage would record) and ``error``.
     """
+    # deferred: keeps `ntd` start-up fast (loaded when the command runs)
     from engine.urls import canonicalize
+
+    # deferred: keeps `ntd` start-up fast (loaded when the command runs)
     from plugins.resolve.service import ResolveService
 
     canon = canonicalize(url)  # InputError for a bad URL: exit 2
@@ -110,6 +113,7 @@ def register(cli: click.Group) -> None:
     def contacts_add(match_kind: str, match_value: str, scope: str, channel: str,
                      address: str, priority: int, note: str | None, as_json: bool) -> None:
         """Add an entry to the contacts book."""
+        # deferred: keeps `ntd` start-up fast (loaded when the command runs)
         from plugins.resolve.contacts import check_entry, normalise_match
 
         value = normalise_match(match_kind, match_value)
@@ -192,6 +196,7 @@ def register(cli: click.Group) -> None:
                   help="File to replace (default: [rdap] bootstrap_file, else the shipped one).")
     def rdap_update_bootstrap(url: str | None, file: str | None) -> None:
         """Refresh the IANA RDAP bootstrap file (domain → registry); needs the internet."""
+        # deferred: keeps `ntd` start-up fast (loaded when the command runs)
         from plugins.resolve.rdap import (
             DEFAULT_BOOTSTRAP_FILE,
             IANA_BOOTSTRAP_URL,

@@ -48,7 +48,7 @@ import ipwhois.net
 import ipwhois.rdap
 import ipwhois.utils
 
-from engine.errors import ResolutionError
+from engine.errors import InputError, ResolutionError
 from plugins.resolve.hosting_rules import RangeTable
 
 IPWHOIS_BOOTSTRAP_URL: str = ipwhois.rdap.BOOTSTRAP_URL
@@ -683,8 +683,7 @@ def registered_domain(host: str) -> str:
     Unknown suffixes (``.test`` labs) fall back to the last two labels, and so does a name the
     URL rules would refuse.
     """
-    from engine.errors import InputError
-    from engine.urls import registrable_domain
+    from engine.urls import registrable_domain  # deferred: pulls in tldextract, loaded on first use
 
     name = host.strip().rstrip(".").lower()
     try:

@@ -36,6 +36,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import plugins.resolve.contacts as ranking
+from engine.api import Case, StageContext
 from engine.clock import Clock, fmt, parse
 from engine.config import Config
 from engine.errors import ConfigError, ResolutionError
@@ -187,7 +188,7 @@ class ResolveService:
         self._failures: dict[str, int] = {}
 
     @classmethod
-    async def open(cls, ctx: Any) -> ResolveService:
+    async def open(cls, ctx: StageContext) -> ResolveService:
         """Build the service and warm its caches from the store."""
         try:
             # On a thread: reading the bootstrap and rules files and loading the CA bundle
@@ -200,7 +201,7 @@ class ResolveService:
         log.debug("resolve: %d cached RDAP entries loaded from the store", loaded)
         return service
 
-    async def aclose(self, ctx: Any | None = None) -> None:
+    async def aclose(self, ctx: StageContext | None = None) -> None:
         """Flush the caches (when a context is given) and close the HTTP client."""
         try:
             if ctx is not None:
@@ -208,12 +209,12 @@ class ResolveService:
         finally:
             await self.domain.aclose()
 
-    async def flush(self, ctx: Any) -> None:
+    async def flush(self, ctx: StageContext) -> None:
         """Write new cache entries to the store."""
         await self.ip_cache.flush(ctx.store)
         await self.domain_cache.flush(ctx.store)
 
-    async def book(self, ctx: Any, *, fresh: bool = False) -> list[dict[str, Any]]:
+    async def book(self, ctx: StageContext, *, fresh: bool = False) -> list[dict[str, Any]]:
         """The contacts book, re-read at most every few seconds."""
         now = time.monotonic()
         if fresh or now - self._book_at >= BOOK_REFRESH_SECONDS:
@@ -222,7 +223,7 @@ class ResolveService:
             self._book_at = now
         return self._book
 
-    async def failures(self, ctx: Any, addresses: list[str]) -> dict[str, int]:
+    async def failures(self, ctx: StageContext, addresses: list[str]) -> dict[str, int]:
         """Recorded failures of ``addresses``; counts are kept as long as the book copy, so
         10,000 cases on one hoster ask the database once, not 10,000 times."""
         missing = [a for a in addresses if a not in self._failures]
@@ -233,7 +234,7 @@ class ResolveService:
 
     # ------------------------------------------------------------------ stage logic
 
-    async def resolve(self, host: str, ctx: Any, *, domain: str | None = None,
+    async def resolve(self, host: str, ctx: StageContext, *, domain: str | None = None,
                       fresh_book: bool = False) -> Outcome:
         """Resolve ``host``; never raises for DNS or RDAP failures (they are outcomes)."""
         try:
@@ -241,7 +242,7 @@ class ResolveService:
         finally:
             await self.flush(ctx)
 
-    async def _resolve(self, host: str, ctx: Any, *, domain: str | None,
+    async def _resolve(self, host: str, ctx: StageContext, *, domain: str | None,
                        fresh_book: bool) -> Outcome:
         try:
             dns_result = await self.dns.resolve(host)
@@ -285,7 +286,8 @@ class ResolveService:
             return None, ["registrar lookup: the registry does not know the domain"]
         return info, []
 
-    async def _assemble(self, ctx: Any, dns_result: DnsResult, ip: str, network: NetworkInfo,
+    async def _assemble(self, ctx: StageContext, dns_result: DnsResult, ip: str,
+                        network: NetworkInfo,
                         registrar: RegistrarInfo | None, notes: list[str],
                         reg_domain: str | None, fresh_book: bool) -> dict[str, Any]:
         cdn = None
@@ -339,7 +341,7 @@ class ResolveService:
         resolution["contacts"] = [c.to_dict() for c in ranking.rank(candidates, failures)]
         return resolution
 
-    async def _plugin_contacts(self, ctx: Any, host: str,
+    async def _plugin_contacts(self, ctx: StageContext, host: str,
                                resolution: dict[str, Any]) -> list[ranking.Contact]:
         """Contacts from ``ntd_contact_sources`` plugins (e.g. the Abusix contact DB)."""
         if not hasattr(ctx.pm.hook, "ntd_contact_sources"):
@@ -369,6 +371,7 @@ def _dns_facts(result: DnsResult) -> dict[str, Any]:
 
 
 def _registered(host: str) -> str:
+    # deferred: pulls in httpx, dns, ipwhois, loaded on first use
     from plugins.resolve.rdap import registered_domain
 
     return registered_domain(host)
@@ -391,7 +394,7 @@ class _RunState:
     service: ResolveService | None = None
 
 
-async def service_for(ctx: Any) -> ResolveService:
+async def service_for(ctx: StageContext) -> ResolveService:
     """The run's service, created on first use."""
     state: _RunState = ctx.state.setdefault(STATE_KEY, _RunState())
     if state.service is None:
@@ -407,7 +410,7 @@ def retry_delay(settings: dict[str, Any], attempts: int) -> timedelta:
     return timedelta(seconds=min(MAX_RETRY_SECONDS, minutes * 60 * 2 ** (attempts - 1)))
 
 
-async def resolve_case(case: Any, ctx: Any) -> StageResult:
+async def resolve_case(case: Case, ctx: StageContext) -> StageResult:
     """Resolve one confirmed case (the ``ntd_resolve`` hook)."""
     service = await service_for(ctx)
     outcome = await service.resolve(case.host, ctx, domain=None)

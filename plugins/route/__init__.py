@@ -7,9 +7,11 @@ from __future__ import annotations
 from typing import Any
 
 from engine import hookimpl
+from engine.api import Case, StageContext
 from engine.config import Option, non_negative, one_of, positive
 from engine.directory import check_country
 from engine.models import StageResult
+from plugins.route.cli import register
 from plugins.route.policy import route_case, run_state
 
 
@@ -48,17 +50,15 @@ def ntd_config_schema() -> dict[str, dict[str, Option]]:
 
 
 @hookimpl
-def ntd_startup(ctx: Any) -> None:
+def ntd_startup(ctx: StageContext) -> None:
     run_state(ctx)  # a bad directory file or contact key stops the start, not the first case
 
 
 @hookimpl
 def ntd_register_commands(cli: Any) -> None:
-    from plugins.route.cli import register
-
     register(cli)
 
 
 @hookimpl
-async def ntd_route(case: Any, ctx: Any) -> StageResult:
+async def ntd_route(case: Case, ctx: StageContext) -> StageResult:
     return await route_case(case, ctx)

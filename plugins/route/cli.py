@@ -112,6 +112,7 @@ def register(cli: click.Group) -> None:
                   deadline: int | None, reason: str | None, analyst: str | None,
                   as_json: bool) -> None:
         """Show a case's routes, or decide them for a case awaiting routing (--to)."""
+        # deferred: keeps `ntd` start-up fast (loaded when the command runs)
         from engine.directory import settings_from_config
 
         rt = ctx.find_root().obj.runtime()
@@ -228,6 +229,7 @@ def register(cli: click.Group) -> None:
     @click.pass_context
     def hotlines_cmd(ctx: click.Context, as_json: bool) -> None:
         """The hotline directory in use (INHOPE members, police units, Interpol)."""
+        # deferred: keeps `ntd` start-up fast (loaded when the command runs)
         from engine.directory import load_directory
 
         rt = ctx.find_root().obj.runtime()

@@ -29,6 +29,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from engine.api import Case, StageContext
 from engine.directory import (
     Directory,
     DirectoryEntry,
@@ -275,7 +276,7 @@ class _RunState:
     directory: Directory
 
 
-def run_state(ctx: Any) -> _RunState:
+def run_state(ctx: StageContext) -> _RunState:
     """Settings and directory of this run (loaded once, on first use)."""
     state = ctx.state.get(PLUGIN)
     if state is None:
@@ -285,7 +286,7 @@ def run_state(ctx: Any) -> _RunState:
     return state
 
 
-async def gather_proposals(case: Any, resolution: Mapping[str, Any],
+async def gather_proposals(case: Case, resolution: Mapping[str, Any],
                            ctx: Any) -> list[tuple[Any, str]]:
     """Every ``ntd_jurisdiction_actions`` answer as ``(answer, plugin)``.
 
@@ -313,7 +314,7 @@ __all__ = ["RECIPIENT_KINDS", "Directory", "DirectoryEntry", "PolicyOutcome",
            "hosting_country", "load_directory", "settings_from_config"]
 
 
-async def route_case(case: Any, ctx: Any) -> StageResult:
+async def route_case(case: Case, ctx: StageContext) -> StageResult:
     """Route one resolved case (the ``ntd_route`` hook)."""
     state = run_state(ctx)
     resolution = case.data.get("resolution")
