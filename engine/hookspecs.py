@@ -156,6 +156,19 @@ def ntd_pending_work(ctx: StageContext) -> MaybeAwaitable[int]:  # type: ignore[
 
 
 @hookspec
+def ntd_deliver(ctx: StageContext) -> MaybeAwaitable[int]:  # type: ignore[empty-body]
+    """Deliver now what a one-shot command queued (``ntd recheck --due`` calls it after its
+    sweep, so the escalation notices it queued go out without a running sender).
+
+    All implementations are called; may return an awaitable. A long-running ``ntd run`` does
+    not call it: its ``ntd_service`` coroutines deliver.
+
+    :param ctx: the command's context.
+    :returns: how many units were delivered (an int, or an awaitable of one).
+    """
+
+
+@hookspec
 def ntd_register_commands(cli: click.Group) -> None:
     """Add subcommands to the ``ntd`` command line.
 

@@ -470,3 +470,19 @@ def test_bench_recheck_small() -> None:
     assert result["removed"] == 42 and result["still_online"] == 18
     assert result["rechecks_per_s"] > 0
     assert os.environ.get("NTD_DISABLE_PLUGINS") is None
+
+
+async def test_a_sweep_sends_what_it_queued_unless_told_not_to(tmp_path: Path) -> None:
+    async with LabWebServer() as srv:
+        rt = make_runtime(tmp_path, srv.port)
+        make_case(rt, srv, "site-a.test")
+        rt.clock.advance(24 * HOUR)  # the deadline: still online → a reminder is queued
+        held, _ = await run_sweep(rt, install_signal_handlers=False, deliver=False)
+        assert held["escalated"] == 1 and "notices_sent" not in held
+        assert rt.store.notice_counts() == {}  # queued in the outbox, nothing aggregated
+        rt.clock.advance(24 * HOUR)  # the next step, this time delivered by the sweep itself
+        sent, _ = await run_sweep(rt, install_signal_handlers=False, deliver=True)
+        assert sent["escalated"] == 1 and sent["notices_sent"] >= 2
+        assert rt.store.notice_counts().get("sent", 0) == sent["notices_sent"]
+        assert list((tmp_path / "dry").glob("*.eml"))  # the dry-run channel wrote them
+        rt.close()

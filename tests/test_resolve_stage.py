@@ -489,6 +489,7 @@ async def test_cli_resolve_json(db_path, tmp_path, srv, dns_server) -> None:
         return asyncio.to_thread(run_ntd, "--config", str(cfg), *args, db=db_path,
                                  plugins=plugins_path)
 
+    assert (await ntd("db", "migrate")).returncode == 0  # the lookup cache lives there
     proc = await ntd("resolve", "HTTP://WWW.Polder.test/a/../gallery/1.html", "--json")
     assert proc.returncode == 0, proc.stderr
     res = json.loads(proc.stdout)
@@ -519,6 +520,7 @@ async def test_cli_contacts_and_bootstrap(db_path, tmp_path, srv) -> None:
     def ntd(*args: str) -> Any:
         return asyncio.to_thread(run_ntd, *args, db=db_path, plugins=plugins_path)
 
+    assert (await ntd("db", "migrate")).returncode == 0  # contacts need a database
     proc = await ntd("contacts", "add", "--match-kind", "asn", "--match", "AS64501",
                      "--scope", "hosting", "--channel", "api", "--address",
                      "https://api.polder-hosting.test/abuse", "--priority", "3", "--note",

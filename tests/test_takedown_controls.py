@@ -7,6 +7,9 @@ advanceable clock.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -229,3 +232,26 @@ def test_manual_routing_from_states_the_machine_stopped_in(tmp_path: Path, state
     assert routed["actor"] == "analyst:ana"
     assert found["routes"][0]["reason"] == "found by hand"
     rt.close()
+
+
+# -- operations without traps --------------------------------------------------------------------
+def test_commands_never_create_a_database_by_accident(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in ("NTD_DISABLE_PLUGINS",
+                                                           "NTD_DATABASE_URL")}
+
+    def ntd(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "engine.cli", *args], env=env,
+                              capture_output=True, text=True, timeout=120, check=False)
+
+    db = tmp_path / "typo.db"
+    for args in (["recheck", "--due", "--json"], ["cases"], ["notices"], ["stats", "--json"]):
+        out = ntd("--db", str(db), *args)
+        assert out.returncode == 2 and f"no database at {db}" in out.stderr, out.stderr
+        assert not db.exists()
+    assert ntd("--db", str(db), "db", "migrate").returncode == 0
+    assert ntd("--db", str(db), "cases").returncode == 0
+    fresh = tmp_path / "fresh.db"
+    src = tmp_path / "urls.txt"
+    src.write_text("http://first.test/a.html\n")
+    assert ntd("--db", str(fresh), "submit", str(src)).returncode == 0
+    assert fresh.exists()

@@ -555,6 +555,7 @@ async def test_secure_cookies_under_https(tmp_path: Path) -> None:
 def test_users_cli(tmp_path: Path) -> None:
     db = str(tmp_path / "cli.db")
     runner = CliRunner()
+    assert runner.invoke(cli, ["--db", db, "db", "migrate"]).exit_code == 0
     add = runner.invoke(cli, ["--db", db, "users", "add", "eve", "--role", "partner",
                               "--country", "be", "--password-stdin", "--json"],
                         input="a long enough password\n")

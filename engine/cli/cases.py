@@ -34,7 +34,7 @@ def submit(obj: Obj, files: tuple[str, ...], channel: str, fmt: str | None,
     # deferred: keeps `ntd` start-up fast (loaded when the command runs)
     from engine.intake import submit_files
 
-    rt = obj.runtime()
+    rt = obj.runtime(create=True)
     with _progress("Submitting", _count_lines(files)) as advance:
         result = submit_files(rt.store, files, channel=channel, fmt=fmt, clock=rt.clock,
                               progress=advance)
@@ -287,7 +287,7 @@ def plugins(obj: Obj, as_json: bool) -> None:
     # deferred: keeps `ntd` start-up fast (loaded when the command runs)
     from engine.plugin_manager import plugin_infos
 
-    infos = plugin_infos(obj.runtime().pm)
+    infos = plugin_infos(obj.runtime(scratch=True).pm)
     if as_json:
         emit_json([i.to_dict() for i in infos])
         return

@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import json
+import shutil
+import tempfile
+from pathlib import Path
 from typing import Any
 
 import click
+
+from engine.errors import InputError
+from engine.store import database_url
 
 JSON_OPT = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 
@@ -22,6 +28,16 @@ def console() -> Any:
     return Console(stderr=False, highlight=False)
 
 
+def missing_database(db: str | None) -> str | None:
+    """The path of a SQLite database that does not exist yet, else None (PostgreSQL URLs are
+    checked when they are opened)."""
+    target = database_url(db)
+    if "://" in target and not target.startswith("sqlite:///"):
+        return None
+    path = Path(target.removeprefix("sqlite:///"))
+    return None if path.exists() else str(path)
+
+
 class Obj:
     """Lazily opened runtime shared by the subcommands of one invocation."""
 
@@ -29,17 +45,36 @@ class Obj:
         self.db = db
         self.config = config
         self._runtime: Any = None
+        self._scratch: str | None = None
 
-    def runtime(self) -> Any:
-        """The opened ``Runtime`` (plugins, config, store)."""
+    def runtime(self, *, create: bool = False, scratch: bool = False) -> Any:
+        """The opened ``Runtime`` (plugins, config, store).
+
+        Only commands that start a database (``ntd submit``; ``ntd db migrate`` and ``ntd demo``
+        open theirs themselves) pass ``create``: any other command run where there is no SQLite
+        database (the wrong folder, a typo in ``--db``) stops with "no database at PATH"
+        instead of creating an empty one and reporting zeros. Commands that read no case
+        (``ntd plugins``, ``ntd hotlines``, ``ntd resolve URL``) pass ``scratch``: without a
+        database they work on a temporary one, removed when the command ends."""
         if self._runtime is None:
             # deferred: keeps `ntd` start-up fast (loaded when the command runs)
             from engine.runtime import Runtime
 
-            self._runtime = Runtime.open(db=self.db, config_path=self.config)
+            db = self.db
+            if not create:
+                missing = missing_database(self.db)
+                if missing and scratch:
+                    self._scratch = tempfile.mkdtemp(prefix="ntd-scratch-")
+                    db = str(Path(self._scratch) / "scratch.db")
+                elif missing:
+                    raise InputError(f"no database at {missing} (run `ntd db migrate` to "
+                                     "create one, or give --db / NTD_DATABASE_URL)")
+            self._runtime = Runtime.open(db=db, config_path=self.config)
         return self._runtime
 
     def close(self) -> None:
         """Close the store if it was opened."""
         if self._runtime is not None:
             self._runtime.close()
+        if self._scratch is not None:
+            shutil.rmtree(self._scratch, ignore_errors=True)

@@ -60,6 +60,19 @@ async def ntd_pending_work(ctx: StageContext) -> int:
 
 
 @hookimpl
+async def ntd_deliver(ctx: StageContext) -> int:
+    # deferred: pulls in jinja2, httpx, aiosmtplib, loaded on first use
+    from plugins.notify.sender import NoticeSender
+
+    sender = NoticeSender.from_context(ctx)
+    try:
+        await sender.drain(flush=True)
+    finally:
+        await sender.aclose()
+    return sender.sent
+
+
+@hookimpl
 def ntd_register_commands(cli: Any) -> None:
     register(cli)
 

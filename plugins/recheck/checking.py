@@ -118,6 +118,15 @@ class _RunState:
     counts: Counter[str] = field(default_factory=Counter)
     hosts: dict[str, asyncio.Semaphore] = field(default_factory=dict)
     authority: tuple[str, frozenset[str], dict[str, tuple[str | None, str]]] | None = None
+    seen: dict[str, set[str]] = field(default_factory=dict)
+
+    def count(self, outcome: str, case_id: str) -> None:
+        """Count ``case_id`` once under ``outcome`` however often a sweep checks it (a removal
+        and its confirmation check may both fall due in one sweep)."""
+        cases = self.seen.setdefault(outcome, set())
+        if case_id not in cases:
+            cases.add(case_id)
+            self.counts[outcome] += 1
 
 
 def run_state(ctx: StageContext) -> _RunState:
@@ -442,7 +451,7 @@ async def recheck_case(case: Case, ctx: StageContext) -> StageResult:
                    seconds_to_removal_from_report=_seconds(parse(removed_at), case.created_at),
                    seconds_to_removal_from_notice=_seconds(parse(removed_at),
                                                            mon.get("first_notice_at")))
-        state.counts["removed"] += 1
+        state.count("removed", case.id)
         detail.update(removed_at=removed_at,
                       seconds_to_removal_from_report=mon["seconds_to_removal_from_report"],
                       seconds_to_removal_from_notice=mon["seconds_to_removal_from_notice"])
@@ -460,10 +469,10 @@ async def recheck_case(case: Case, ctx: StageContext) -> StageResult:
     next_check = now + timedelta(hours=interval)
     if "online" not in states:
         mon["last_outcome"] = "unreachable"
-        state.counts["unreachable"] += 1
+        state.count("unreachable", case.id)
         return _result(mon, "monitoring", "unreachable", next_check, detail)
 
-    state.counts["still_online"] += 1
+    state.count("still_online", case.id)
     if removed_before:
         # Back after removal: the original recipients hear again and the ladder restarts.
         step = await _plugin_step(case, reappeared_step(routes), 0, ctx)
@@ -472,7 +481,7 @@ async def recheck_case(case: Case, ctx: StageContext) -> StageResult:
                    reappearances=int(mon.get("reappearances") or 0) + 1,
                    next_escalation_at=fmt(now + timedelta(hours=deadline)))
         mon["steps"] = [*mon["steps"], {**step.detail(0), "at": now_text}]
-        state.counts["reappeared"] += 1
+        state.count("reappeared", case.id)
         detail["step"] = step.detail(0)
         return _result(mon, "reappeared", "reappeared", now + timedelta(hours=deadline),
                        detail, outbox=_outbox(case, step, 0, ctx))
@@ -502,7 +511,7 @@ async def recheck_case(case: Case, ctx: StageContext) -> StageResult:
                    next_escalation_at=fmt(now + timedelta(hours=s.escalation_interval_hours)))
     if step.plan_indexes:
         mon["plan_done"] = sorted({*(mon.get("plan_done") or []), *step.plan_indexes})
-    state.counts["escalated"] += 1
+    state.count("escalated", case.id)
     detail["step"] = step.detail(level)
     return _result(mon, "escalated", f"escalated_{step.name}", next_check, detail,
                    outbox=_outbox(case, step, level, ctx))

@@ -18,6 +18,7 @@ from typing import Any
 import click
 
 from engine.pipeline import Pipeline, RunSummary, Stage
+from engine.plugin_manager import call_all
 
 COUNT_KEYS = ("checked", "removed", "still_online", "escalated", "reappeared", "errors")
 
@@ -58,11 +59,13 @@ def sweep_counts(summary: RunSummary, counts: Any) -> dict[str, int]:
 
 async def run_sweep(rt: Any, *, limit: int | None = None, workers: int | None = None,
                     on_progress: Callable[[RunSummary], None] | None = None,
-                    install_signal_handlers: bool = True, ctx: Any = None
-                    ) -> tuple[dict[str, int], RunSummary]:
+                    install_signal_handlers: bool = True, ctx: Any = None,
+                    deliver: bool = False) -> tuple[dict[str, int], RunSummary]:
     """One sweep over due cases with an opened ``Runtime``; returns (counts, summary).
 
     ``ctx`` may be a prepared run context (tests inject a fetcher with a fake resolver).
+    ``deliver``: afterwards, send what the sweep queued (``ntd_deliver``); the counts then
+    include ``notices_sent``.
     """
     # deferred: keeps `ntd` start-up fast (loaded when the command runs)
     from plugins.recheck.checking import run_state
@@ -74,7 +77,11 @@ async def run_sweep(rt: Any, *, limit: int | None = None, workers: int | None = 
                                  on_progress=on_progress,
                                  install_signal_handlers=install_signal_handlers)
         summary = await pipeline.run()
-        return sweep_counts(summary, state.counts), summary
+        counts = sweep_counts(summary, state.counts)
+        if deliver and not summary.stopped_by_signal:
+            sent = await call_all(ctx.pm, "ntd_deliver", ctx=ctx)
+            counts["notices_sent"] = sum(int(n or 0) for n, _plugin in sent)
+        return counts, summary
     finally:
         await ctx.aclose()
 
@@ -105,19 +112,25 @@ def register(cli: click.Group) -> None:
                   help="Stop after checking N cases.")
     @click.option("--workers", type=click.IntRange(min=1), default=None,
                   help="Checks in flight (default: [pipeline] workers).")
+    @click.option("--no-send", is_flag=True,
+                  help="Leave the notices the sweep queued to the sender (`ntd run`).")
     @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-    def recheck_cmd(due: bool, limit: int | None, workers: int | None, as_json: bool) -> None:
+    def recheck_cmd(due: bool, limit: int | None, workers: int | None, no_send: bool,
+                    as_json: bool) -> None:
         """Re-check due noticed cases once: removed, still online, escalated, reappeared."""
         rt = click.get_current_context().find_root().obj.runtime()
         on_progress = _progress() if sys.stderr.isatty() and not as_json else None
         counts, summary = asyncio.run(run_sweep(rt, limit=limit, workers=workers,
-                                                on_progress=on_progress))
+                                                on_progress=on_progress,
+                                                deliver=not no_send))
         if on_progress is not None:
             click.echo("", err=True)
         if as_json:
             click.echo(json.dumps(counts))
             return
         click.echo(", ".join(f"{k} {counts[k]}" for k in COUNT_KEYS)
-                   + f" in {summary.seconds:.1f}s")
+                   + f" in {summary.seconds:.1f}s"
+                   + (f"; {counts['notices_sent']} notice(s) sent" if "notices_sent" in counts
+                      else ""))
         if summary.stopped_by_signal:
             click.echo(f"stopped by signal; {summary.released} queued cases released")

@@ -17,8 +17,8 @@ def _emit(value: Any) -> None:
     click.echo(json.dumps(value, indent=2, ensure_ascii=False, default=str))
 
 
-def _runtime() -> Any:
-    return click.get_current_context().find_root().obj.runtime()
+def _runtime(*, scratch: bool = False) -> Any:
+    return click.get_current_context().find_root().obj.runtime(scratch=scratch)
 
 
 async def resolve_url(rt: Any, url: str) -> dict[str, Any]:
@@ -82,7 +82,7 @@ def register(cli: click.Group) -> None:
 
         Exit code 1 when the URL cannot be resolved (the reason is printed).
         """
-        result = asyncio.run(resolve_url(_runtime(), url))
+        result = asyncio.run(resolve_url(_runtime(scratch=True), url))
         if as_json:
             _emit(result)
         else:

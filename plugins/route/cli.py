@@ -232,7 +232,7 @@ def register(cli: click.Group) -> None:
         # deferred: keeps `ntd` start-up fast (loaded when the command runs)
         from engine.directory import load_directory
 
-        rt = ctx.find_root().obj.runtime()
+        rt = ctx.find_root().obj.runtime(scratch=True)
         directory = load_directory(rt.config.get("routing", "directory_file") or None)
         rows = [{"country": cc, "name": e.name, "website": e.website, "channel": e.channel}
                 for cc, entries in sorted(directory.hotlines.items()) for e in entries]
