@@ -305,11 +305,50 @@ async def test_batch_ndjson_csv_and_unreadable_bodies(world: World) -> None:
     assert "no 'url' column" in assert_problem(no_column, 422, "invalid-input")["detail"]
     latin1 = await world.client.post("/api/batches", content="http://é.example/\n".encode(
         "latin-1"), headers={**headers, "content-type": "text/plain"})
-    assert_problem(latin1, 422, "invalid-input")
+    body = assert_problem(latin1, 422, "invalid-input")
+    assert body["rejected"] == [{"line": 1, "input": "http://\ufffd.example/",
+                                 "reason": "not UTF-8 text (invalid continuation byte at byte 7)"}]
     assert_problem(await world.client.post("/api/batches", content=b"x",
                                            headers={**headers, "content-type": "image/png"}),
                    415, "unsupported-media-type")
     assert world.rt.store.count_by_state() == before  # nothing half-stored
+
+
+HUGE_INT = '{"url": "http://a.example/huge", "n": ' + "1" * 5000 + "}"
+
+
+async def test_hostile_json_bodies_answer_422_never_500(world: World) -> None:
+    """Issue 17: a 5,000-digit integer or 10,000 nested '[' made every JSON endpoint answer 500
+    (ValueError from the int-str limit, RecursionError from the decoder)."""
+    json_type = {"content-type": "application/json"}
+    for body in ("[" * 10_000, HUGE_INT, '{"url": "http://a.example/", "n": NaN}'):
+        resp = await world.client.post("/api/reports", content=body, headers=json_type)
+        assert_problem(resp, 422, "invalid-input")
+    case_id = world.case("http://verdict.example/1", state="awaiting_assessment")
+    for body in ('{"verdict": "illegal", "x": ' + "[" * 5000 + "}",
+                 '{"verdict": "illegal", "n": ' + "9" * 5000 + "}"):
+        resp = await world.client.post(f"/api/cases/{case_id}/verdict", content=body,
+                                       headers={**world.auth("alice"), **json_type})
+        assert_problem(resp, 422, "invalid-input")
+    assert world.rt.store.get_case(case_id)["state"] == "awaiting_assessment"
+    assert world.rt.store.count_by_state() == {"awaiting_assessment": 1}  # no report stored
+
+
+async def test_batch_with_hostile_lines_stores_the_good_ones(world: World) -> None:
+    headers = {**world.auth("alice"), "content-type": "application/x-ndjson"}
+    body = "\n".join(['{"url": "http://a.example/1"}', HUGE_INT, "[" * 50_000,
+                      '{"url": "http://a.example/2"}']) + "\n"
+    resp = await world.client.post("/api/batches", content=body.encode(), headers=headers)
+    assert resp.status_code == 201, resp.text
+    assert resp.json()["accepted"] == 2
+    assert [(r["line"], r["reason"].split(" (")[0]) for r in resp.json()["rejected"]] == [
+        (2, "invalid JSON: number too long"), (3, "invalid JSON: nested deeper than 32 levels")]
+    # Nothing storable: 422 with the line numbers, and no batch is stored.
+    only_bad = await world.client.post("/api/batches", content=f"\n{HUGE_INT}\n".encode(),
+                                       headers=headers)
+    problem = assert_problem(only_bad, 422, "invalid-input")
+    assert [r["line"] for r in problem["rejected"]] == [2]
+    assert world.rt.store.count_by_state() == {"new": 2}
 
 
 # -- authorisation -------------------------------------------------------------------------------
