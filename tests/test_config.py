@@ -124,3 +124,23 @@ def test_an_unvalidated_fetch_policy_is_a_config_error() -> None:
 
     with pytest.raises(ConfigError, match="allowed_ports"):
         fetch_policy(Config(values={"fetch": {"allowed_ports": [0]}}))
+
+
+def test_run_until_idle_exits_1_when_every_case_failed_on_the_configuration(
+        tmp_path: Path, db_path: Path) -> None:
+    from tests.conftest import PLUGIN_PKG
+
+    env = {"NTD_DISABLE_PLUGINS": "fetch,hashmatch,resolve,route_inhope,notify,recheck"}
+    src = tmp_path / "urls.txt"
+    src.write_text("http://config-broken.example/1\nhttp://config-broken.example/2\n")
+    assert run_ntd("submit", str(src), db=db_path, plugins=PLUGIN_PKG, env=env).returncode == 0
+    proc = run_ntd("run", "--until-idle", db=db_path, plugins=PLUGIN_PKG, env=env)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "every case of this run failed on the configuration: [fixture] endpoint: " \
+        "synthetic configuration problem" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    # One case that works makes it an ordinary run with errors (exit 0).
+    src.write_text("http://fine.example/1\n")
+    run_ntd("submit", str(src), db=db_path, plugins=PLUGIN_PKG, env=env)
+    out = ntd_json("run", "--until-idle", db=db_path, plugins=PLUGIN_PKG, env=env)
+    assert out["config_failure"] is None and out["processed"]["fetch"] >= 1
