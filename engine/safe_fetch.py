@@ -24,7 +24,7 @@ import re
 import socket
 import zlib
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -573,10 +573,16 @@ class SafeFetcher:
         if method not in ("GET", "HEAD"):
             raise ValueError(f"unsupported method {method!r}")
         session = self._ensure_session()
-        self.stats.fetches += 1
-        try:
+        with self._counted():
             async with self._global:
                 return await self._fetch(session, url, method)
+
+    @contextmanager
+    def _counted(self) -> Iterator[None]:
+        """Count one fetch or post, and its refusal or failure."""
+        self.stats.fetches += 1
+        try:
+            yield
         except FetchError as exc:
             if exc.reason.startswith("blocked_"):
                 self.stats.refused += 1
@@ -597,11 +603,10 @@ class SafeFetcher:
         :class:`~engine.errors.FetchError` like :meth:`fetch`; ``timeout`` (default the
         policy's ``total_timeout``) covers DNS, connect, upload and the response."""
         session = self._ensure_session()
-        self.stats.fetches += 1
         loop = asyncio.get_running_loop()
         started = loop.time()
         budget = timeout or self.policy.total_timeout
-        try:
+        with self._counted():
             async with self._global:
                 parsed = self._parse(url)
                 async with self._hosts.slot(_host_key(parsed.raw_host or "")):
@@ -613,12 +618,6 @@ class SafeFetcher:
                     except TimeoutError as exc:
                         raise FetchError(f"{url}: deadline of {budget:g}s exceeded",
                                          reason="timeout") from exc
-        except FetchError as exc:
-            if exc.reason.startswith("blocked_"):
-                self.stats.refused += 1
-            else:
-                self.stats.failed += 1
-            raise
         assert not isinstance(outcome, str)  # follow=False: redirects come back as responses
         status, flat, data, ip = outcome
         declared = (flat.get("content-type") or "").split(";", 1)[0].strip().lower()
