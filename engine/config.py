@@ -8,6 +8,8 @@ file: options whose name ends in ``_env`` name an environment variable that hold
 
 from __future__ import annotations
 
+import ipaddress
+import math
 import os
 import tomllib
 from collections.abc import Callable, Mapping
@@ -39,6 +41,8 @@ class Option:
             value = float(value)
         if not isinstance(value, types):
             raise ConfigError(f"{where}: expected {_type_names(types)}, got {value!r}")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{where}: expected a finite number, got {value!r}")
         if self.check is not None:
             problem = self.check(value)
             if problem:
@@ -62,6 +66,48 @@ def non_negative(value: Any) -> str | None:
     return None if value >= 0 else "must be 0 or more"
 
 
+def between(low: float, high: float) -> Callable[[Any], str | None]:
+    """Option check: ``low <= value <= high``."""
+
+    def check(value: Any) -> str | None:
+        return None if low <= value <= high else f"must be between {low:g} and {high:g}"
+
+    return check
+
+
+def header_value(value: Any) -> str | None:
+    """Option check: text that may go into an HTTP header (no control characters)."""
+    bad = next((c for c in value if ord(c) < 32 or ord(c) == 127), None)
+    return None if bad is None else f"must not contain control characters (found {bad!r})"
+
+
+def port_list(value: Any) -> str | None:
+    """Option check: a non-empty list of TCP ports (integers 1-65535)."""
+    if not value:
+        return "must list at least one port"
+    for port in value:
+        if isinstance(port, bool) or not isinstance(port, int):
+            return f"{port!r} is not a port number (write 80, not \"80\")"
+        if not 1 <= port <= 65535:
+            return f"{port} is not a port (1-65535)"
+    return None
+
+
+def host_addresses(value: Any) -> str | None:
+    """Option check: one IP address, or a non-empty list of them (a static host map entry)."""
+    addresses = value if isinstance(value, list) else [value]
+    if not addresses:
+        return "must name at least one address"
+    for address in addresses:
+        if not isinstance(address, str):
+            return f"{address!r} is not an IP address (write it as a string)"
+        try:
+            ipaddress.ip_address(address)
+        except ValueError:
+            return f"{address!r} is not an IP address"
+    return None
+
+
 def one_of(*choices: str) -> Callable[[Any], str | None]:
     """Option check: the value must be one of ``choices``."""
 
@@ -77,16 +123,16 @@ Schema = Mapping[str, Mapping[str, Option]]
 
 ENGINE_SCHEMA: dict[str, dict[str, Option]] = {
     "pipeline": {
-        "workers": Option(type=int, default=None, check=positive,
+        "workers": Option(type=int, default=None, check=between(1, 10_000),
                           help="workers per stage (default: 128 fetch, 64 recheck, 32 resolve, "
                                "16 others)"),
-        "queue_size": Option(type=int, default=256, check=positive,
+        "queue_size": Option(type=int, default=256, check=between(1, 1_000_000),
                              help="bound of each stage's queue"),
-        "per_host_limit": Option(type=int, default=4, check=positive,
+        "per_host_limit": Option(type=int, default=4, check=between(1, 1_000),
                                  help="outbound requests in flight per host"),
-        "cpu_workers": Option(type=int, default=0, check=non_negative,
+        "cpu_workers": Option(type=int, default=0, check=between(0, 512),
                               help="process-pool size for CPU-bound work; 0 = number of cores"),
-        "cpu_nice": Option(type=int, default=10, check=non_negative,
+        "cpu_nice": Option(type=int, default=10, check=between(0, 19),
                            help="niceness added to the CPU pool's processes, so hashing yields "
                                 "the cores to the event loops (0 = same priority)"),
         "lease_seconds": Option(type=int, default=300, check=positive,
@@ -97,7 +143,7 @@ ENGINE_SCHEMA: dict[str, dict[str, Option]] = {
                                          help="how long in-flight work may finish on SIGTERM"),
     },
     "pipeline.concurrency": {
-        "*": Option(type=int, check=positive, help="workers for the named stage"),
+        "*": Option(type=int, check=between(1, 10_000), help="workers for the named stage"),
     },
     "lab": {
         "allow_private_networks": Option(
@@ -107,7 +153,8 @@ ENGINE_SCHEMA: dict[str, dict[str, Option]] = {
     # Static host map (lab DNS), shared by the fetcher and the resolution stage:
     # "hoster-1.test" = "127.0.0.1" or = ["127.0.0.1", "::1"].
     "resolve.hosts": {
-        "*": Option(type=(str, list), help="addresses of a host name (labs and tests)"),
+        "*": Option(type=(str, list), check=host_addresses,
+                    help="addresses of a host name (labs and tests)"),
     },
     "logging": {
         "level": Option(type=str, default="WARNING",
@@ -158,6 +205,9 @@ def read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: config file not found") from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: invalid TOML: {exc}") from exc
+    except UnicodeDecodeError as exc:  # tomllib decodes the whole file: the offset is right
+        raise ConfigError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start}); "
+                          "TOML files must be UTF-8") from exc
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc}") from exc
 
@@ -185,21 +235,32 @@ def validate(raw: Mapping[str, Any], schema: Schema, *, path: Path | None = None
     where_file = f"{path}: " if path else ""
     flat = _flatten_sections(raw, schema)
     values: dict[str, dict[str, Any]] = {}
+    problems: list[str] = []  # every problem at once: one `config check` shows them all
     for section, body in flat.items():
         if section not in schema:
             known = ", ".join(sorted(schema))
-            raise ConfigError(f"{where_file}[{section}]: unknown section (known: {known})")
+            problems.append(f"[{section}]: unknown section (known: {known})")
+            continue
         if not isinstance(body, dict):
-            raise ConfigError(f"{where_file}{section}: expected a [table]")
+            problems.append(f"{section}: expected a [table]")
+            continue
         options = schema[section]
         checked: dict[str, Any] = {}
         for key, value in body.items():
             option = options.get(key) or options.get("*")
             if option is None:
                 known = ", ".join(sorted(options))
-                raise ConfigError(f"{where_file}[{section}] {key}: unknown key (known: {known})")
-            checked[key] = option.validate(f"{where_file}[{section}] {key}", value)
+                problems.append(f"[{section}] {key}: unknown key (known: {known})")
+                continue
+            try:
+                checked[key] = option.validate(f"[{section}] {key}", value)
+            except ConfigError as exc:
+                problems.append(exc.message)
         values[section] = checked
+    if len(problems) == 1:
+        raise ConfigError(where_file + problems[0])
+    if problems:
+        raise ConfigError(f"{where_file}{len(problems)} problems:\n  " + "\n  ".join(problems))
     for section, options in schema.items():
         sect = values.setdefault(section, {})
         for key, option in options.items():

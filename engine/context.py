@@ -21,7 +21,7 @@ import pluggy
 
 from engine.clock import Clock
 from engine.config import Config
-from engine.errors import StorageError
+from engine.errors import ConfigError, StorageError
 from engine.store import Store
 
 if TYPE_CHECKING:
@@ -184,7 +184,9 @@ def _lower_priority(increment: int) -> None:
 
 
 def fetch_policy(config: Config) -> Any:
-    """Build the fetcher's policy from ``[fetch]`` and ``[lab]`` configuration."""
+    """Build the fetcher's policy from ``[fetch]`` and ``[lab]`` configuration.
+
+    A value the policy refuses is a ``ConfigError`` (not a ``ValueError`` in every fetch)."""
     from engine.safe_fetch import FetchPolicy  # deferred: pulls in aiohttp, loaded on first use
 
     fetch = config.section("fetch")
@@ -201,4 +203,7 @@ def fetch_policy(config: Config) -> Any:
     if hosts:
         kwargs["static_hosts"] = {k: list(v) if isinstance(v, list) else [v]
                                   for k, v in hosts.items()}
-    return FetchPolicy(**kwargs)
+    try:
+        return FetchPolicy(**kwargs)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"[fetch]: {exc}") from exc

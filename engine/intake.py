@@ -5,8 +5,10 @@ column; other columns kept as report metadata), a JSON array of objects or strin
 object with a ``url`` field a line). The format comes from the file name (``.txt .csv .json
 .ndjson .jsonl``) or, for ``-`` (stdin) and other names, from the first non-blank character.
 Files stream in chunks, so 100k lines never sit in memory at once (JSON arrays are the exception:
-use NDJSON for large batches). A bad line is rejected with its line number and reason while the
-good lines are stored; an unreadable file or unknown format raises ``InputError``.
+use NDJSON for large batches). Reading is ``engine.intake_formats``: every line ends stored or
+rejected with its line number and reason (an over-long line, a line that is not UTF-8, JSON
+nested too deep, an unclosed CSV quote are rejected lines, never a failed file); an unreadable
+file or unknown format raises ``InputError``.
 
 Privacy: fields that identify a reporter (``PERSONAL_FIELDS``) never reach case data. Web-form
 reports keep no reporter data at all; chat-reporter fields are sealed by ``engine.privacy``
@@ -16,39 +18,22 @@ for the separate encrypted reporter store.
 from __future__ import annotations
 
 import contextlib
-import csv
 import gc
-import io
-import itertools
 import json
-import sys
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from engine.clock import Clock
 from engine.errors import InputError
 from engine.ids import new_id
+from engine.intake_formats import Record, open_binary, read_records
 from engine.logs import register_sensitive
 from engine.models import CHANNELS, PERSONAL_FIELDS
 from engine.store import IntakeRow, Store
 from engine.urls import canonicalize
 
-FORMATS = ("text", "csv", "json", "ndjson")
 CHUNK = 10000
-_EXT = {".txt": "text", ".lst": "text", ".csv": "csv", ".json": "json", ".ndjson": "ndjson",
-        ".jsonl": "ndjson"}
-
-
-@dataclass(slots=True)
-class Record:
-    """One raw submission line: where it came from, the URL text and other fields."""
-
-    line: int
-    url: Any
-    fields: dict[str, Any]
-    error: str | None = None
 
 
 @dataclass
@@ -65,126 +50,6 @@ class SubmitResult:
         """The interface-contract JSON object."""
         return {"accepted": self.accepted, "duplicates": self.duplicates,
                 "rejected": self.rejected, "batch": self.batch}
-
-
-def detect_format(name: str, head: str) -> str:
-    """Pick the format from the file name, else from the first non-blank text."""
-    ext = Path(name).suffix.lower()
-    if ext in _EXT:
-        return _EXT[ext]
-    stripped = head.lstrip()
-    if stripped.startswith("["):
-        return "json"
-    if stripped.startswith("{"):
-        return "ndjson"
-    first_line = stripped.splitlines()[0] if stripped else ""
-    if "," in first_line and "url" in [c.strip().lower() for c in first_line.split(",")]:
-        return "csv"
-    if "\x00" in head:
-        raise InputError(f"{name}: unknown format (binary data)")
-    return "text"
-
-
-def open_text(name: str) -> IO[str]:
-    """Open a submission file (``-`` is stdin) as UTF-8 text; errors name the file."""
-    if name == "-":
-        return io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8", errors="strict",
-                                newline="")
-    try:
-        return open(name, encoding="utf-8", errors="strict", newline="")  # noqa: SIM115
-    except OSError as exc:
-        raise InputError(f"{name}: cannot read: {exc.strerror or exc}") from exc
-
-
-def _records_text(lines: Iterable[str]) -> Iterator[Record]:
-    for number, line in enumerate(lines, 1):
-        text = line.strip()
-        if not text or text.startswith("#"):
-            continue
-        yield Record(number, text, {})
-
-
-def _records_csv(lines: Iterable[str], name: str) -> Iterator[Record]:
-    reader = csv.DictReader(lines)
-    if reader.fieldnames is None:
-        return
-    columns = [c.strip().lower() if c else "" for c in reader.fieldnames]
-    if "url" not in columns:
-        raise InputError(f"{name}: line 1: CSV header has no 'url' column "
-                         f"(found: {', '.join(columns) or 'nothing'})")
-    reader.fieldnames = columns
-    for row in reader:
-        number = reader.line_num
-        extra = row.pop(None, None)  # type: ignore[call-overload]
-        if extra:
-            yield Record(number, row.get("url"), {}, error="more fields than the header")
-            continue
-        url = row.pop("url", None)
-        fields = {k: v for k, v in row.items() if k and v not in (None, "")}
-        yield Record(number, url, fields)
-
-
-def _records_json_array(lines: Iterable[str], name: str) -> Iterator[Record]:
-    try:
-        data = json.loads("".join(lines))
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{name}: line {exc.lineno}: invalid JSON: {exc.msg}") from exc
-    if not isinstance(data, list):
-        raise InputError(f"{name}: expected a JSON array of objects with a 'url' field")
-    for number, entry in enumerate(data, 1):
-        yield _record_from_json(number, entry)
-
-
-def _record_from_json(number: int, entry: Any) -> Record:
-    if isinstance(entry, str):
-        return Record(number, entry, {})
-    if not isinstance(entry, dict):
-        return Record(number, None, {}, error="expected an object with a 'url' field")
-    fields = dict(entry)
-    url = fields.pop("url", None)
-    return Record(number, url, fields)
-
-
-def _records_ndjson(lines: Iterable[str]) -> Iterator[Record]:
-    for number, line in enumerate(lines, 1):
-        text = line.strip()
-        if not text:
-            continue
-        try:
-            entry = json.loads(text)
-        except json.JSONDecodeError as exc:
-            yield Record(number, text[:200], {}, error=f"invalid JSON: {exc.msg}")
-            continue
-        yield _record_from_json(number, entry)
-
-
-def read_records(fh: IO[str], name: str, fmt: str | None = None) -> Iterator[Record]:
-    """Records of one open file, in order, with their line numbers."""
-    lines: Iterable[str] = fh
-    try:
-        if fmt is None:
-            # Peek at the first non-blank line without losing it.
-            peeked: list[str] = []
-            for line in fh:
-                peeked.append(line)
-                if line.strip() or sum(map(len, peeked)) > 65536:
-                    break
-            fmt = detect_format(name, "".join(peeked))
-            lines = itertools.chain(peeked, fh)
-        if fmt not in FORMATS:
-            raise InputError(f"{name}: unknown format {fmt!r} (known: {', '.join(FORMATS)})")
-        if fmt == "text":
-            yield from _records_text(lines)
-        elif fmt == "csv":
-            yield from _records_csv(lines, name)
-        elif fmt == "json":
-            yield from _records_json_array(lines, name)
-        else:
-            yield from _records_ndjson(lines)
-    except UnicodeDecodeError as exc:
-        raise InputError(f"{name}: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
-    except csv.Error as exc:
-        raise InputError(f"{name}: malformed CSV: {exc}") from exc
 
 
 def clean_metadata(fields: dict[str, Any], channel: str) -> dict[str, Any]:
@@ -237,7 +102,7 @@ def submit_files(
     names = list(names)
     # Open every file first: an unreadable file fails the whole submission before anything is
     # stored, so a typo in the file list never leaves half a batch behind.
-    handles = [(name, open_text(name)) for name in names]
+    handles = [(name, open_binary(name)) for name in names]
     vault = None
     if channel == "chat":
         # deferred: pulls in cryptography, loaded on first use
@@ -289,7 +154,7 @@ def _row_or_reject(record: Record, name: str, channel: str, result: SubmitResult
             except InputError as exc:
                 reason = exc.message
     if reason is not None or canonical is None:
-        entry: dict[str, Any] = {"line": record.line, "input": _preview(record.url),
+        entry: dict[str, Any] = {"line": record.line, "input": preview(record.url),
                                  "reason": reason or "invalid"}
         if multi:
             entry["file"] = name
@@ -321,7 +186,8 @@ def _seal_reporter(fields: dict[str, Any], vault: Any) -> tuple[Any, str | None]
     return (record_id, app, phone_mac, user_mac, sealed, wrapped, police), None
 
 
-def _preview(value: Any) -> str:
+def preview(value: Any) -> str:
+    """A rejected entry's input as shown back: at most 200 characters."""
     text = value if isinstance(value, str) else json.dumps(value)
     return text if len(text) <= 200 else text[:200] + "…"
 

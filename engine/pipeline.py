@@ -32,7 +32,7 @@ from typing import Any
 
 from engine import workers as worker_registry
 from engine.context import StageContext
-from engine.errors import NtdError, PluginError, StageError
+from engine.errors import ConfigError, NtdError, PluginError, StageError
 from engine.models import STATES, StageResult
 from engine.plugin_manager import call_all, call_first, implementations
 from engine.store import Commit
@@ -183,6 +183,18 @@ class RunSummary:
     max_loop_block_ms: float = 0.0  # the longest the event loop could not run (LoopMonitor)
     max_loop_block_at: float = 0.0  # when, in seconds after the start
     loop_blocks_over_100ms: int = 0
+    config_errors: Counter[str] = field(default_factory=Counter)  # ConfigError message -> n
+
+    def config_failure(self) -> str | None:
+        """The one configuration problem that failed every stage run of this run, if any
+        (``ntd run --until-idle`` then exits 1: nothing can succeed until the file is fixed)."""
+        if len(self.config_errors) != 1:
+            return None
+        [(message, count)] = self.config_errors.items()
+        errors = sum(self.errors.values())
+        if count != errors or sum(self.processed.values()) > errors:
+            return None  # other errors too, or some stage run succeeded
+        return message
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form for ``ntd run --json``."""
@@ -197,7 +209,8 @@ class RunSummary:
                 "stopped_by_signal": self.stopped_by_signal, "seconds": round(self.seconds, 3),
                 "stages": stages, "max_loop_block_ms": round(self.max_loop_block_ms, 1),
                 "max_loop_block_at_s": round(self.max_loop_block_at, 1),
-                "loop_blocks_over_100ms": self.loop_blocks_over_100ms}
+                "loop_blocks_over_100ms": self.loop_blocks_over_100ms,
+                "config_failure": self.config_failure()}
 
 
 class _Committer:
@@ -497,6 +510,8 @@ class Pipeline:
                           actor=result.actor or plugin or "engine", result=result)
         except Exception as exc:
             self.summary.errors[stage.name] += 1
+            if isinstance(exc, ConfigError):
+                self.summary.config_errors[exc.message] += 1
             return self._failure(stage, case, exc)
 
     def _failure(self, stage: Stage, case: Any, exc: Exception) -> Commit:

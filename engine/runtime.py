@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,8 +14,8 @@ import pluggy
 from engine import retention
 from engine.clock import Clock
 from engine.config import ENGINE_SCHEMA, Config, Option, find_config_path, read_toml, validate
-from engine.context import StageContext
-from engine.errors import PluginError
+from engine.context import StageContext, fetch_policy
+from engine.errors import ConfigError, PluginError
 from engine.logs import setup_logging
 from engine.pipeline import Pipeline, RunSummary, default_owner
 from engine.plugin_manager import call_all, call_all_sync, get_plugin_manager
@@ -40,7 +41,10 @@ def merged_schema(pm: pluggy.PluginManager) -> dict[str, dict[str, Option]]:
 
 def load_config(pm: pluggy.PluginManager, path: str | Path | None = None,
                 overrides: dict[str, dict[str, Any]] | None = None) -> Config:
-    """Read and validate the configuration (``--config``, ``NTD_CONFIG``, ``./ntd.toml``)."""
+    """Read and validate the configuration (``--config``, ``NTD_CONFIG``, ``./ntd.toml``).
+
+    Besides the schema, what start-up builds from it is checked here too (the fetcher's policy,
+    the log file's folder), so ``ntd config check`` refuses exactly what start-up would."""
     found = find_config_path(path)
     raw: dict[str, Any] = read_toml(found) if found else {}
     for section, values in (overrides or {}).items():
@@ -48,7 +52,19 @@ def load_config(pm: pluggy.PluginManager, path: str | Path | None = None,
         for part in section.split("."):
             target = target.setdefault(part, {})
         target.update(values)
-    return validate(raw, merged_schema(pm), path=found)
+    config = validate(raw, merged_schema(pm), path=found)
+    where = f"{found}: " if found else ""
+    try:
+        fetch_policy(config)
+    except ConfigError as exc:
+        raise ConfigError(where + exc.message) from exc
+    log_file = config.get("logging", "file")
+    if log_file:
+        folder = Path(log_file).expanduser().parent
+        if not folder.is_dir() or not os.access(folder, os.W_OK):
+            raise ConfigError(f"{where}[logging] file: cannot write {log_file} "
+                              f"(no writable folder {folder})")
+    return config
 
 
 @dataclass
@@ -69,9 +85,13 @@ class Runtime:
         pm = get_plugin_manager(extra_plugins=extra_plugins)
         config = load_config(pm, config_path, overrides)
 
-        setup_logging(config.get("logging", "level", "WARNING"),
-                      fmt=config.get("logging", "format", "text"),
-                      file=config.get("logging", "file"))
+        try:
+            setup_logging(config.get("logging", "level", "WARNING"),
+                          fmt=config.get("logging", "format", "text"),
+                          file=config.get("logging", "file"))
+        except OSError as exc:
+            raise ConfigError(f"[logging] file: cannot open {config.get('logging', 'file')}: "
+                              f"{exc.strerror or exc}") from exc
         return cls(pm=pm, config=config, store=open_store(db), clock=clock or Clock())
 
     def context(self, owner: str | None = None) -> StageContext:

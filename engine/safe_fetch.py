@@ -24,7 +24,7 @@ import re
 import socket
 import zlib
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -573,16 +573,57 @@ class SafeFetcher:
         if method not in ("GET", "HEAD"):
             raise ValueError(f"unsupported method {method!r}")
         session = self._ensure_session()
-        self.stats.fetches += 1
-        try:
+        with self._counted():
             async with self._global:
                 return await self._fetch(session, url, method)
+
+    @contextmanager
+    def _counted(self) -> Iterator[None]:
+        """Count one fetch or post, and its refusal or failure."""
+        self.stats.fetches += 1
+        try:
+            yield
         except FetchError as exc:
             if exc.reason.startswith("blocked_"):
                 self.stats.refused += 1
             else:
                 self.stats.failed += 1
             raise
+
+    async def post(self, url: str, *, body: bytes, headers: Mapping[str, str],
+                   timeout: float | None = None, max_response_bytes: int = 65_536,
+                   ) -> FetchResponse:
+        """POST ``body`` to ``url`` through the same gate as :meth:`fetch` (scheme, port,
+        vetted and pinned addresses, lab switch for private networks), for delivery channels.
+
+        One hop only: a redirect is never followed (the 3xx comes back as the response, its
+        ``Location`` in ``headers``), so neither the body nor an ``Authorization`` header can be
+        steered to another host. The response body is cut at ``max_response_bytes`` (the
+        connection dropped) rather than refused: the status is what the caller needs. Raises
+        :class:`~engine.errors.FetchError` like :meth:`fetch`; ``timeout`` (default the
+        policy's ``total_timeout``) covers DNS, connect, upload and the response."""
+        session = self._ensure_session()
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        budget = timeout or self.policy.total_timeout
+        with self._counted():
+            async with self._global:
+                parsed = self._parse(url)
+                async with self._hosts.slot(_host_key(parsed.raw_host or "")):
+                    try:
+                        async with asyncio.timeout(budget):
+                            outcome = await self._hop(
+                                session, parsed, "POST", data=body, headers=headers,
+                                follow=False, cap=max_response_bytes)
+                    except TimeoutError as exc:
+                        raise FetchError(f"{url}: deadline of {budget:g}s exceeded",
+                                         reason="timeout") from exc
+        assert not isinstance(outcome, str)  # follow=False: redirects come back as responses
+        status, flat, data, ip = outcome
+        declared = (flat.get("content-type") or "").split(";", 1)[0].strip().lower()
+        return FetchResponse(url=url, final_url=url, status=status, headers=flat,
+                             declared_type=declared or None, content_type=sniff_content_type(data),
+                             body=data, redirects=(), elapsed=loop.time() - started, ip=ip)
 
     async def _fetch(self, session: aiohttp.ClientSession, url: str, method: str) -> FetchResponse:
         loop = asyncio.get_running_loop()
@@ -684,23 +725,32 @@ class SafeFetcher:
         return _Target(url=parsed, host=host, ips=ips)
 
     async def _hop(
-        self, session: aiohttp.ClientSession, parsed: URL, method: str
+        self, session: aiohttp.ClientSession, parsed: URL, method: str, *,
+        data: bytes | None = None, headers: Mapping[str, str] | None = None,
+        follow: bool = True, cap: int | None = None,
     ) -> str | tuple[int, dict[str, str], bytes, str]:
-        """Send one request; return a redirect target or (status, headers, body, peer ip)."""
+        """Send one request; return a redirect target (when ``follow``) or (status, headers,
+        body, peer ip). With ``cap`` the body is cut there instead of refused."""
         target = await self._vet(parsed)
         token = _PINNED.set({target.host: target.ips})
         try:
             self.stats.requests += 1
             async with session.request(
-                method, target.url, allow_redirects=False, raise_for_status=False
+                method, target.url, allow_redirects=False, raise_for_status=False,
+                data=data, headers=headers,
             ) as resp:
                 ip = _peer_ip(resp) or target.ips[0]
                 location = resp.headers.get("Location")
-                if resp.status in REDIRECT_STATUSES and location:
+                if follow and resp.status in REDIRECT_STATUSES and location:
                     return _join_location(target.url, location)
-                headers = _flatten_headers(resp.headers)
-                body = b"" if method == "HEAD" else await self._read_body(resp, headers)
-                return resp.status, headers, body, ip
+                flat = _flatten_headers(resp.headers)
+                if method == "HEAD":
+                    body = b""
+                elif cap is not None:
+                    body = await self._read_capped(resp, cap)
+                else:
+                    body = await self._read_body(resp, flat)
+                return resp.status, flat, body, ip
         except aiohttp.ClientConnectorDNSError as exc:
             raise FetchError(f"{target.url}: {exc}", reason="dns_error") from exc
         except aiohttp.ServerTimeoutError as exc:  # includes the connect timeout
@@ -713,6 +763,19 @@ class SafeFetcher:
             raise FetchError(f"{target.url}: {exc}", reason="protocol_error") from exc
         finally:
             _PINNED.reset(token)
+
+    async def _read_capped(self, resp: aiohttp.ClientResponse, cap: int) -> bytes:
+        """At most ``cap`` bytes of a body (as sent, not decoded); the rest is never read."""
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in resp.content.iter_any():
+            self.stats.bytes += len(chunk)
+            chunks.append(chunk[:cap - size])
+            size += len(chunks[-1])
+            if size >= cap:
+                resp.close()  # drop the connection rather than drain the rest
+                break
+        return b"".join(chunks)
 
     async def _read_body(self, resp: aiohttp.ClientResponse, headers: Mapping[str, str]) -> bytes:
         """Stream the body, counting raw and decoded bytes against ``max_bytes``."""

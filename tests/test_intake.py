@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from engine.errors import InputError
-from engine.intake import detect_format, submit_files
+from engine.intake import submit_files
+from engine.intake_formats import detect_format
 from engine.store import open_store
 from tests.conftest import ntd_json, run_ntd
 

@@ -14,10 +14,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import httpx
 import jsonschema
 import pytest
-import respx
 from aiohttp import web
 
 import plugins.notify as notify
@@ -27,8 +25,9 @@ from engine.intake import submit_files
 from engine.lab.smtp_sink import SMTPSink
 from engine.models import Item, StageResult
 from engine.runtime import Runtime
+from engine.safe_fetch import FetchPolicy
 from engine.store import Commit, open_store
-from plugins.notify.api_channel import APIChannel
+from plugins.notify.api_channel import MAX_RESPONSE_BYTES, APIChannel
 from plugins.notify.cli import contract_row
 from plugins.notify.message import Prepared
 from plugins.notify.render import Renderer, sample_context
@@ -46,13 +45,20 @@ def _builtins_off(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("NTD_DISABLE_PLUGINS", DISABLED)
 
 
-def make_runtime(db: Path, port: int = 25, **notices: Any) -> Runtime:
+def make_runtime(db: Path, port: int = 25, *, api_port: int | None = None,
+                 **notices: Any) -> Runtime:
+    """A runtime with the notify plugin; ``api_port``: a loopback API endpoint is allowed
+    (the lab switch and that port, as the fetch rules require)."""
     settings = {"aggregate_minutes": 0.0, "retry_base_seconds": 0.01, "retry_jitter": 0.0,
                 "hotline_name": "Test Hotline", "reply_to": "reply@hotline.test",
                 "poll_seconds": 0.02, **notices}
-    return Runtime.open(db=str(db), extra_plugins=[("notify", notify)], overrides={
+    overrides: dict[str, dict[str, Any]] = {
         "smtp": {"host": "127.0.0.1", "port": port, "from_address": "notices@hotline.test"},
-        "notices": settings, "pipeline": {"poll_seconds": 0.02}})
+        "notices": settings, "pipeline": {"poll_seconds": 0.02}}
+    if api_port is not None:
+        overrides["lab"] = {"allow_private_networks": True}
+        settings["api_allowed_ports"] = [api_port]
+    return Runtime.open(db=str(db), extra_plugins=[("notify", notify)], overrides=overrides)
 
 
 def routed_case(rt: Runtime, tmp_path: Path, url: str, routes: list[dict[str, Any]],
@@ -119,15 +125,19 @@ def xarf_parts(data: bytes) -> list[dict[str, Any]]:
 class ApiServer:
     """A loopback HTTP endpoint recording POSTs; answers from ``statuses`` then 201."""
 
-    def __init__(self, statuses: list[int] | None = None) -> None:
+    def __init__(self, statuses: list[int] | None = None, *,
+                 headers: dict[str, str] | None = None, body: bytes = b"") -> None:
         self.requests: list[tuple[dict[str, str], bytes]] = []
         self.statuses = list(statuses or [])
+        self.headers = headers or {}
+        self.body = body
         self.runner: web.AppRunner | None = None
         self.port = 0
 
     async def handle(self, request: web.Request) -> web.Response:
         self.requests.append((dict(request.headers), await request.read()))
-        return web.Response(status=self.statuses.pop(0) if self.statuses else 201)
+        return web.Response(status=self.statuses.pop(0) if self.statuses else 201,
+                            headers=self.headers, body=self.body)
 
     async def __aenter__(self) -> ApiServer:
         app = web.Application()
@@ -147,7 +157,7 @@ class ApiServer:
 # -- end to end through the pipeline ------------------------------------------------------------
 async def test_notify_end_to_end_email_and_api(tmp_path: Path) -> None:
     async with SMTPSink() as sink, ApiServer() as api:
-        rt = make_runtime(tmp_path / "ntd.db", sink.port)
+        rt = make_runtime(tmp_path / "ntd.db", sink.port, api_port=api.port)
         endpoint = f"http://127.0.0.1:{api.port}/abuse"
         c1 = routed_case(rt, tmp_path, "http://site-a.test/p/1.html",
                          [route("abuse@hoster.test"), route(endpoint, kind="cdn",
@@ -281,7 +291,7 @@ async def test_smtp_5xx_is_permanent_and_marks_the_contact(tmp_path: Path) -> No
         rt.close()
 
 
-# -- API channel (httpx is the unit: respx) ----------------------------------------------------
+# -- API channel (a loopback endpoint; the SSRF-safe client's rules) ------------------------------
 def _prepared(key: str = "ntd-n1") -> Prepared:
     from plugins.notify.render import Rendered
 
@@ -290,21 +300,26 @@ def _prepared(key: str = "ntd-n1") -> Prepared:
                     reports=[{"url": "http://x.test/"}], message_id="<k@x>")
 
 
-@respx.mock
+def _lab_policy(port: int, **kw: Any) -> FetchPolicy:
+    return FetchPolicy(allow_private_networks=True, allowed_ports=frozenset({80, port}), **kw)
+
+
 async def test_api_channel_statuses_and_auth(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CDN_X_TOKEN", "tok123")
-    calls = respx.post("https://api.cdn-x.test/abuse").mock(side_effect=[
-        httpx.Response(503), httpx.Response(202), httpx.Response(409), httpx.Response(422),
-        httpx.ConnectError("refused")])
-    channel = APIChannel({"cdn-x": {"endpoint": "https://api.cdn-x.test/abuse",
-                                    "auth_env": "CDN_X_TOKEN"}}, timeout=5)
-    outcomes = [await channel.send(_prepared()) for _ in range(5)]
+    async with ApiServer(statuses=[503, 202, 409, 422]) as api:
+        endpoint = f"http://api.cdn-x.test:{api.port}/abuse"
+        channel = APIChannel({"cdn-x": {"endpoint": endpoint, "auth_env": "CDN_X_TOKEN"}},
+                             timeout=5, policy=_lab_policy(
+                                 api.port, static_hosts={"api.cdn-x.test": ["127.0.0.1"]}))
+        outcomes = [await channel.send(_prepared()) for _ in range(4)]
+    outcomes.append(await channel.send(_prepared()))  # the server is gone: connection refused
     assert [o.status for o in outcomes] == ["retry", "sent", "sent", "failed", "retry"]
-    assert outcomes[3].blame_recipient
-    request = calls.calls[0].request
-    assert request.headers["Authorization"] == "Bearer tok123"
-    assert request.headers["Idempotency-Key"] == "ntd-n1"
-    assert json.loads(request.content) == [{"url": "http://x.test/"}]
+    assert outcomes[3].blame_recipient and "422 Unprocessable" in outcomes[3].detail
+    headers, body = api.requests[0]
+    assert headers["Authorization"] == "Bearer tok123"
+    assert headers["Idempotency-Key"] == "ntd-n1"
+    assert headers["Host"] == f"api.cdn-x.test:{api.port}"
+    assert json.loads(body) == [{"url": "http://x.test/"}]
     missing = await channel.send(Prepared(**{**_prepared().__dict__,
                                              "notice": {"id": "N2", "recipient": "nobody",
                                                         "idempotency_key": "k"}}))
@@ -312,9 +327,61 @@ async def test_api_channel_statuses_and_auth(monkeypatch: pytest.MonkeyPatch) ->
     await channel.aclose()
 
 
+async def test_api_channel_follows_the_fetch_rules(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 17: the channel called httpx directly, so an endpoint on a private address (or
+    one redirecting there) was reached, credential and all."""
+    monkeypatch.setenv("CDN_X_TOKEN", "tok123")
+    async with ApiServer() as api:
+        entries = {"cdn-x": {"endpoint": f"http://127.0.0.1:{api.port}/abuse",
+                             "auth_env": "CDN_X_TOKEN"},
+                   "meta": {"endpoint": "http://169.254.169.254/latest/meta-data"},
+                   "named": {"endpoint": f"http://abuse.evil.test:{api.port}/abuse"}}
+        strict = APIChannel(entries, timeout=5, policy=FetchPolicy(
+            allowed_ports=frozenset({80, api.port}),
+            static_hosts={"abuse.evil.test": ["127.0.0.1"]}))
+        for recipient in ("cdn-x", "meta", "named"):
+            out = await strict.send(_prepared_to(recipient))
+            assert out.status == "failed" and "refused" in out.detail, out
+            assert out.blame_recipient
+        assert api.requests == []  # nothing reached the loopback endpoint
+        await strict.aclose()
+        lab = APIChannel(entries, timeout=5, policy=_lab_policy(api.port))
+        assert (await lab.send(_prepared_to("cdn-x"))).status == "sent"  # the lab switch
+        meta = await lab.send(_prepared_to("meta"))  # metadata stays blocked even then
+        assert meta.status == "failed" and "link-local" in meta.detail
+        await lab.aclose()
+    assert len(api.requests) == 1
+
+
+async def test_api_channel_never_follows_a_redirect_and_caps_the_answer(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CDN_X_TOKEN", "tok123")
+    async with ApiServer(statuses=[307], headers={"Location": "http://10.0.0.1/steal"}) as api:
+        channel = APIChannel({"cdn-x": {"endpoint": f"http://127.0.0.1:{api.port}/abuse",
+                                        "auth_env": "CDN_X_TOKEN"}},
+                             timeout=5, policy=_lab_policy(api.port))
+        out = await channel.send(_prepared_to("cdn-x"))
+        assert out.status == "failed" and "http://10.0.0.1/steal" in out.detail
+        assert "not followed" in out.detail and len(api.requests) == 1
+        await channel.aclose()
+    async with ApiServer(statuses=[400], body=b"x" * 5_000_000) as api:
+        channel = APIChannel({}, timeout=5, policy=_lab_policy(api.port))
+        fetcher = channel.client
+        out = await channel.send(_prepared_to(f"http://127.0.0.1:{api.port}/abuse"))
+        assert out.status == "failed" and out.detail.endswith("x" * 10)
+        assert fetcher.stats.bytes <= MAX_RESPONSE_BYTES + 65_536  # the 5 MB answer was cut
+        await channel.aclose()
+
+
+def _prepared_to(recipient: str) -> Prepared:
+    prepared = _prepared()
+    return Prepared(**{**prepared.__dict__, "notice": {**prepared.notice,
+                                                       "recipient": recipient}})
+
+
 async def test_api_4xx_permanent_through_the_sender(tmp_path: Path) -> None:
     async with ApiServer(statuses=[404]) as api:
-        rt = make_runtime(tmp_path / "ntd.db")
+        rt = make_runtime(tmp_path / "ntd.db", api_port=api.port)
         endpoint = f"http://127.0.0.1:{api.port}/abuse"
         routed_case(rt, tmp_path, "http://site-a.test/p/1.html",
                     [route(endpoint, kind="platform", channel="api")])

@@ -15,6 +15,7 @@ from argon2 import PasswordHasher
 from click.testing import CliRunner
 
 import engine.cli.web  # noqa: F401  (registers serve, users, bench api until engine.cli does)
+import engine.web.console as console_module
 from engine import hookimpl
 from engine.cli import cli
 from engine.intake import submit_files
@@ -65,6 +66,12 @@ class World:
             self.tokens[name] = token
         self.client = httpx.AsyncClient(
             transport=httpx.ASGITransport(app=self.app, client=(CLIENT_IP, 4242)),
+            base_url="http://ntd.test", follow_redirects=False)
+
+    def browser(self) -> httpx.AsyncClient:
+        """Another browser (its own cookie jar) on the same app."""
+        return httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=self.app, client=(CLIENT_IP, 4243)),
             base_url="http://ntd.test", follow_redirects=False)
 
     def auth(self, name: str) -> dict[str, str]:
@@ -305,11 +312,50 @@ async def test_batch_ndjson_csv_and_unreadable_bodies(world: World) -> None:
     assert "no 'url' column" in assert_problem(no_column, 422, "invalid-input")["detail"]
     latin1 = await world.client.post("/api/batches", content="http://é.example/\n".encode(
         "latin-1"), headers={**headers, "content-type": "text/plain"})
-    assert_problem(latin1, 422, "invalid-input")
+    body = assert_problem(latin1, 422, "invalid-input")
+    assert body["rejected"] == [{"line": 1, "input": "http://\ufffd.example/",
+                                 "reason": "not UTF-8 text (invalid continuation byte at byte 7)"}]
     assert_problem(await world.client.post("/api/batches", content=b"x",
                                            headers={**headers, "content-type": "image/png"}),
                    415, "unsupported-media-type")
     assert world.rt.store.count_by_state() == before  # nothing half-stored
+
+
+HUGE_INT = '{"url": "http://a.example/huge", "n": ' + "1" * 5000 + "}"
+
+
+async def test_hostile_json_bodies_answer_422_never_500(world: World) -> None:
+    """Issue 17: a 5,000-digit integer or 10,000 nested '[' made every JSON endpoint answer 500
+    (ValueError from the int-str limit, RecursionError from the decoder)."""
+    json_type = {"content-type": "application/json"}
+    for body in ("[" * 10_000, HUGE_INT, '{"url": "http://a.example/", "n": NaN}'):
+        resp = await world.client.post("/api/reports", content=body, headers=json_type)
+        assert_problem(resp, 422, "invalid-input")
+    case_id = world.case("http://verdict.example/1", state="awaiting_assessment")
+    for body in ('{"verdict": "illegal", "x": ' + "[" * 5000 + "}",
+                 '{"verdict": "illegal", "n": ' + "9" * 5000 + "}"):
+        resp = await world.client.post(f"/api/cases/{case_id}/verdict", content=body,
+                                       headers={**world.auth("alice"), **json_type})
+        assert_problem(resp, 422, "invalid-input")
+    assert world.rt.store.get_case(case_id)["state"] == "awaiting_assessment"
+    assert world.rt.store.count_by_state() == {"awaiting_assessment": 1}  # no report stored
+
+
+async def test_batch_with_hostile_lines_stores_the_good_ones(world: World) -> None:
+    headers = {**world.auth("alice"), "content-type": "application/x-ndjson"}
+    body = "\n".join(['{"url": "http://a.example/1"}', HUGE_INT, "[" * 50_000,
+                      '{"url": "http://a.example/2"}']) + "\n"
+    resp = await world.client.post("/api/batches", content=body.encode(), headers=headers)
+    assert resp.status_code == 201, resp.text
+    assert resp.json()["accepted"] == 2
+    assert [(r["line"], r["reason"].split(" (")[0]) for r in resp.json()["rejected"]] == [
+        (2, "invalid JSON: number too long"), (3, "invalid JSON: nested deeper than 32 levels")]
+    # Nothing storable: 422 with the line numbers, and no batch is stored.
+    only_bad = await world.client.post("/api/batches", content=f"\n{HUGE_INT}\n".encode(),
+                                       headers=headers)
+    problem = assert_problem(only_bad, 422, "invalid-input")
+    assert [r["line"] for r in problem["rejected"]] == [2]
+    assert world.rt.store.count_by_state() == {"new": 2}
 
 
 # -- authorisation -------------------------------------------------------------------------------
@@ -458,12 +504,18 @@ def _csrf(html: str) -> str:
     return match.group(1)
 
 
-async def sign_in(world: World, name: str) -> httpx.AsyncClient:
-    client = world.client
+async def attempt(client: httpx.AsyncClient, name: str, password: str) -> httpx.Response:
+    """One sign-in through the form (fetching it first, as a browser does)."""
     page = await client.get("/console/login", headers={"accept": "text/html"})
     assert page.status_code == 200
-    resp = await client.post("/console/login", data={"name": name, "password": PASSWORD,
-                                                     "csrf": _csrf(page.text)})
+    return await client.post("/console/login", data={"name": name, "password": password,
+                                                      "csrf": _csrf(page.text)})
+
+
+async def sign_in(world: World, name: str,
+                  client: httpx.AsyncClient | None = None) -> httpx.AsyncClient:
+    client = client or world.client
+    resp = await attempt(client, name, PASSWORD)
     assert resp.status_code == 303, resp.text
     cookie = resp.headers["set-cookie"]
     assert "HttpOnly" in cookie and "SameSite=strict" in cookie and "Path=/console" in cookie
@@ -499,6 +551,174 @@ async def test_console_sign_in_and_csrf(world: World) -> None:
     assert world.recorder.calls[-1]["actor"] == "analyst:alice"
     out = await world.client.post("/console/logout", data={"csrf": token})
     assert out.status_code == 303 and 'ntd_session=""' in out.headers["set-cookie"]
+
+
+# -- sessions and sign-in (issue 17, item 6) ----------------------------------------------------
+async def test_sign_out_ends_the_session_at_once_everywhere(world: World) -> None:
+    await sign_in(world, "alice")
+    cookie = world.client.cookies["ntd_session"]
+    token = _csrf((await world.client.get("/console/queue")).text)
+    assert (await world.client.post("/console/logout", data={"csrf": token})).status_code == 303
+    replay = world.browser()  # the old cookie, copied before sign-out
+    other = World.__new__(World)  # a second server process on the same database
+    other.app = create_app(world.rt, WebSettings(secret=SECRET))
+    replay_other = World.browser(other)
+    try:
+        for client in (replay, replay_other):
+            client.cookies.set("ntd_session", cookie, domain="ntd.test", path="/console")
+            resp = await client.get("/console/queue")
+            assert resp.status_code == 303 and resp.headers["location"].startswith(
+                "/console/login")
+            assert_problem(await client.post("/console/logout", data={"csrf": token}), 401,
+                           "unauthorized")
+    finally:
+        await replay.aclose()
+        await replay_other.aclose()
+    assert [e["action"] for e in world.rt.store.audit_log()][-2:] == ["sign_in", "sign_out"]
+
+
+async def test_password_change_ends_every_session_of_the_account(world: World) -> None:
+    await sign_in(world, "alice")
+    second = await sign_in(world, "alice", world.browser())
+    bob = await sign_in(world, "root", world.browser())
+    try:
+        assert (await second.get("/console/queue")).status_code == 200
+        changed = CliRunner().invoke(cli, ["--db", str(world.rt.store.path), "users", "passwd",
+                                           "alice", "--password-stdin"],
+                                     input="a new password 42\n")
+        assert changed.exit_code == 0 and "sessions have ended" in changed.output
+        for client in (world.client, second):
+            assert (await client.get("/console/queue")).status_code == 303
+        assert (await bob.get("/console/queue")).status_code == 200  # other accounts go on
+    finally:
+        await second.aclose()
+        await bob.aclose()
+
+
+class FakeTime:
+    """The throttle's clock and the handler's sleep: sleeping advances the clock, nothing
+    really waits, and every requested delay is recorded."""
+
+    def __init__(self, *, advance: bool) -> None:
+        self.now = 1000.0
+        self.advance = advance  # False: concurrent attempts all arrive at the same moment
+        self.sleeps: list[float] = []
+
+    def clock(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        if self.advance:
+            self.now += seconds
+
+
+def fake_time(world: World, *, advance: bool = True, **throttle: Any) -> FakeTime:
+    from engine.web.signin import SignInThrottle
+
+    fake = FakeTime(advance=advance)
+    st = world.app.state.ntd
+    st.signin = SignInThrottle(clock=fake.clock, **throttle)
+    st.sleep = fake.sleep
+    return fake
+
+
+async def test_wrong_passwords_slow_down_but_never_lock_out_the_account(world: World) -> None:
+    """Five wrong passwords used to lock a named analyst out: anyone could lock out anyone."""
+    fake = fake_time(world, base_delay=0.5, max_delay=10.0, free=3)
+    stranger = world.browser()
+    new_browser = world.browser()
+    try:
+        for _ in range(12):
+            assert (await attempt(stranger, "alice", "not her password")).status_code == 401
+        assert fake.sleeps == [0.5, 1.0, 2.0, 4.0, 8.0, 10.0, 10.0, 10.0, 10.0]  # grows, capped
+        fake.sleeps.clear()
+        # The real analyst, in a browser that never signed in before, still gets in: slowed by
+        # the stranger's failures, but only by the capped delay.
+        assert (await attempt(new_browser, "alice", PASSWORD)).status_code == 303
+        assert fake.sleeps == [10.0]
+        # Back in that browser the next day (its session over, its device cookie kept): the
+        # stranger's failures do not apply to it.
+        new_browser.cookies.delete("ntd_session")
+        for _ in range(5):
+            assert (await attempt(stranger, "alice", "still not it")).status_code == 401
+        fake.sleeps.clear()
+        assert (await attempt(new_browser, "alice", PASSWORD)).status_code == 303
+        assert fake.sleeps == []
+    finally:
+        await stranger.aclose()
+        await new_browser.aclose()
+
+
+async def test_parallel_guesses_are_spaced_and_a_known_browser_skips_the_queue(
+        world: World) -> None:
+    import asyncio
+
+    fake_time(world, advance=False, base_delay=1.0, max_delay=4.0, free=0)
+    await sign_in(world, "alice")  # leaves this browser's device cookie
+    await world.client.post("/console/logout",
+                            data={"csrf": _csrf((await world.client.get("/console/queue")).text)})
+    checked: list[str] = []
+    real_verify = console_module.verify_password
+
+    def counting(stored: str | None, password: str) -> bool:
+        checked.append(password)
+        return real_verify(stored, password)
+
+    console_module.verify_password = counting  # type: ignore[assignment]
+    strangers = [world.browser() for _ in range(8)]
+    try:
+        answers = await asyncio.gather(*(attempt(c, "alice", f"guess {i}")
+                                         for i, c in enumerate(strangers)))
+        codes = sorted(r.status_code for r in answers)
+        assert 429 in codes and set(codes) <= {401, 429}
+        refused = [r for r in answers if r.status_code == 429]
+        assert all(int(r.headers["retry-after"]) >= 1 for r in refused)
+        assert len(checked) == codes.count(401)  # a refused guess checks no password
+        assert (await attempt(world.client, "alice", PASSWORD)).status_code == 303
+    finally:
+        console_module.verify_password = real_verify  # type: ignore[assignment]
+        for c in strangers:
+            await c.aclose()
+
+
+async def test_concurrent_sign_ins_queue_for_argon2(tmp_path: Path) -> None:
+    """120 concurrent sign-ins ran 40 argon2 verifications at once (64 MiB each by default:
+    182 MB -> 2.59 GB); now at most ``login_concurrency`` run, the rest wait their turn."""
+    import asyncio
+    import threading
+
+    w = World(tmp_path, WebSettings(secret=SECRET, login_concurrency=2,
+                                    login_delay_seconds=0.0))
+    costly = PasswordHasher(time_cost=2, memory_cost=8192, parallelism=1)  # real work, 8 MiB
+    w.acc.set_password_hash("alice", costly.hash(PASSWORD))
+    lock = threading.Lock()
+    active = [0, 0]  # now, peak
+    real_verify = console_module.verify_password
+
+    def tracked(stored: str | None, password: str) -> bool:
+        with lock:
+            active[0] += 1
+            active[1] = max(active[1], active[0])
+        try:
+            return real_verify(stored, password)
+        finally:
+            with lock:
+                active[0] -= 1
+
+    console_module.verify_password = tracked  # type: ignore[assignment]
+    browsers = [w.browser() for _ in range(120)]
+    try:
+        answers = await asyncio.gather(*(attempt(b, "alice", PASSWORD if i % 2 else "wrong one")
+                                         for i, b in enumerate(browsers)))
+        assert sorted({r.status_code for r in answers}) == [303, 401]
+        assert active[1] <= 2
+    finally:
+        console_module.verify_password = real_verify  # type: ignore[assignment]
+        for b in browsers:
+            await b.aclose()
+        await w.client.aclose()
+        w.rt.close()
 
 
 async def test_console_pages_never_show_media_and_audit_views(world: World) -> None:

@@ -15,7 +15,7 @@ import click
 
 from engine.cli.common import JSON_OPT, Obj, console, emit_json
 from engine.cli.root import cli
-from engine.errors import InputError
+from engine.errors import InputError, NtdError
 from engine.models import CHANNELS
 
 
@@ -114,9 +114,17 @@ def run(obj: Obj, until_idle: bool, daemon: bool, workers: int | None, worker_id
     summary = rt.run_pipeline_sync(until_idle=until_idle, workers=workers,
                                    on_progress=on_progress, owner=worker_id,
                                    retention=daemon)
+    failure = summary.config_failure() if until_idle else None
     if as_json:
         emit_json(summary.to_dict())
-        return
+    else:
+        _print_run(summary)
+    if failure is not None:  # exit 1: nothing can succeed until the configuration is fixed
+        raise NtdError(f"every case of this run failed on the configuration: {failure} "
+                       "(fix it and run again; the cases retry)")
+
+
+def _print_run(summary: Any) -> None:
     done = ", ".join(f"{k} {v}" for k, v in sorted(summary.processed.items())) or "nothing"
     click.echo(f"processed: {done} in {summary.seconds:.1f}s")
     if summary.errors:

@@ -124,13 +124,16 @@ def users_rm(obj: Obj, name: str) -> None:
 @click.option("--password-stdin", is_flag=True, help="Read the password from stdin.")
 @click.pass_obj
 def users_passwd(obj: Obj, name: str, password_stdin: bool) -> None:
-    """Set a new password."""
+    """Set a new password (the account's console sessions end at their next request)."""
     # deferred: keeps `ntd` start-up fast (loaded when the command runs)
     from engine.web.auth import hash_password
 
+    rt = obj.runtime()
     if not _accounts(obj).set_password_hash(name, hash_password(_read_password(password_stdin))):
         raise InputError(f"no user {name!r}")
-    click.echo(f"password of {name} changed")
+    rt.store.audit(actor="cli", action="password_change", obj=f"user:{name}",
+                   now=rt.clock.now_text())
+    click.echo(f"password of {name} changed; its console sessions have ended")
 
 
 @users.command("token")

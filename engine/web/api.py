@@ -6,7 +6,6 @@ anonymous ``POST /api/reports`` and ``/healthz``. Errors are RFC 9457 problems.
 
 from __future__ import annotations
 
-import json
 import math
 from typing import Any
 from urllib.parse import parse_qs
@@ -17,6 +16,7 @@ from starlette.routing import Route
 
 import engine.web.intake_web as intake_web
 import engine.web.services as services
+from engine.bounded_json import JSONLimitError, loads
 from engine.errors import InputError, StorageError
 from engine.models import STATES
 from engine.store.roles import NOTICE_STATES
@@ -79,14 +79,24 @@ async def json_object(request: Request, limit: int) -> dict[str, Any]:
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if ctype != "application/json":
         raise Problem("unsupported-media-type", "send application/json")
-    body = await read_body(request, limit)
-    try:
-        value = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise Problem("bad-request", f"the body is not valid JSON: {exc}") from None
+    value = json_body(await read_body(request, limit))
     if not isinstance(value, dict):
         raise Problem("invalid-input", "expected a JSON object")
     return value
+
+
+def json_body(body: bytes) -> Any:
+    """A JSON body parsed at bounded cost: 400 if it is not JSON, 422 if it exceeds the
+    parser's limits (nesting depth, number size) — never a 500."""
+    try:
+        return loads(body.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise Problem("bad-request", f"the body is not UTF-8 ({exc.reason} at byte "
+                                     f"{exc.start})") from None
+    except JSONLimitError as exc:
+        raise Problem("invalid-input", f"the JSON body is refused: {exc}") from None
+    except ValueError as exc:  # json.JSONDecodeError
+        raise Problem("bad-request", f"the body is not valid JSON: {exc}") from None
 
 
 def _json(value: Any, status: int = 200) -> Response:
@@ -123,10 +133,7 @@ async def post_report(request: Request) -> Response:
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     body = await read_body(request, st.settings.max_report_bytes)
     if ctype == "application/json":
-        try:
-            data = json.loads(body)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise Problem("bad-request", f"the body is not valid JSON: {exc}") from None
+        data = json_body(body)
         if not isinstance(data, dict):
             raise Problem("invalid-input", "expected a JSON object with a 'url' field")
         url = data.get("url")
@@ -167,7 +174,10 @@ async def openapi_json(request: Request) -> Response:
 
 # -- analysts ------------------------------------------------------------------------------------
 async def post_batch(request: Request) -> Response:
-    """POST /api/batches: text/CSV/NDJSON/JSON body, per-line rejections."""
+    """POST /api/batches: text/CSV/NDJSON/JSON body, per-line rejections.
+
+    201 when at least one line was stored (the others listed in ``rejected``); 422 with
+    ``rejected`` (line numbers and reasons) when no line could be."""
     user = await api_user(request, assess=True)
     st = state(request)
     channel = enum_param(request, "channel", BATCH_CHANNELS) or "analyst"
@@ -181,6 +191,10 @@ async def post_batch(request: Request) -> Response:
                                                 channel=channel)
     except InputError as exc:
         raise Problem("invalid-input", exc.message) from exc
+    if rejected and not rows:
+        # Nothing to store: answer with every line at fault (201 means something was stored).
+        raise Problem("invalid-input", f"no line of the body can be accepted "
+                      f"({len(rejected)} rejected; see 'rejected')", rejected=rejected)
     try:
         result = await run_sync(intake_web.submit_batch, st.store, rows, rejected,
                                 channel=channel, source=f"api:{user.name}", clock=st.rt.clock)

@@ -3,9 +3,14 @@
 - Passwords: argon2id (``argon2-cffi`` defaults); a failed sign-in still runs one verification so
   a missing account takes as long as a wrong password.
 - API tokens (``Authorization: Bearer ntd_...``): 256 random bits, stored as SHA-256 only.
-- Console sessions: a stateless cookie ``ntd_session`` = ``user.nonce.issued.hmac`` (HMAC-SHA256
-  with the server secret), path ``/console`` only, HttpOnly, SameSite=Strict, Secure under https.
-  Nothing is kept server-side; a removed account ends its sessions at the next request.
+- Console sessions: a signed cookie ``ntd_session`` = ``user.nonce.issued.pwtag.hmac``
+  (HMAC-SHA256 with the server secret), path ``/console`` only, HttpOnly, SameSite=Strict, Secure
+  under https. ``pwtag`` is an HMAC of the account's password hash, so a password change ends
+  every session of the account at its next request; signing out records the session's nonce as
+  revoked (``engine.web.sessions``); a removed account ends its sessions at the next request.
+- Device cookie ``ntd_device`` = ``user.device.hmac``, path ``/console/login`` only: left by a
+  successful sign-in so that strangers' failed attempts never slow this browser
+  (``engine.web.signin``).
 - CSRF: every console form carries ``csrf`` = HMAC(secret, session nonce); the sign-in form uses a
   short-lived pre-session cookie the same way. Cross-origin ``Origin`` headers are refused too.
 - Roles: ``analyst`` (read, assess, upload), ``admin`` (analyst + audit log), ``partner``
@@ -29,9 +34,19 @@ from engine.web.accounts import ROLES
 
 SESSION_COOKIE = "ntd_session"
 LOGIN_COOKIE = "ntd_login"
+DEVICE_COOKIE = "ntd_device"
 TOKEN_PREFIX = "ntd_"
 _HASHER = PasswordHasher()
 _DUMMY_HASH = _HASHER.hash("not a real password: keeps timing equal for unknown accounts")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Session:
+    """What a signed session cookie says: whose it is, its nonce, its password tag."""
+
+    user_id: str
+    nonce: str
+    password_tag: str
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -126,26 +141,47 @@ class Signer:
     def _mac(self, text: str) -> str:
         return hmac.new(self.secret, text.encode(), hashlib.sha256).hexdigest()
 
-    def session(self, user_id: str) -> str:
-        """A new session cookie value for an account."""
-        body = f"{user_id}.{secrets.token_urlsafe(16)}.{int(time.time())}"
+    def password_tag(self, password_hash: str) -> str:
+        """What a session cookie carries of the account's password hash (an HMAC of it)."""
+        return self._mac("password." + password_hash)[:32]
+
+    def session(self, user_id: str, password_hash: str) -> str:
+        """A new session cookie value for an account (bound to its current password)."""
+        body = (f"{user_id}.{secrets.token_urlsafe(16)}.{int(time.time())}."
+                f"{self.password_tag(password_hash)}")
         return f"{body}.{self._mac('session.' + body)}"
 
-    def open_session(self, value: str | None) -> tuple[str, str] | None:
-        """``(user_id, nonce)`` of a valid, unexpired session cookie, else None."""
-        if not value or value.count(".") != 3:
+    def open_session(self, value: str | None) -> Session | None:
+        """The session of a validly signed, unexpired cookie, else None (revocation and the
+        password tag are checked against the store by ``engine.web.sessions``)."""
+        if not value or value.count(".") != 4:
             return None
         body, _, mac = value.rpartition(".")
         if not hmac.compare_digest(mac, self._mac("session." + body)):
             return None
-        user_id, nonce, issued = body.split(".")
+        user_id, nonce, issued, tag = body.split(".")
         try:
             age = time.time() - int(issued)
         except ValueError:
             return None
         if not 0 <= age <= self.session_seconds:
             return None
-        return user_id, nonce
+        return Session(user_id=user_id, nonce=nonce, password_tag=tag)
+
+    def device(self, user_id: str) -> str:
+        """A new device cookie value: this browser signed in to ``user_id``."""
+        body = f"{user_id}.{secrets.token_urlsafe(16)}"
+        return f"{body}.{self._mac('device.' + body)}"
+
+    def open_device(self, value: str | None) -> tuple[str, str] | None:
+        """``(user_id, device_id)`` of a validly signed device cookie, else None."""
+        if not value or value.count(".") != 2:
+            return None
+        body, _, mac = value.rpartition(".")
+        if not hmac.compare_digest(mac, self._mac("device." + body)):
+            return None
+        user_id, device_id = body.split(".")
+        return user_id, device_id
 
     def csrf(self, nonce: str) -> str:
         """The CSRF token bound to a session (or sign-in) nonce."""

@@ -9,6 +9,8 @@ view material in their secured tooling. Every state-changing form carries a CSRF
 from __future__ import annotations
 
 import hashlib
+import math
+import re
 import secrets
 import tempfile
 import time
@@ -27,14 +29,22 @@ from engine import stats as engine_stats
 from engine.errors import InputError, StorageError
 from engine.models import STATES
 from engine.store.roles import NOTICE_STATES
-from engine.web.auth import LOGIN_COOKIE, SESSION_COOKIE, User, verify_password
+from engine.web.auth import (
+    DEVICE_COOKIE,
+    LOGIN_COOKIE,
+    SESSION_COOKIE,
+    User,
+    verify_password,
+)
 from engine.web.deps import WebState, read_body, run_sync, state
 from engine.web.problems import Problem
+from engine.web.signin import GateFull, retry_after_header
 
 PREFIX = "/console"
 Handler = Callable[[Request, User], Awaitable[Response]]
 CHART_TTL = 300.0
 CATEGORIES = ("baseline", "national", "")
+_NONCE = re.compile(r"[A-Za-z0-9_-]{22}")  # secrets.token_urlsafe(16)
 
 
 # -- plumbing ------------------------------------------------------------------------------------
@@ -43,16 +53,17 @@ def _secure(request: Request, st: WebState) -> bool:
 
 
 async def current_user(request: Request) -> User | None:
-    """The signed-in account of a console request (session cookie), or None."""
+    """The signed-in account of a console request (session cookie), or None: the cookie must
+    be signed, unexpired, not signed out and issued under the account's current password."""
     st = state(request)
-    opened = st.signer.open_session(request.cookies.get(SESSION_COOKIE))
-    if opened is None:
+    session = st.signer.open_session(request.cookies.get(SESSION_COOKIE))
+    if session is None:
         return None
-    user_id, nonce = opened
-    row = await run_sync(st.accounts.get_user_by_id, user_id)
+    row = await run_sync(st.sessions.account, session)
     if row is None:
         return None
-    request.state.nonce = nonce
+    request.state.nonce = session.nonce
+    request.state.session = session
     return User.from_row(row)
 
 
@@ -126,7 +137,11 @@ async def login_form(request: Request, *, error: str | None = None,
                      status: int = 200) -> Response:
     """GET /console/login (also re-shown after a failed attempt)."""
     st = state(request)
-    nonce = secrets.token_urlsafe(16)
+    # The pre-session nonce stays the same across attempts, so it can key the per-client
+    # sign-in throttle (engine.web.signin); a missing or odd one is replaced.
+    nonce = request.cookies.get(LOGIN_COOKIE) or ""
+    if not _NONCE.fullmatch(nonce):
+        nonce = secrets.token_urlsafe(16)
     request.state.nonce = nonce
     nxt = request.query_params.get("next", "")
     response = render(request, "login.html", None, status=status, error=error,
@@ -152,28 +167,58 @@ async def login_submit(request: Request) -> Response:
     if not name or not password:
         return await login_form(request, error="Enter your account name and password.",
                                 status=422)
-    if not st.login_allowed(name):
-        return await login_form(request, error="Too many attempts for this account; wait a "
-                                               "minute and try again.", status=429)
     row = await run_sync(st.accounts.get_user, name, with_hash=True)
-    ok = await run_sync(verify_password, row["password_hash"] if row else None, password)
+    opened = st.signer.open_device(request.cookies.get(DEVICE_COOKIE))
+    # The device cookie counts only for the account it was left by.
+    device = opened[1] if opened and row is not None and opened[0] == row["id"] else None
+    client = request.cookies.get(LOGIN_COOKIE)
+    plan = st.signin.plan(name, device=device, client=client)
+    if plan.refused:
+        response = await login_form(
+            request, status=429, error="Many failed sign-ins for this account came from "
+            f"other browsers just now; try again in {math.ceil(plan.retry_after)} seconds.")
+        response.headers.update(retry_after_header(plan.retry_after))
+        return response
+    if plan.delay:
+        await st.sleep(plan.delay)  # slowing, capped: never a lock
+    try:
+        async with st.password_gate.slot(priority=0 if device else 1):
+            ok = await run_sync(verify_password, row["password_hash"] if row else None,
+                                password)
+    except GateFull:
+        response = await login_form(request, status=503, error="Sign-in is busy right now; "
+                                                               "try again in a moment.")
+        response.headers.update(retry_after_header(1))
+        return response
     if not ok or row is None:
+        st.signin.failed(name, device=device, client=client)
         return await login_form(request, error="Wrong account name or password.", status=401)
+    st.signin.succeeded(name, device=device, client=client)
     await run_sync(st.store.audit, actor=User.from_row(row).actor, action="sign_in",
                    obj=f"user:{row['name']}", now=st.now())
     nxt = fields.get("next", "")
     response = _redirect(nxt if nxt.startswith(PREFIX + "/") else PREFIX)
-    response.set_cookie(SESSION_COOKIE, st.signer.session(row["id"]),
+    secure = _secure(request, st)
+    response.set_cookie(SESSION_COOKIE, st.signer.session(row["id"], row["password_hash"]),
                         max_age=int(st.settings.session_hours * 3600), path=PREFIX,
-                        httponly=True, samesite="strict", secure=_secure(request, st))
+                        httponly=True, samesite="strict", secure=secure)
+    if device is None:
+        response.set_cookie(DEVICE_COOKIE, st.signer.device(row["id"]),
+                            max_age=int(st.settings.device_days * 86400),
+                            path=f"{PREFIX}/login", httponly=True, samesite="strict",
+                            secure=secure)
     response.delete_cookie(LOGIN_COOKIE, path=f"{PREFIX}/login")
     return response
 
 
 @page()
 async def logout(request: Request, user: User) -> Response:
-    """POST /console/logout."""
+    """POST /console/logout: the session ends at once, for every server process."""
+    st = state(request)
     await form_fields(request, request.state.nonce)
+    await run_sync(st.sessions.revoke, request.state.session)
+    await run_sync(st.store.audit, actor=user.actor, action="sign_out",
+                   obj=f"user:{user.name}", now=st.now())
     response = _redirect(f"{PREFIX}/login")
     response.delete_cookie(SESSION_COOKIE, path=PREFIX, httponly=True, samesite="strict")
     return response

@@ -6,9 +6,10 @@ their shared state from here, so no module of the package imports ``app`` back.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import secrets
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -22,7 +23,9 @@ from engine.web.auth import Signer
 from engine.web.problems import (
     Problem,
 )
-from engine.web.ratelimit import AnonymousLimits, TokenBucket
+from engine.web.ratelimit import AnonymousLimits
+from engine.web.sessions import Sessions
+from engine.web.signin import SignInThrottle, WorkGate
 
 HERE = Path(__file__).resolve().parent
 SECRET_ENV = "NTD_WEB_SECRET"
@@ -42,13 +45,24 @@ class WebSettings:
     max_report_bytes: int = 16_384
     max_batch_bytes: int = 10 * 1024 * 1024
     session_hours: float = 8.0
-    login_rate: float = 0.2  # sign-in attempts per second per account name (burst 5)
+    # Sign-in (engine.web.signin): failures slow later attempts, never lock the account.
+    login_free_failures: int = 3  # failures before any delay
+    login_delay_seconds: float = 0.5  # the first delay; doubles with each further failure
+    login_max_delay_seconds: float = 10.0
+    login_window_seconds: float = 900.0  # failures are forgotten this long after the last
+    login_concurrency: int = 2  # argon2 verifications at once (64 MiB each)
+    login_max_waiting: int = 256  # sign-ins queued for a verification; more answer 503
+    device_days: float = 90.0  # lifetime of the device cookie a sign-in leaves
 
     def __post_init__(self) -> None:
         for name in ("form_rate", "form_burst", "window_seconds", "session_hours",
-                     "max_report_bytes", "max_batch_bytes"):
+                     "max_report_bytes", "max_batch_bytes", "login_free_failures",
+                     "login_delay_seconds", "login_max_delay_seconds", "login_window_seconds",
+                     "login_max_waiting", "device_days"):
             if getattr(self, name) < 0 or (name == "window_seconds" and self.window_seconds == 0):
                 raise ConfigError(f"web setting {name}: must be positive")
+        if self.login_concurrency < 1:
+            raise ConfigError("web setting login_concurrency: must be at least 1")
 
     def resolved_secret(self) -> bytes:
         """The signing secret: explicit, else ``$NTD_WEB_SECRET``, else random."""
@@ -75,8 +89,17 @@ class WebState:
                                       burst=settings.form_burst,
                                       per_window=settings.per_url_window,
                                       window_seconds=settings.window_seconds)
-        self.login_buckets: dict[str, TokenBucket] = {}
         self.accounts = accounts(runtime.store)
+        self.sessions = Sessions(store=runtime.store, accounts=self.accounts,
+                                 signer=self.signer, clock=runtime.clock,
+                                 lifetime_seconds=settings.session_hours * 3600)
+        self.signin = SignInThrottle(base_delay=settings.login_delay_seconds,
+                                     max_delay=settings.login_max_delay_seconds,
+                                     free=settings.login_free_failures,
+                                     window=settings.login_window_seconds)
+        self.password_gate = WorkGate(settings.login_concurrency,
+                                      max_waiting=settings.login_max_waiting)
+        self.sleep: Callable[[float], Awaitable[None]] = asyncio.sleep  # tests: no real waits
         self.templates = Jinja2Templates(directory=str(HERE / "templates"))
         self.templates.env.globals["static_version"] = "1"
         self.charts: dict[str, tuple[float, dict[str, bytes]]] = {}
@@ -89,15 +112,6 @@ class WebState:
     def now(self) -> str:
         """Current timestamp text from the runtime clock."""
         return str(self.rt.clock.now_text())
-
-    def login_allowed(self, name: str) -> bool:
-        """Per-account-name sign-in throttle (never keyed by address)."""
-        key = name.casefold()[:64]
-        if len(self.login_buckets) > 10_000:
-            self.login_buckets.clear()
-        bucket = self.login_buckets.setdefault(
-            key, TokenBucket(self.settings.login_rate, 5.0))
-        return bucket.take() == 0.0
 
 
 def state(request: Request) -> WebState:

@@ -1,21 +1,22 @@
 """Web intake on ``engine.intake``: one anonymous URL, or an analyst's uploaded batch.
 
 Both use the same canonicalisation and rejection reasons as ``ntd submit``. A batch is parsed and
-validated completely before anything is stored, so an unreadable body (not UTF-8, CSV without a
-``url`` column, a broken JSON array) stores nothing; per-line rejections are reported while the
-good lines are stored, exactly like ``ntd submit --json``.
+validated completely before anything is stored, so an unreadable body (CSV without a ``url``
+column, a broken JSON array) stores nothing; per-line rejections (a line that is not UTF-8, too
+long, JSON nested too deep, an unclosed CSV quote, a bad URL) are reported while the good lines
+are stored, exactly like ``ntd submit --json``.
 """
 
 from __future__ import annotations
 
 import io
-import json
 from dataclasses import dataclass
 from typing import Any
 
 from engine.clock import Clock
 from engine.errors import InputError
-from engine.intake import Record, SubmitResult, clean_metadata, read_records
+from engine.intake import SubmitResult, clean_metadata, preview
+from engine.intake_formats import Record, read_records
 from engine.store import IntakeRow, Store
 from engine.urls import canonicalize
 
@@ -55,11 +56,6 @@ def submit_webform(store: Store, raw_url: str, clock: Clock) -> WebReport:
     return WebReport(case_id=outcome.case_ids[0], duplicate=bool(outcome.duplicates))
 
 
-def _preview(value: Any) -> str:
-    text = value if isinstance(value, str) else json.dumps(value)
-    return text if len(text) <= 200 else text[:200] + "…"
-
-
 def _row_or_reason(record: Record, channel: str) -> tuple[IntakeRow | None, str | None]:
     if record.error is not None:
         return None, record.error
@@ -75,16 +71,12 @@ def _row_or_reason(record: Record, channel: str) -> tuple[IntakeRow | None, str 
 def parse_batch(body: bytes, fmt: str | None, *, channel: str,
                 name: str = "upload") -> tuple[list[IntakeRow], list[dict[str, Any]]]:
     """Valid rows and per-line rejections of a batch body; ``InputError`` if unreadable."""
-    try:
-        text = body.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise InputError(f"{name}: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
     rows: list[IntakeRow] = []
     rejected: list[dict[str, Any]] = []
-    for record in read_records(io.StringIO(text, newline=""), name, fmt):
+    for record in read_records(io.BytesIO(body), name, fmt):
         row, reason = _row_or_reason(record, channel)
         if row is None:
-            rejected.append({"line": record.line, "input": _preview(record.url),
+            rejected.append({"line": record.line, "input": preview(record.url),
                              "reason": reason or "invalid"})
         else:
             rows.append(row)

@@ -68,7 +68,7 @@ def spec() -> dict[str, Any]:
                     "application/x-ndjson": {"schema": {"type": "string"}},
                     "application/json": {"schema": {"type": "array", "items": {
                         "oneOf": [{"type": "string"}, {"type": "object"}]}}}}},
-                "responses": {"201": _ok(ref("SubmitResult"), "Stored"),
+                "responses": {"201": _ok(ref("SubmitResult"), "Stored (rejected lines listed)"),
                               **_errors(401, 403, 413, 415, 422, 503)}}},
             "/api/cases": {"get": {
                 "operationId": "listCases", "summary": "Cases, oldest first.",
@@ -123,7 +123,11 @@ def spec() -> dict[str, Any]:
                                            "title": {"type": "string"},
                                            "status": {"type": "integer"},
                                            "detail": {"type": "string"},
-                                           "instance": {"type": "string"}}},
+                                           "instance": {"type": "string"},
+                                           "rejected": {
+                                               "type": "array", "items": ref("Rejection"),
+                                               "description": "POST /api/batches when no "
+                                                              "line could be stored"}}},
                 "Health": {"type": "object", "required": ["status"],
                            "properties": {"status": {"const": "ok"},
                                           "schema_version": {"type": "integer"}}},
@@ -138,11 +142,11 @@ def spec() -> dict[str, Any]:
                     "properties": {
                         "accepted": {"type": "integer"}, "duplicates": {"type": "integer"},
                         "batch": {"type": "string"},
-                        "rejected": {"type": "array", "items": {
-                            "type": "object", "required": ["line", "input", "reason"],
-                            "properties": {"line": {"type": "integer"},
-                                           "input": {"type": "string"},
-                                           "reason": {"type": "string"}}}}}},
+                        "rejected": {"type": "array", "items": ref("Rejection")}}},
+                "Rejection": {"type": "object", "required": ["line", "input", "reason"],
+                              "properties": {"line": {"type": "integer"},
+                                             "input": {"type": "string"},
+                                             "reason": {"type": "string"}}},
                 "Case": {"type": "object", "required": ["id", "state", "canonical_url"],
                          "properties": {"id": {"type": "string"},
                                         "state": {"type": "string", "enum": list(STATES)},

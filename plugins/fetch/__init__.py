@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from engine import hookimpl
 from engine.api import Case, StageContext
-from engine.config import Option, positive
+from engine.config import Option, header_value, port_list, positive
 from engine.models import StageResult
 from plugins.fetch.fetcher import fetch_case
 
@@ -22,8 +22,9 @@ def ntd_config_schema() -> dict[str, dict[str, Option]]:
         "connect_timeout": Option(type=float, default=10.0, check=positive),
         "max_redirects": Option(type=int, default=5, check=lambda v: None if v >= 0 else
                                 "must be 0 or more"),
-        "user_agent": Option(type=str, default="ntd/0.1 (+hotline notice-and-takedown)"),
-        "allowed_ports": Option(type=list, default=[80, 443, 8080, 8443]),
+        "user_agent": Option(type=str, default="ntd/0.1 (+hotline notice-and-takedown)",
+                             check=header_value),
+        "allowed_ports": Option(type=list, default=[80, 443, 8080, 8443], check=port_list),
         "max_media_per_page": Option(type=int, default=50, check=positive),
         "media_concurrency": Option(type=int, default=8, check=positive,
                                     help="media fetched at once per page"),

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import random
@@ -21,9 +22,8 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from engine import clock
+from engine.context import fetch_policy
 from engine.errors import NtdError
 from engine.pipeline import dead_local_owners
 from engine.store.roles import Gate
@@ -93,8 +93,7 @@ class NoticeSender:
                                   require_approval=settings.require_approval)
 
     @classmethod
-    def from_context(cls, ctx: Any, *, api_transport: httpx.AsyncBaseTransport | None = None,
-                     render_in_pool: bool = False) -> NoticeSender:
+    def from_context(cls, ctx: Any, *, render_in_pool: bool = False) -> NoticeSender:
         """Build the sender from the run's configuration (templates validated here).
 
         ``render_in_pool``: render in the run's CPU pool (``ntd run``, whose event loop also
@@ -117,8 +116,12 @@ class NoticeSender:
                 channels[name] = DryRunChannel(name, folder, build)
         else:
             channels["email"] = SMTPChannel(smtp, build)
+            # The fetch rules (private addresses only with the [lab] switch, the static host
+            # map, TLS verification), with the ports API endpoints may use.
+            policy = dataclasses.replace(fetch_policy(ctx.config),
+                                         allowed_ports=frozenset(settings.api_allowed_ports))
             channels["api"] = APIChannel(settings.api, timeout=settings.api_timeout,
-                                         transport=api_transport)
+                                         policy=policy)
             for name, factory in registered_channels().items():
                 channels[name] = factory(ctx)
         return cls(ctx, settings=settings, smtp=smtp, renderer=renderer, channels=channels,

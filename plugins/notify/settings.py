@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from engine.config import Config, Option, non_negative, one_of, positive
+from engine.config import Config, Option, non_negative, one_of, port_list, positive
 from engine.errors import ConfigError
 from plugins.notify.windows import check_days, check_window
 
@@ -75,6 +75,9 @@ SCHEMA: dict[str, dict[str, Option]] = {
         "recheck_hours": Option(type=float, default=24.0, check=positive,
                                 help="first re-check when no route has a deadline"),
         "api_timeout": Option(type=float, default=30.0, check=positive),
+        "api_allowed_ports": Option(type=list, default=[80, 443, 8080, 8443], check=port_list,
+                                    help="ports an API endpoint may use (the other fetch "
+                                         "rules apply as they are: [lab], [resolve.hosts])"),
         "batch_size": Option(type=int, default=64, check=positive,
                              help="notices claimed per round"),
         "lease_seconds": Option(type=float, default=300.0, check=positive),
@@ -139,6 +142,7 @@ class NoticeSettings:
     legal_basis: str | None
     recheck_hours: float
     api_timeout: float
+    api_allowed_ports: list[int]
     batch_size: int
     lease_seconds: float
     poll_seconds: float

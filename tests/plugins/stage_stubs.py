@@ -10,6 +10,7 @@ import asyncio
 import os
 
 from engine import hookimpl
+from engine.errors import ConfigError
 from engine.models import Item, StageResult
 
 
@@ -21,6 +22,8 @@ def _delay() -> float:
 async def ntd_fetch(case, ctx):
     if _delay():
         await asyncio.sleep(_delay())
+    if "config-broken" in case.canonical_url:
+        raise ConfigError("[fixture] endpoint: synthetic configuration problem")
     if "unreachable" in case.canonical_url:
         return StageResult(state="unreachable", action="unreachable", reason="connect_error",
                            retry_at=ctx.clock.now().replace(year=2100))
