@@ -15,12 +15,12 @@ from engine import retention
 from engine.clock import Clock
 from engine.config import ENGINE_SCHEMA, Config, Option, find_config_path, read_toml, validate
 from engine.context import StageContext, fetch_policy
-from engine.errors import ConfigError, PluginError
+from engine.errors import ConfigError, InputError, PluginError
 from engine.logs import setup_logging
 from engine.pipeline import Pipeline, RunSummary, default_owner
 from engine.plugin_manager import call_all, call_all_sync, get_plugin_manager
 from engine.retention import SCHEMA as RETENTION_SCHEMA
-from engine.store import Store, open_store
+from engine.store import Store, missing_database, open_store
 
 
 def merged_schema(pm: pluggy.PluginManager) -> dict[str, dict[str, Option]]:
@@ -80,8 +80,11 @@ class Runtime:
     def open(cls, *, db: str | None = None, config_path: str | Path | None = None,
              extra_plugins: Iterable[tuple[str, object]] = (),
              overrides: dict[str, dict[str, Any]] | None = None,
-             clock: Clock | None = None) -> Runtime:
-        """Load plugins and configuration, then open (and migrate) the store."""
+             clock: Clock | None = None, must_exist: bool = False) -> Runtime:
+        """Load plugins and configuration, then open (and migrate) the store.
+
+        ``must_exist``: a SQLite database that is not there is an ``InputError`` ("no database
+        at PATH"), reported after any configuration error, instead of a new empty file."""
         pm = get_plugin_manager(extra_plugins=extra_plugins)
         config = load_config(pm, config_path, overrides)
 
@@ -92,6 +95,10 @@ class Runtime:
         except OSError as exc:
             raise ConfigError(f"[logging] file: cannot open {config.get('logging', 'file')}: "
                               f"{exc.strerror or exc}") from exc
+        missing = missing_database(db) if must_exist else None
+        if missing:
+            raise InputError(f"no database at {missing} (run `ntd db migrate` to create one, "
+                             "or give --db / NTD_DATABASE_URL)")
         return cls(pm=pm, config=config, store=open_store(db), clock=clock or Clock())
 
     def context(self, owner: str | None = None) -> StageContext:

@@ -10,8 +10,7 @@ from typing import Any
 
 import click
 
-from engine.errors import InputError
-from engine.store import database_url
+from engine.store import missing_database
 
 JSON_OPT = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 
@@ -26,16 +25,6 @@ def console() -> Any:
     from rich.console import Console
 
     return Console(stderr=False, highlight=False)
-
-
-def missing_database(db: str | None) -> str | None:
-    """The path of a SQLite database that does not exist yet, else None (PostgreSQL URLs are
-    checked when they are opened)."""
-    target = database_url(db)
-    if "://" in target and not target.startswith("sqlite:///"):
-        return None
-    path = Path(target.removeprefix("sqlite:///"))
-    return None if path.exists() else str(path)
 
 
 class Obj:
@@ -61,15 +50,11 @@ class Obj:
             from engine.runtime import Runtime
 
             db = self.db
-            if not create:
-                missing = missing_database(self.db)
-                if missing and scratch:
-                    self._scratch = tempfile.mkdtemp(prefix="ntd-scratch-")
-                    db = str(Path(self._scratch) / "scratch.db")
-                elif missing:
-                    raise InputError(f"no database at {missing} (run `ntd db migrate` to "
-                                     "create one, or give --db / NTD_DATABASE_URL)")
-            self._runtime = Runtime.open(db=db, config_path=self.config)
+            if not create and scratch and missing_database(self.db):
+                self._scratch = tempfile.mkdtemp(prefix="ntd-scratch-")
+                db = str(Path(self._scratch) / "scratch.db")
+            self._runtime = Runtime.open(db=db, config_path=self.config,
+                                         must_exist=not create)
         return self._runtime
 
     def close(self) -> None:

@@ -13,12 +13,23 @@ from engine.store.sqlite import SQLiteStore
 DEFAULT_DB = "ntd.db"
 DB_ENV = "NTD_DATABASE_URL"
 
-__all__ = ["Commit", "IntakeOutcome", "IntakeRow", "Store", "open_store", "database_url"]
+__all__ = ["Commit", "IntakeOutcome", "IntakeRow", "Store", "open_store", "database_url",
+           "missing_database"]
 
 
 def database_url(explicit: str | None = None) -> str:
     """``--db``, then ``NTD_DATABASE_URL``, then ``./ntd.db``."""
     return explicit or os.environ.get(DB_ENV) or DEFAULT_DB
+
+
+def missing_database(url: str | None = None) -> str | None:
+    """The path of a SQLite database that does not exist yet, else None (PostgreSQL URLs are
+    checked when they are opened)."""
+    target = database_url(url)
+    if "://" in target and not target.startswith("sqlite:///"):
+        return None
+    path = Path(target.removeprefix("sqlite:///"))
+    return None if path.exists() else str(path)
 
 
 def open_store(url: str | None = None, *, migrate: bool = True) -> Store:
