@@ -427,12 +427,12 @@ def test_recheck_command_limit_and_sigterm_resume_without_double_notices(
         db = tmp_path / "ntd.db"
         now = (T0 + timedelta(hours=25)).isoformat()
 
-        first = _ntd(db, cfg, "recheck", "--limit", "3", "--json", now=now)
+        first = _ntd(db, cfg, "recheck", "--limit", "3", "--no-send", "--json", now=now)
         out, err = first.communicate(timeout=60)
         assert first.returncode == 0, err
         assert json.loads(out) == counts(checked=3, still_online=3, escalated=3)
 
-        proc = _ntd(db, cfg, "recheck", "--json", now=now)
+        proc = _ntd(db, cfg, "recheck", "--no-send", "--json", now=now)
         conn = sqlite3.connect(db)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:  # wait for the sweep to be under way
@@ -447,7 +447,7 @@ def test_recheck_command_limit_and_sigterm_resume_without_double_notices(
         interrupted = json.loads(out)
         assert 3 <= interrupted["checked"] < n - 3
 
-        rest = _ntd(db, cfg, "recheck", "--due", "--json", now=now)
+        rest = _ntd(db, cfg, "recheck", "--due", "--no-send", "--json", now=now)
         out, err = rest.communicate(timeout=60)
         assert rest.returncode == 0, err
         assert 3 + interrupted["checked"] + json.loads(out)["checked"] == n

@@ -54,7 +54,7 @@ class Obj:
                 self._scratch = tempfile.mkdtemp(prefix="ntd-scratch-")
                 db = str(Path(self._scratch) / "scratch.db")
             self._runtime = Runtime.open(db=db, config_path=self.config,
-                                         must_exist=not create)
+                                         must_exist=not (create or self._scratch))
         return self._runtime
 
     def close(self) -> None:
