@@ -6,9 +6,15 @@ from __future__ import annotations
 
 import email
 import email.policy
+import functools
 import json
 import re
+import struct
+import subprocess
+import sys
+import time
 import tracemalloc
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -16,14 +22,193 @@ import httpx
 import pytest
 
 import plugins.notify as notify
-from engine.errors import FetchError, InputError
+from engine.config import validate
+from engine.errors import ConfigError, FetchError, InputError
+from engine.intake import submit_files
+from engine.lab.images import make_image, png_bytes
 from engine.lab.smtp_sink import SMTPSink
+from engine.lab.webserver import LabWebServer
+from engine.media.hashing import MediaError, decode_luma, hash_media, pdq_hex
+from engine.media.html_media import extract_media_urls, scan_page
 from engine.models import Item, StageResult
 from engine.runtime import Runtime
 from engine.safe_fetch import FetchPolicy, SafeFetcher
 from engine.store import Commit
 from engine.urls import MAX_URL_BYTES, canonicalize
+from tests.conftest import ROOT
 from tests.test_notify import ApiServer, route
+
+HOST = "hoster-1.test"
+PAGE = "http://h.test/p/index.html"
+
+
+def big_png(width: int, height: int, color_type: int = 6) -> bytes:
+    """A small PNG of ``width``×``height`` black pixels (RGBA by default), built row by row so
+    the test never holds the decoded image (a 7071×7071 RGBA one is 194 KB)."""
+    bands = {0: 1, 2: 3, 6: 4}[color_type]
+    row = b"\x00" * (1 + width * bands)
+    packer = zlib.compressobj(9)
+    idat = b"".join(packer.compress(row) for _ in range(height)) + packer.flush()
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, color_type, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat)
+            + chunk(b"IEND", b""))
+
+
+@functools.cache
+def just_under_the_pixel_cap() -> bytes:
+    return big_png(7071, 7071)  # 49.99 Mpx RGBA: 1.6 GB and 10 s of CPU before
+
+
+def lab_runtime(db: Path, server: LabWebServer, **fetch: Any) -> Runtime:
+    return Runtime.open(db=str(db), overrides={
+        "lab": {"allow_private_networks": True},
+        "resolve.hosts": {HOST: "127.0.0.1"},
+        "fetch": {"allowed_ports": [server.port], "retry_minutes": 1.0, **fetch},
+        "pipeline": {"poll_seconds": 0.05, "cpu_workers": 1},
+    })
+
+
+def submit(rt: Runtime, tmp_path: Path, *urls: str) -> list[str]:
+    src = tmp_path / f"u{len(list(tmp_path.iterdir()))}.txt"
+    src.write_text("\n".join(urls) + "\n")
+    return submit_files(rt.store, [str(src)], keep_case_ids=True).case_ids
+
+
+def fetched_detail(case: dict[str, Any]) -> dict[str, Any]:
+    return next(e["detail"] for e in case["events"] if e["action"] == "fetched")
+
+
+# -- 1. parsing with bounded cost, off the loop --------------------------------------------------
+
+HOSTILE_PAGES = {
+    "a_65536": "<a" * 65536,  # html.parser: 5.6 s
+    "a_125000": "<a" * 125_000,  # html.parser: 86 s
+    "nested_divs": "<div>" * 100_000,  # lexbor: 65 s
+    "options": "<select>" + "<option>" * 100_000,  # lexbor: quadratic too
+    "attributes": "<img " + " ".join(f"a{i}=x" for i in range(20_000)) + ">",  # lxml tree: 1.6 s
+    "misnested": "<b><p>x</b>" * 50_000,
+    "lt": "<" * 1_000_000,
+}
+
+
+@pytest.mark.parametrize("name", sorted(HOSTILE_PAGES))
+def test_hostile_markup_is_parsed_in_linear_time(name: str) -> None:
+    started = time.process_time()
+    scan = scan_page(HOSTILE_PAGES[name] + '><img src="/after.jpg">', PAGE)
+    assert time.process_time() - started < 2.0  # generous: each takes well under 0.5 s
+    assert scan.urls == ["http://h.test/after.jpg"]  # and what follows is still found
+    assert scan.stopped is None
+
+
+def test_parsing_stops_at_the_byte_cap_and_the_time_budget() -> None:
+    dense = ("<p><b>" * 400_000).encode()  # 2.4 MB of nothing but tags
+    capped = scan_page(dense + b'<img src="/late.jpg">', PAGE, max_bytes=64 * 1024)
+    assert capped.stopped == "truncated" and capped.parsed_bytes == 64 * 1024
+    assert capped.urls == []
+    started = time.monotonic()
+    budget = scan_page(b'<img src="/early.jpg">' + dense, PAGE, budget_seconds=0.01)
+    assert time.monotonic() - started < 5.0  # generous (a loaded machine): one chunk of 37
+    assert budget.stopped == "time_budget" and budget.urls == ["http://h.test/early.jpg"]
+    assert 0 < budget.parsed_bytes < len(dense)
+
+
+def test_a_giant_attribute_url_is_dropped_before_anything_parses_it() -> None:
+    # (a 15 MB <img src> took the engine to 3.2 GB: ~200 times its size)
+    huge = "http://h.test/" + "a" * (1024 * 1024)
+    html = f'<img src="{huge}"><img srcset="/ok.jpg 1x, {huge} 2x"><a href="{huge}.jpg">x</a>'
+    tracemalloc.start()
+    try:
+        urls = extract_media_urls(html, PAGE)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert urls == ["http://h.test/ok.jpg"]
+    assert peak < 16 * 1024 * 1024  # the attribute values once or twice, not 200 times
+
+
+def test_extraction_keeps_its_semantics() -> None:
+    html = ('<html><head><base href="/sub/"><meta property="og:image" content="og.jpg">'
+            '<meta name="twitter:image" content="/tw.png"></head><body>'
+            '<IMG SRC="a.jpg" srcset="b.jpg 1x, c.jpg 2x"><img data-src="/lazy.webp" src>'
+            '<picture><source srcset="/s.jpg"></picture><video poster="/v.jpg"></video>'
+            '<a href="/big.PNG?x=1">x</a><a href="/page.html">no</a>'
+            '<img src="data:image/png;base64,AAAA"><img src="javascript:alert(1)">'
+            '<script>document.write("<img src=/no.jpg>")</script><img src="a.jpg">'
+            '<img src="\x00weird.jpg"></body></html>')
+    assert extract_media_urls(html, PAGE) == [
+        "http://h.test/sub/og.jpg", "http://h.test/tw.png", "http://h.test/sub/a.jpg",
+        "http://h.test/sub/b.jpg", "http://h.test/sub/c.jpg", "http://h.test/lazy.webp",
+        "http://h.test/s.jpg", "http://h.test/v.jpg", "http://h.test/big.PNG?x=1",
+        "http://h.test/sub/%EF%BF%BDweird.jpg"]
+    assert len(extract_media_urls("".join(f'<img src="/{i}.jpg">' for i in range(500)),
+                                  PAGE, limit=7)) == 7
+    assert extract_media_urls("", PAGE) == [] and extract_media_urls(b"\xff\xfe", PAGE) == []
+
+
+async def test_a_hostile_page_neither_stalls_the_loop_nor_starves_a_small_image(
+        db_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Before: one '<a' * 65536 page held the event loop for seconds (40,914 ms in a run) and an
+    # unrelated 157-byte PNG on the same server timed out.
+    monkeypatch.setenv("NTD_DISABLE_PLUGINS", "hashmatch,resolve,route_inhope,notify,recheck")
+    small = png_bytes(make_image(5, (8, 8)))
+    dense = b"<p><b>" * 300_000 + b'<img src="/never.jpg">'
+    server = LabWebServer({
+        (HOST, "/hostile.html"): (b"<html><body>" + b"<a" * 125_000 + b'><img src="/x.png">',
+                                  "text/html"),
+        (HOST, "/dense.html"): (dense, "text/html"),
+        (HOST, "/x.png"): (small, "image/png"),
+        (HOST, "/small.png"): (small, "image/png"),
+    })
+    await server.start()
+    try:
+        rt = lab_runtime(db_path, server, total_timeout=5.0, parse_seconds=0.05)
+        ids = submit(rt, tmp_path, server.url("/hostile.html"), server.url("/dense.html"),
+                     server.url("/small.png"))
+        summary = await rt.run_pipeline(until_idle=True, install_signal_handlers=False)
+        assert summary.max_loop_block_ms < 500  # generous: it was 40,914
+        hostile, dense_case, image = (rt.store.get_case(i) for i in ids)
+        assert image["state"] == "fetched" and image["items"][0]["hashes"].get("phash")
+        assert hostile["state"] == "fetched"
+        assert [i["url"] for i in hostile["items"]] == [server.url("/hostile.html"),
+                                                        server.url("/x.png")]
+        # the dense page ran out of its parse budget: recorded, and the case went on
+        scan = fetched_detail(dense_case)["page_scan"]
+        assert scan["stopped"] == "time_budget" and scan["parsed_bytes"] < len(dense)
+        rt.close()
+    finally:
+        await server.close()
+
+
+async def test_a_page_scan_the_pool_had_to_stop_is_recorded_on_the_page(
+        db_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from engine.errors import WorkerError
+    from engine.media import html_media
+
+    monkeypatch.setenv("NTD_DISABLE_PLUGINS", "hashmatch,resolve,route_inhope,notify,recheck")
+
+    async def stopped(*args: Any, **kwargs: Any) -> Any:
+        raise WorkerError("stopped after 5 s", reason="worker_timeout")
+
+    server = LabWebServer({(HOST, "/p.html"): (b"<p>" * 5000, "text/html")})
+    await server.start()
+    try:
+        rt = lab_runtime(db_path, server)
+        [case_id] = submit(rt, tmp_path, server.url("/p.html"))
+        ctx_cls = type(rt.context())
+        monkeypatch.setattr(ctx_cls, "run_cpu", stopped)
+        await rt.run_pipeline(until_idle=True, install_signal_handlers=False)
+        case = rt.store.get_case(case_id)
+        assert case["state"] == "fetched"
+        assert case["items"][0]["error"] == "worker_timeout"
+        assert fetched_detail(case)["page_scan"]["stopped"] == "worker_timeout"
+        assert html_media.INLINE_PAGE_BYTES < 5000 * 3  # (so the page went to the pool)
+        rt.close()
+    finally:
+        await server.close()
 
 # -- 2. length first ---------------------------------------------------------------------------
 
@@ -164,3 +349,106 @@ async def test_no_control_character_from_the_web_form_reaches_any_notice_part(
         canonical = {c["canonical_url"] for c in cases}
         assert canonical <= urls_seen  # every case's canonical URL was in a notice
         rt.close()
+
+
+# -- 4. a memory budget for decoding ------------------------------------------------------------
+
+_PEAK_SCRIPT = """
+import json, sys, time
+from engine.media.hashing import MediaError, hash_media
+data = sys.stdin.buffer.read()
+def status(key):
+    for line in open("/proc/self/status"):
+        if line.startswith(key):
+            return int(line.split()[1]) / 1024
+open("/proc/self/clear_refs", "w").write("5")  # reset the peak (VmHWM) to what is resident
+before, cpu = status("VmRSS"), time.process_time()
+try:
+    out = {"pdq": hash_media(data)["pdq"]}
+except MediaError as exc:
+    out = {"error": exc.reason}
+out.update(peak_mb=status("VmHWM") - before, cpu_s=time.process_time() - cpu)
+print(json.dumps(out))
+"""
+
+
+def _hash_in_a_fresh_process(data: bytes) -> dict[str, Any]:
+    proc = subprocess.run([sys.executable, "-c", _PEAK_SCRIPT], input=data, cwd=ROOT,
+                          capture_output=True, timeout=300, check=True)
+    return dict(json.loads(proc.stdout))
+
+
+@pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="needs Linux /proc")
+def test_an_image_just_under_the_pixel_cap_stays_within_the_decode_budget() -> None:
+    # 7071x7071 RGBA in 194 KB: 1.3-1.6 GB peak and 6.6-10 s of CPU before.
+    result = _hash_in_a_fresh_process(just_under_the_pixel_cap())
+    assert result.get("pdq") or result.get("error") == "over_budget"
+    assert result["peak_mb"] < 256 + 32  # the default budget (+ the interpreter's own growth)
+    assert result["cpu_s"] < 5.0
+
+
+def test_an_image_over_the_budget_is_refused_before_decoding() -> None:
+    tracemalloc.start()
+    started = time.process_time()
+    try:
+        with pytest.raises(MediaError) as info:
+            hash_media(just_under_the_pixel_cap(), max_bytes=64 * 2**20)
+    finally:
+        tracemalloc.stop()
+    assert info.value.reason == "over_budget" and "MiB" in str(info.value)
+    assert time.process_time() - started < 0.5  # the header only
+
+
+def test_images_up_to_4_mpx_hash_at_full_resolution_as_before() -> None:
+    data = png_bytes(make_image(11, (2000, 1500)))
+    full, *_ = decode_luma(data, min_side=None)
+    assert hash_media(data)["pdq"] == pdq_hex(full)[0]  # type: ignore[index]
+
+
+def test_max_decode_mb_is_validated() -> None:
+    from plugins.fetch import ntd_config_schema
+
+    schema = ntd_config_schema()
+    assert validate({"fetch": {"max_decode_mb": 64}}, schema).get("fetch", "max_decode_mb") == 64
+    assert validate({}, schema).get("fetch", "max_decode_mb") == 256
+    for bad in (0, -1, "lots", 1.5, True):
+        with pytest.raises(ConfigError, match="max_decode_mb"):
+            validate({"fetch": {"max_decode_mb": bad}}, schema)
+
+
+async def test_the_fetch_stage_records_a_refused_image_and_a_stopped_worker(
+        db_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NTD_DISABLE_PLUGINS", "hashmatch,resolve,route_inhope,notify,recheck")
+    small = png_bytes(make_image(6, (64, 48)))
+    server = LabWebServer({
+        (HOST, "/big.png"): (just_under_the_pixel_cap(), "image/png"),
+        (HOST, "/small.png"): (small, "image/png"),
+    })
+    await server.start()
+    try:
+        # a small budget: the big image is refused from its header
+        rt = lab_runtime(db_path, server, max_decode_mb=64)
+        big, ok = submit(rt, tmp_path, server.url("/big.png"), server.url("/small.png"))
+        await rt.run_pipeline(until_idle=True, install_signal_handlers=False)
+        item = rt.store.get_case(big)["items"][0]
+        assert item["error"] == "over_budget" and item["hashes"]["sha256"]
+        assert "phash" not in item["hashes"]
+        assert rt.store.get_case(ok)["items"][0]["hashes"]["phash"]
+        rt.close()
+        # a large decode budget but a small pool: the worker is stopped, restarted, recorded
+        rt = lab_runtime(tmp_path / "two.db", server, max_decode_mb=4096, cpu_pool_mb=160)
+        big, ok = submit(rt, tmp_path, server.url("/big.png"), server.url("/small.png"))
+        await rt.run_pipeline(until_idle=True, install_signal_handlers=False)
+        item = rt.store.get_case(big)["items"][0]
+        assert item["error"] == "worker_memory" and item["hashes"]["sha256"]
+        assert rt.store.get_case(ok)["items"][0]["hashes"]["phash"]  # the pool went on
+        rt.close()
+        # a time limit
+        rt = lab_runtime(tmp_path / "three.db", server, max_decode_mb=4096, hash_seconds=0.5)
+        big, ok = submit(rt, tmp_path, server.url("/big.png"), server.url("/small.png"))
+        await rt.run_pipeline(until_idle=True, install_signal_handlers=False)
+        assert rt.store.get_case(big)["items"][0]["error"] == "worker_timeout"
+        assert rt.store.get_case(ok)["items"][0]["hashes"]["phash"]
+        rt.close()
+    finally:
+        await server.close()
