@@ -9,22 +9,23 @@ import email.policy
 import functools
 import json
 import re
-import struct
 import subprocess
 import sys
 import time
 import tracemalloc
-import zlib
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import plugins.notify as notify
 from engine.config import validate
 from engine.errors import ConfigError, FetchError, InputError
 from engine.intake import submit_files
+from engine.lab.hostile import giant_attribute_page, huge_png, tag_soup_page
 from engine.lab.images import make_image, png_bytes
 from engine.lab.smtp_sink import SMTPSink
 from engine.lab.webserver import LabWebServer
@@ -42,25 +43,16 @@ HOST = "hoster-1.test"
 PAGE = "http://h.test/p/index.html"
 
 
-def big_png(width: int, height: int, color_type: int = 6) -> bytes:
-    """A small PNG of ``width``×``height`` black pixels (RGBA by default), built row by row so
-    the test never holds the decoded image (a 7071×7071 RGBA one is 194 KB)."""
-    bands = {0: 1, 2: 3, 6: 4}[color_type]
-    row = b"\x00" * (1 + width * bands)
-    packer = zlib.compressobj(9)
-    idat = b"".join(packer.compress(row) for _ in range(height)) + packer.flush()
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return (struct.pack(">I", len(data)) + kind + data
-                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, color_type, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat)
-            + chunk(b"IEND", b""))
+@functools.cache
+def just_under_the_pixel_cap() -> bytes:
+    return huge_png(7071, 7071)  # 49.99 Mpx RGBA in 194 KB: 1.6 GB and 10 s of CPU before
 
 
 @functools.cache
-def just_under_the_pixel_cap() -> bytes:
-    return big_png(7071, 7071)  # 49.99 Mpx RGBA: 1.6 GB and 10 s of CPU before
+def just_under_the_pixel_cap_noisy() -> bytes:
+    # The same dimensions in ~1 MB, as a photo would need: not a bomb by its inflation ratio,
+    # so it is decoded (PNG has no reduced decode) — within the memory budget.
+    return huge_png(7071, 7071, noisy_rows=40)
 
 
 def lab_runtime(db: Path, server: LabWebServer, **fetch: Any) -> Runtime:
@@ -157,8 +149,9 @@ async def test_a_hostile_page_neither_stalls_the_loop_nor_starves_a_small_image(
     small = png_bytes(make_image(5, (8, 8)))
     dense = b"<p><b>" * 300_000 + b'<img src="/never.jpg">'
     server = LabWebServer({
-        (HOST, "/hostile.html"): (b"<html><body>" + b"<a" * 125_000 + b'><img src="/x.png">',
+        (HOST, "/hostile.html"): (tag_soup_page('<img src="/x.png">', repeat=125_000),
                                   "text/html"),
+        (HOST, "/attr.html"): (giant_attribute_page(HOST, '<img src="/x.png">'), "text/html"),
         (HOST, "/dense.html"): (dense, "text/html"),
         (HOST, "/x.png"): (small, "image/png"),
         (HOST, "/small.png"): (small, "image/png"),
@@ -167,14 +160,14 @@ async def test_a_hostile_page_neither_stalls_the_loop_nor_starves_a_small_image(
     try:
         rt = lab_runtime(db_path, server, total_timeout=5.0, parse_seconds=0.05)
         ids = submit(rt, tmp_path, server.url("/hostile.html"), server.url("/dense.html"),
-                     server.url("/small.png"))
+                     server.url("/small.png"), server.url("/attr.html"))
         summary = await rt.run_pipeline(until_idle=True, install_signal_handlers=False)
         assert summary.max_loop_block_ms < 500  # generous: it was 40,914
-        hostile, dense_case, image = (rt.store.get_case(i) for i in ids)
+        hostile, dense_case, image, attr = (rt.store.get_case(i) for i in ids)
         assert image["state"] == "fetched" and image["items"][0]["hashes"].get("phash")
-        assert hostile["state"] == "fetched"
-        assert [i["url"] for i in hostile["items"]] == [server.url("/hostile.html"),
-                                                        server.url("/x.png")]
+        for case, path in ((hostile, "/hostile.html"), (attr, "/attr.html")):
+            assert case["state"] == "fetched"
+            assert [i["url"] for i in case["items"]] == [server.url(path), server.url("/x.png")]
         # the dense page ran out of its parse budget: recorded, and the case went on
         scan = fetched_detail(dense_case)["page_scan"]
         assert scan["stopped"] == "time_budget" and scan["parsed_bytes"] < len(dense)
@@ -379,24 +372,25 @@ def _hash_in_a_fresh_process(data: bytes) -> dict[str, Any]:
 
 
 @pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="needs Linux /proc")
-def test_an_image_just_under_the_pixel_cap_stays_within_the_decode_budget() -> None:
-    # 7071x7071 RGBA in 194 KB: 1.3-1.6 GB peak and 6.6-10 s of CPU before.
-    result = _hash_in_a_fresh_process(just_under_the_pixel_cap())
-    assert result.get("pdq") or result.get("error") == "over_budget"
-    assert result["peak_mb"] < 256 + 32  # the default budget (+ the interpreter's own growth)
-    assert result["cpu_s"] < 5.0
+def test_an_image_just_under_the_pixel_cap_costs_a_bounded_amount() -> None:
+    # 7071x7071 RGBA: 1.3-1.6 GB peak and 6.6-10 s of CPU before, whatever the file size.
+    bomb = _hash_in_a_fresh_process(just_under_the_pixel_cap())  # 194 KB: inflates 1030:1
+    assert bomb["error"] == "bomb" and bomb["peak_mb"] < 16 and bomb["cpu_s"] < 0.5
+    noisy = _hash_in_a_fresh_process(just_under_the_pixel_cap_noisy())  # decoded, reduced
+    assert noisy.get("pdq") or noisy.get("error") == "over_budget"
+    assert noisy["peak_mb"] < 256 + 32  # the default budget (+ the interpreter's own growth)
+    assert noisy["cpu_s"] < 5.0
 
 
 def test_an_image_over_the_budget_is_refused_before_decoding() -> None:
-    tracemalloc.start()
     started = time.process_time()
-    try:
-        with pytest.raises(MediaError) as info:
-            hash_media(just_under_the_pixel_cap(), max_bytes=64 * 2**20)
-    finally:
-        tracemalloc.stop()
+    with pytest.raises(MediaError) as info:
+        hash_media(just_under_the_pixel_cap_noisy(), max_bytes=64 * 2**20)
     assert info.value.reason == "over_budget" and "MiB" in str(info.value)
     assert time.process_time() - started < 0.5  # the header only
+    with pytest.raises(MediaError) as info:
+        hash_media(just_under_the_pixel_cap(), max_bytes=2**40)
+    assert info.value.reason == "bomb" and "256:1" in str(info.value)
 
 
 def test_images_up_to_4_mpx_hash_at_full_resolution_as_before() -> None:
@@ -421,15 +415,18 @@ async def test_the_fetch_stage_records_a_refused_image_and_a_stopped_worker(
     monkeypatch.setenv("NTD_DISABLE_PLUGINS", "hashmatch,resolve,route_inhope,notify,recheck")
     small = png_bytes(make_image(6, (64, 48)))
     server = LabWebServer({
-        (HOST, "/big.png"): (just_under_the_pixel_cap(), "image/png"),
+        (HOST, "/bomb.png"): (just_under_the_pixel_cap(), "image/png"),
+        (HOST, "/big.png"): (just_under_the_pixel_cap_noisy(), "image/png"),
         (HOST, "/small.png"): (small, "image/png"),
     })
     await server.start()
     try:
-        # a small budget: the big image is refused from its header
+        # a small budget: the big image is refused from its header, the bomb by its inflation
         rt = lab_runtime(db_path, server, max_decode_mb=64)
-        big, ok = submit(rt, tmp_path, server.url("/big.png"), server.url("/small.png"))
+        bomb, big, ok = submit(rt, tmp_path, server.url("/bomb.png"), server.url("/big.png"),
+                               server.url("/small.png"))
         await rt.run_pipeline(until_idle=True, install_signal_handlers=False)
+        assert rt.store.get_case(bomb)["items"][0]["error"] == "bomb"
         item = rt.store.get_case(big)["items"][0]
         assert item["error"] == "over_budget" and item["hashes"]["sha256"]
         assert "phash" not in item["hashes"]
@@ -452,3 +449,69 @@ async def test_the_fetch_stage_records_a_refused_image_and_a_stopped_worker(
         rt.close()
     finally:
         await server.close()
+
+
+# -- 7. fuzzing: bounded time, nothing but the recorded refusal ----------------------------------
+
+_URL_PIECES = st.sampled_from([
+    "http://", "https://", "HTTP://", "//", "h.test", "xn--", "127.0.0.1", "0x7f.1", "[::1]",
+    ":", ":80", ":99999", "@", "\\", "/", "/..", "/./", "?", "#", "%", "%2e", "%zz", "%00", "a",
+    "é", "\u2028", "\u202e", "\x00", "\t", "\r\n", " ", "\x85", "\ufeff", "javascript:",
+    "data:", "..", "." * 64, "-" * 70])
+_HOSTILE_URLS = st.builds(
+    lambda parts, n: "".join(parts) * n,
+    st.lists(st.one_of(_URL_PIECES, st.text(max_size=6)), max_size=12),
+    st.sampled_from([1, 1, 2, 50, 700, 5000]))
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_HOSTILE_URLS)
+def test_fuzz_the_canonicaliser_is_bounded_and_refuses_only_with_input_error(raw: str) -> None:
+    started = time.process_time()
+    try:
+        result = canonicalize(raw)
+    except InputError:
+        pass
+    else:
+        url = result.url
+        assert url.isascii() and len(url) <= MAX_URL_BYTES
+        assert not any(c <= " " or c == "\x7f" for c in url) and "#" not in url
+        assert canonicalize(url) == result
+    assert time.process_time() - started < 1.0  # generous: well under 10 ms each
+
+
+_HTML_PIECES = st.sampled_from([
+    "<", ">", "</", "<a", "<a href=", "<img", " src=", " srcset=", " data-src=", "<base href=",
+    '<meta property="og:image" content=', "<video poster=", "<source", '"', "'", "=", " ", ",",
+    " 2x", "/x.jpg", "http://h.test/", "//other.test/p.png", "javascript:", "data:", "#", "?",
+    "%", "%zz", "&amp;", "&#", "&#x110000;", "<!--", "-->", "<script>", "</script>", "<style>",
+    "<![CDATA[", "]]>", "<template>", "<svg>", "<math>", "\x00", "\ufeff", "\u2028", "\r\n",
+    "<p><b>", "<div>", "<select><option>", "<table><tr><td>", "<!DOCTYPE html>", "<?xml?>",
+    "\ud800", "/\udfff.jpg"])
+_PAGES = st.builds(
+    lambda parts, n: "".join(parts) * n,
+    st.lists(st.one_of(_HTML_PIECES, st.text(max_size=6)), max_size=30),
+    st.sampled_from([1, 1, 3, 40, 400]))
+
+
+def _assert_scan_is_sane(scan: Any, limit: int) -> None:
+    assert len(scan.urls) <= limit and len(set(scan.urls)) == len(scan.urls)
+    for url in scan.urls:
+        assert url.startswith(("http://", "https://")) and canonicalize(url).url == url
+    assert scan.stopped in (None, "truncated", "time_budget", "enough")
+
+
+@settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_PAGES, st.booleans())
+def test_fuzz_the_page_scanner_is_bounded_and_never_raises(html: str, as_bytes: bool) -> None:
+    started = time.process_time()
+    scan = scan_page(html.encode(errors="surrogatepass") if as_bytes else html, PAGE, limit=10,
+                     max_bytes=256 * 1024)
+    _assert_scan_is_sane(scan, 10)
+    assert time.process_time() - started < 2.0  # generous: 256 KiB of tags is ~0.1 s
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.binary(max_size=3000), st.sampled_from([1, 50]))
+def test_fuzz_the_page_scanner_on_arbitrary_bytes(data: bytes, n: int) -> None:
+    _assert_scan_is_sane(scan_page(data * n, PAGE, limit=5), 5)

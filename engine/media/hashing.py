@@ -16,6 +16,9 @@ Decoding is defensive because the bytes come from hostile servers:
   conversions to luma, PDQ's float buffers), and an image over the budget
   (``max_decode_bytes``, default ``[fetch] max_decode_mb`` = 256 MiB) is refused as
   "over_budget" before a pixel is decoded;
+* a file that would inflate more than ``MAX_INFLATION`` times into a frame over
+  ``INFLATION_FLOOR`` is a decompression bomb ("bomb"): formats other than JPEG decode at full
+  size, and a photo never compresses 256:1 (a huge flat canvas does; it matches no list);
 * pHash is imagehash's algorithm (bit-identical), PDQ is Meta's via ``pdqhash``;
 * JPEGs are decoded at reduced scale straight to luma (``Image.draft``): perceptual hashes only
   need a small greyscale picture and the IDCT of the discarded coefficients is most of the cost.
@@ -60,6 +63,10 @@ PDQ_MIN_SIDE = 512  # PDQ downsamples to 64×64 with a tent filter; 1/4-scale dr
 # temporaries (~32 bytes a pixel), 1.3 GB for a 50 Mpx image.
 PDQ_MAX_PIXELS = 4_000_000
 _PDQ_BYTES_PER_PIXEL = 32
+# Small files with huge dimensions: refused from the header (a 194 KB PNG of 7071x7071 RGBA
+# inflates 1030-fold). Photos stay far below the ratio; below the floor nothing is refused.
+MAX_INFLATION = 256
+INFLATION_FLOOR = 64 * 2**20
 # Modes Pillow stores in one byte a pixel (everything else but I;16* takes four: RGB is padded).
 _ONE_BYTE_MODES = frozenset({"1", "L", "P"})
 # Modes converted to luma through RGBA (alpha modes; palettes only with a transparency entry:
@@ -171,6 +178,11 @@ def decode_luma(
         scale = _reduced_scale(width, height, min_side) if draft and min_side else 1
         # (draft "L" below: YCbCr and grey JPEGs decode to one byte a pixel, CMYK stays four)
         mode = "L" if draft and img.mode in ("L", "RGB", "YCbCr") else img.mode
+        frame = width * height * _bytes_per_pixel(img.mode)
+        if not draft and frame > INFLATION_FLOOR and frame > MAX_INFLATION * len(data):
+            raise MediaError(
+                f"{len(data)} bytes would inflate to a {width}x{height} {img.mode} frame of "
+                f"{frame / 2**20:.0f} MiB (over {MAX_INFLATION}:1)", reason="bomb")
         cost = decode_cost(width, height, mode, fmt, scale,
                            transparency="transparency" in img.info)
         if cost > budget:

@@ -145,6 +145,8 @@ def scan_page(html: str | bytes, page_url: str, *, limit: int = DEFAULT_MAX_MEDI
         text = html
         if size > max_bytes:
             text, stopped = html[:max_bytes], "truncated"
+        if not text.isascii():  # lone surrogates (no server sends them) would stop lxml cold
+            text = text.encode("utf-8", errors="replace").decode("utf-8")
     parsed = min(size, max_bytes)
     collector = _Collector(keep=4 * max(1, limit))
     parser = etree.HTMLParser(target=collector, recover=True, no_network=True)
