@@ -204,8 +204,8 @@ class Probe:
                     pass
                 hashes.pop("error", None)
             elif page and resp.content_type == "text/html":
-                # deferred: pulls in lxml and tldextract, loaded on first use (the scan
-                # runs in the CPU pool under the fetch stage's parse budget, like the first fetch)
+                # (scanned in the CPU pool under the fetch stage's parse budget, as at first)
+                # deferred: pulls in lxml and tldextract, loaded on first use
                 from engine.media.html_media import scan_page_off_loop
 
                 scan = await scan_page_off_loop(self.ctx, resp.body, resp.final_url or url,
