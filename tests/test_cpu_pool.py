@@ -104,10 +104,21 @@ def test_a_worker_over_its_memory_budget_is_restarted(pool: CpuPool) -> None:
     assert pool.submit(spin, 0.0).result(timeout=30) == "done"
 
 
+def own_rss() -> float:
+    return resident_mb(os.getpid()) or 0.0
+
+
 def test_a_worker_that_keeps_its_memory_is_recycled_after_the_task(pool: CpuPool) -> None:
-    pid = pool.submit(keep, 350).result(timeout=60)  # under the budget, over 3/4 of it
-    assert pool.restarts["recycled"] == 1
-    assert resident_mb(pid) is None or pid not in pool.pids
+    base = pool.submit(own_rss).result(timeout=30)  # what a worker holds before any task
+    small = CpuPool(1, memory_mb=base + 200)
+    small.start()
+    try:
+        pid = small.submit(keep, 170).result(timeout=60)  # under the budget, over 3/4 of it
+        assert small.restarts["recycled"] == 1
+        assert resident_mb(pid) is None and pid not in small.pids
+        assert small.submit(spin, 0.0).result(timeout=30) == "done"
+    finally:
+        small.shutdown()
 
 
 def test_a_worker_that_dies_costs_only_its_task(pool: CpuPool) -> None:
