@@ -132,7 +132,8 @@ def decode_cost(width: int, height: int, mode: str, fmt: str, scale: int = 1, *,
     """
     w, h = -(-width // scale), -(-height // scale)
     pixels = w * h
-    # WebP: libwebp's animation decoder keeps two canvases besides Pillow's frame (measured).
+    # WebP: libwebp's animation decoder keeps its canvases besides Pillow's frame: about four
+    # frames' worth at the peak (measured).
     frame = pixels * _bytes_per_pixel(mode) * (4 if fmt == "WEBP" else 1)
     rgba = pixels * 4 if _via_rgba(mode, transparency) else 0
     luma = 0 if mode == "L" else pixels

@@ -9,7 +9,7 @@ from engine import hookimpl
 from engine.api import Case, StageContext
 from engine.config import Option, positive
 from engine.models import StageResult
-from plugins.fetch.fetcher import configure_cpu_pool, fetch_case
+from plugins.fetch.fetcher import HOSTILE_INPUT_OPTIONS, configure_cpu_pool, fetch_case
 
 
 @hookimpl
@@ -35,24 +35,7 @@ def ntd_config_schema() -> dict[str, dict[str, Option]]:
             type=int, default=50_000, check=lambda v: None if v >= 0 else "must be 0 or more",
             help="perceptual hashes remembered by SHA-256 (the same file at many URLs is "
                  "decoded once); 0 disables"),
-        # hostile input: what one page or image may cost (docs/hostile-input.md)
-        "max_parse_bytes": Option(type=int, default=4 * 1024 * 1024, check=positive,
-                                  help="bytes of an HTML page parsed for media (the rest is "
-                                       "not read; the case records it)"),
-        "parse_seconds": Option(type=float, default=2.0, check=positive,
-                                help="time budget for parsing one page (what was found by "
-                                     "then is kept; a worker is stopped at twice this + 1 s)"),
-        "max_decode_mb": Option(type=int, default=256, check=positive,
-                                help="memory one image may take to decode and hash (MiB, "
-                                     "from its header); larger ones are refused"),
-        "hash_seconds": Option(type=float, default=30.0, check=positive,
-                               help="longest a CPU worker may hash one item before it is "
-                                    "stopped and restarted"),
-        "cpu_pool_mb": Option(type=int, default=0, check=lambda v: None if v >= 0 else
-                              "must be 0 or more",
-                              help="resident memory of the whole CPU pool (MiB), shared by its "
-                                   "processes; a worker over its share is restarted and its "
-                                   "item recorded; 0 = workers x (max_decode_mb + 256)"),
+        **HOSTILE_INPUT_OPTIONS,
     }}
 
 

@@ -19,11 +19,13 @@ import asyncio
 import hashlib
 import os
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
 from engine.api import Case, StageContext
+from engine.config import Option, non_negative, positive
 from engine.errors import FetchError, WorkerError
 from engine.media.decode_budget import set_max_decode_mb
 from engine.media.digests import crypto_hashes
@@ -31,6 +33,25 @@ from engine.media.html_media import scan_page_off_loop  # here, not at the first
 from engine.media.items import IMAGE_TYPES, MIRROR_KEYS, hash_bytes
 from engine.media.signals import perceptually_hashed
 from engine.models import Item, StageResult
+
+# What one page or image may cost (docs/hostile-input.md): name -> (type, default, check, help).
+_HOSTILE_INPUT: dict[str, tuple[type, float, Callable[[Any], str | None], str]] = {
+    "max_parse_bytes": (int, 4 * 1024 * 1024, positive, "bytes of an HTML page parsed for "
+                        "media (the rest is not read; the case records it)"),
+    "parse_seconds": (float, 2.0, positive, "time budget for parsing one page (what was found "
+                      "by then is kept; a worker is stopped at twice this + 1 s)"),
+    "max_decode_mb": (int, 256, positive, "memory one image may take to decode and hash (MiB, "
+                      "from its header); larger ones are refused"),
+    "hash_seconds": (float, 30.0, positive, "longest a CPU worker may hash one item before it "
+                     "is stopped and restarted"),
+    "cpu_pool_mb": (int, 0, non_negative, "resident memory of the whole CPU pool (MiB), shared "
+                    "by its processes; a worker over its share is restarted and its item "
+                    "recorded; 0 = workers x (max_decode_mb + 256)"),
+}
+HOSTILE_INPUT_OPTIONS = {name: Option(type=kind, default=kind(default), check=check, help=text)
+                         for name, (kind, default, check, text) in _HOSTILE_INPUT.items()}
+
+
 
 # What one CPU-pool process needs besides its share of decoding: the interpreter with numpy,
 # scipy, Pillow and pdqhash loaded (~80 MiB resident) and room for a page scan.
