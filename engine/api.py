@@ -53,6 +53,7 @@ from engine.errors import (
     RoutingError,
     StageError,
     StorageError,
+    WorkerError,
 )
 from engine.media.signals import HASH_TYPES, HashType, hash_type
 from engine.models import CLOSED_STATES, STATES, Case, Item, StageResult
@@ -484,6 +485,7 @@ __all__ = [
     # errors
     "NtdError", "ConfigError", "InputError", "PluginError", "StorageError", "StageError",
     "FetchError", "HashlistError", "ResolutionError", "RoutingError", "DeliveryError",
+    "WorkerError",
     # vocabularies
     "Action", "RecipientKind", "RouteChannel", "ContactScope", "ContactChannel",
     "EscalationStepName", "Verdict", "ACTIONS", "RECIPIENT_KINDS", "ROUTE_CHANNELS",

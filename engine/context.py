@@ -2,18 +2,18 @@
 
 Plugins reach the outside world only through what this offers: ``ctx.fetcher`` is the SSRF-safe
 fetcher (one shared instance per run), ``ctx.run_cpu`` runs CPU-bound work in the process pool so
-the event loop never blocks, ``ctx.store`` is the asynchronous facade of the case store.
+the event loop never blocks (each task under a time budget, each worker under a memory budget:
+``engine.cpu_pool``), ``ctx.store`` is the asynchronous facade of the case store.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import multiprocessing
 import os
 import threading
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -21,6 +21,7 @@ import pluggy
 
 from engine.clock import Clock
 from engine.config import Config
+from engine.cpu_pool import CpuPool, Setup
 from engine.errors import ConfigError, StorageError
 from engine.store import Store
 
@@ -119,8 +120,13 @@ class StageContext:
         self.log = log
         self.state: dict[str, Any] = {}  # per-run scratch space for plugins, keyed by plugin
         self._fetcher: SafeFetcher | None = None
-        self._cpu_pool: ProcessPoolExecutor | None = None
+        self._cpu_pool: CpuPool | None = None
         self.cpu_preload: set[str] = set()  # modules the CPU pool's processes start with
+        # Set by plugins before the pool starts (``ntd_startup``): functions (module-level,
+        # with their arguments) every pool process calls when it starts, and the pool's total
+        # memory budget in MiB (None: no limit), shared equally by its processes.
+        self.cpu_setup: list[Setup] = []
+        self.cpu_memory_mb: float | None = None
         self._cpu_lock = asyncio.Lock()
 
     # -- outbound HTTP -------------------------------------------------------------------------
@@ -146,24 +152,25 @@ class StageContext:
             if self._cpu_pool is not None:
                 return
             size = self.config.get("pipeline", "cpu_workers") or os.cpu_count() or 1
-            nice = self.config.get("pipeline", "cpu_nice")
-            # forkserver: forking a process that runs threads (the database thread) is unsafe.
-            mp = multiprocessing.get_context("forkserver")
-            if self.cpu_preload:  # (the server starts once per process: later lists are moot)
-                mp.set_forkserver_preload(sorted(self.cpu_preload))
-            pool = ProcessPoolExecutor(max_workers=size, mp_context=mp,
-                                       initializer=_lower_priority, initargs=(nice,))
+            nice = self.config.get("pipeline", "cpu_nice") or 0
+            share = self.cpu_memory_mb / size if self.cpu_memory_mb else None
+            pool = CpuPool(size, nice=nice, preload=sorted(self.cpu_preload),
+                           setup=self.cpu_setup, memory_mb=share)
             # Starting the worker processes blocks; do it off the event loop.
-            await asyncio.to_thread(
-                lambda: [f.result() for f in [pool.submit(os.getpid) for _ in range(size)]])
+            await asyncio.to_thread(pool.start)
             self._cpu_pool = pool
 
-    async def run_cpu(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run a picklable module-level function in the process pool."""
+    async def run_cpu(self, fn: Callable[..., T], *args: Any, timeout: float | None = None) -> T:
+        """Run a picklable module-level function in the process pool.
+
+        ``timeout``: seconds the task may run before its worker is stopped and restarted (the
+        call then raises :class:`~engine.errors.WorkerError`, reason ``worker_timeout``); a
+        worker over its memory budget raises the same with ``worker_memory``.
+        """
         if self._cpu_pool is None:
             await self.start_cpu_pool()
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._cpu_pool, partial(fn, *args))
+        assert self._cpu_pool is not None
+        return await asyncio.wrap_future(self._cpu_pool.submit(fn, *args, timeout=timeout))
 
     async def aclose(self) -> None:
         """Close the fetcher, the process pool and the database thread."""
@@ -171,16 +178,9 @@ class StageContext:
             await self._fetcher.aclose()
             self._fetcher = None
         if self._cpu_pool is not None:
-            self._cpu_pool.shutdown(wait=True, cancel_futures=True)
-            self._cpu_pool = None
+            pool, self._cpu_pool = self._cpu_pool, None
+            await asyncio.to_thread(pool.shutdown, cancel_futures=True)
         self.store.close()
-
-
-def _lower_priority(increment: int) -> None:
-    """CPU-pool initializer: run below the event loops (hashing is throughput work; a loop
-    that waits for a core delays every fetch, commit and notice in flight)."""
-    if increment:
-        os.nice(increment)
 
 
 def fetch_policy(config: Config) -> Any:

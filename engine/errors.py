@@ -12,7 +12,9 @@ The tree (modelled on httpx's ``_exceptions``)::
         ├── HashlistError         a hash-list file is malformed
         ├── ResolutionError       DNS / RDAP failure
         ├── RoutingError          no policy could decide
-        └── DeliveryError         SMTP / API delivery failed (``permanent`` says whether to retry)
+        ├── DeliveryError         SMTP / API delivery failed (``permanent`` says whether to retry)
+        └── WorkerError           a CPU-pool task was stopped (time or memory budget) or its
+                                  worker died; ``reason`` worker_timeout / _memory / _crashed
 
 Dependency errors are mapped at the boundary and re-raised ``from exc`` so the context survives.
 The CLI maps ``InputError`` and ``ConfigError`` to exit code 2, every other ``NtdError`` to 1.
@@ -90,3 +92,9 @@ class DeliveryError(StageError):
     ) -> None:
         super().__init__(message, reason=reason, case_id=case_id)
         self.permanent = permanent
+
+
+class WorkerError(StageError):
+    """A task in the CPU pool did not finish: its worker was stopped for exceeding the task's
+    time budget (``worker_timeout``) or its memory budget (``worker_memory``), or died
+    (``worker_crashed``). The worker is restarted; only this task is lost."""

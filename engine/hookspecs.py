@@ -33,7 +33,8 @@ General rules:
   ``error`` event naming the plugin and is retried with exponential backoff; after 5 attempts it
   becomes ``failed``.
 - Plugins never open sockets themselves: outbound HTTP goes through ``ctx.fetcher`` (SSRF-safe)
-  and CPU-heavy work through ``await ctx.run_cpu(fn, *args)`` (a process pool).
+  and CPU-heavy work through ``await ctx.run_cpu(fn, *args, timeout=...)`` (a process pool
+  whose workers are stopped past the deadline or over their memory share: ``WorkerError``).
 - Block a plugin by its entry-point name with ``NTD_DISABLE_PLUGINS=name1,name2``; ``ntd plugins``
   lists what is loaded and which hooks each plugin implements.
 - The types in the signatures below (``Resolution``, ``Route``, ``JurisdictionProposal``, ...) are

@@ -4,14 +4,23 @@ The action payload queued in the outbox is built here from the case's URL, its i
 matches, its resolution and one route. Reporter data never reaches it: reports are not read at
 all, and from case data only named, non-personal fields are copied (the analyst's name in an
 assessment is dropped too). Media bytes are never part of a case, so none can travel.
+
+Notices speak only our words: the URL a recipient reads is the *canonical* URL (no fragment, no
+control characters, percent-encoded as WHATWG serialises it), never the text a reporter typed
+(``case.url`` keeps that, up to 8 KiB, for analysts). Every URL is re-checked here, and free
+text from elsewhere (a registrar's name from RDAP) loses control characters and line breaks, so
+nothing can start a header line in an e-mail or break an X-ARF field.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
+from engine.errors import InputError
 from engine.media.signals import HASH_TYPE_NAMES
 from engine.models import Case
+from engine.urls import canonicalize
 
 HASH_KEYS = HASH_TYPE_NAMES  # the hashes a notice may carry: every hash type's, no quality scores
 # Routes whose channel the engine can deliver itself; others become "manual" notices unless a
@@ -23,6 +32,32 @@ DUTCH_COUNTRIES = frozenset({"NL", "BE"})
 def language_for(country: str | None) -> str:
     """Notice language for a recipient country: Dutch for NL and BE, English otherwise."""
     return "nl" if (country or "").upper() in DUTCH_COUNTRIES else "en"
+
+
+# C0 and C1 controls, DEL, and Unicode's line/paragraph separators and direction overrides: none
+# may reach a recipient (a CR/LF starts a new header line; U+2028 breaks JSON in some readers).
+_UNSPEAKABLE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u200e\u200f\u202a-\u202e"
+                          "\u2066-\u2069\ufeff]+")
+
+
+def plain_text(value: Any, limit: int = 200) -> str | None:
+    """``value`` as one line of text fit for a notice (controls become a space), or None."""
+    if value is None:
+        return None
+    text = " ".join(_UNSPEAKABLE.sub(" ", str(value)[:limit]).split())
+    return text or None
+
+
+def notice_url(url: str) -> str | None:
+    """The canonical form of ``url`` as a recipient may read it, or None if it has none.
+
+    Canonical URLs are ASCII without controls or spaces; canonicalising one again returns it
+    unchanged, so this only ever changes (or drops) a URL that did not come from intake.
+    """
+    try:
+        return canonicalize(url).url
+    except InputError:
+        return None
 
 
 def _hashes(item_hashes: dict[str, Any]) -> dict[str, str]:
@@ -76,14 +111,17 @@ def case_entries(case: Case, location: dict[str, Any] | None = None) -> list[dic
         "ip": ips[0] if ips else None,
     }
     page = next((i for i in case.items if i.kind == "url"), None)
-    entries = [{"url": case.url,
+    # The canonical URL, never case.url (what the reporter typed: fragment, CR/LF and all).
+    page_url = notice_url(case.canonical_url) or plain_text(case.canonical_url, 8192) or ""
+    entries = [{"url": page_url,
                 "hashes": _hashes(page.hashes) if page is not None and page.matches else {},
                 **common}]
-    seen = {case.url}
+    seen = {page_url}
     for item in case.items:
-        if item.kind == "media" and item.matches and item.url not in seen:
-            seen.add(item.url)
-            entries.append({"url": item.url, "hashes": _hashes(item.hashes), **common})
+        url = notice_url(item.url) if item.kind == "media" and item.matches else None
+        if url is not None and url not in seen:
+            seen.add(url)
+            entries.append({"url": url, "hashes": _hashes(item.hashes), **common})
     if not entries[0]["hashes"] and len(entries) == 1:
         matched = next((i for i in case.items if i.matches), None)
         if matched is not None:
@@ -113,7 +151,23 @@ def build_action(case: Case, route: dict[str, Any], *, reference_prefix: str) ->
         "domain": case.domain,
         "asn": resolution.get("asn") if isinstance(resolution, dict) else None,
         "hosting_country": resolution.get("country") if isinstance(resolution, dict) else None,
-        "registrar": registrar.get("name") if isinstance(registrar, dict) else registrar,
+        "registrar": plain_text(registrar.get("name") if isinstance(registrar, dict)
+                                else registrar),
         "entries": entries,
         "url_count": len(entries),
     }
+
+
+def speakable(action: dict[str, Any]) -> dict[str, Any]:
+    """A queued action as a notice may show it: canonical entry URLs (an entry whose URL has no
+    canonical form is left out), a one-line registrar name.
+
+    The notice channels apply it to every action they send, so a payload queued by an older
+    version (which listed the reported text) or by a plugin speaks only our words too.
+    """
+    entries = []
+    for entry in action.get("entries") or []:
+        url = notice_url(str(entry.get("url") or ""))
+        if url is not None:
+            entries.append({**entry, "url": url})
+    return {**action, "entries": entries, "registrar": plain_text(action.get("registrar"))}

@@ -33,6 +33,7 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from yarl import URL
 
 from engine.errors import FetchError
+from engine.urls import MAX_RAW_CHARS, too_long
 
 __all__ = [
     "FetchPolicy",
@@ -566,14 +567,18 @@ class SafeFetcher:
         :class:`~engine.errors.FetchError` whose ``reason`` is one of ``blocked_address``,
         ``blocked_port``, ``blocked_scheme``, ``dns_nxdomain``, ``dns_error``,
         ``too_many_redirects``, ``too_large``, ``timeout``, ``connect_error``,
-        ``protocol_error``. The total deadline covers DNS, connects, redirects and the body,
-        but not time queued behind the global or per-host concurrency limits.
+        ``protocol_error``, ``url_too_long`` (the URL or a redirect's Location is refused by
+        its length before anything parses it). The total deadline covers DNS, connects,
+        redirects and the body, but not time queued behind the global or per-host limits.
         """
         method = method.upper()
         if method not in ("GET", "HEAD"):
             raise ValueError(f"unsupported method {method!r}")
         session = self._ensure_session()
         with self._counted():
+            if too_long(url):  # length first: yarl never sees an over-long candidate
+                raise FetchError(f"URL of {len(url)} characters (limit {MAX_RAW_CHARS})",
+                                 reason="url_too_long")
             async with self._global:
                 return await self._fetch(session, url, method)
 
@@ -817,11 +822,14 @@ def _peer_ip(resp: aiohttp.ClientResponse) -> str | None:
 
 
 def _join_location(base: URL, location: str) -> str:
+    if too_long(location):  # length first (aiohttp caps header lines too; this is ours)
+        raise FetchError(f"{base}: redirect Location of {len(location)} characters",
+                         reason="url_too_long")
     try:
         target = base.join(URL(location.strip()))
     except ValueError as exc:
         raise FetchError(
-            f"{base}: bad redirect Location {location!r}", reason="protocol_error"
+            f"{base}: bad redirect Location {location[:200]!r}", reason="protocol_error"
         ) from exc
     return str(target.with_fragment(None))
 

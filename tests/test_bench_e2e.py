@@ -22,3 +22,26 @@ async def test_small_e2e_run_finds_every_planted_match_and_sends_each_notice_onc
         assert 0 <= stage["p50_ms"] <= stage["p99_ms"]
     (loop,) = out["loop_blocks"]  # one engine: its own loop's figures
     assert loop["max_loop_block_ms"] == out["max_loop_block_ms"] >= 0
+
+
+def test_a_hostile_share_leaves_every_other_url_of_the_world_as_it_was() -> None:
+    from engine.lab.world import HOSTILE_KINDS, build_world
+
+    clean = build_world(urls=400, hosters=30, plan_only=True).urls
+    mixed = build_world(urls=400, hosters=30, plan_only=True, hostile_share=0.2).urls
+    assert len(clean) == len(mixed) == 400
+    hostile = [m for m in mixed if m.kind.startswith("hostile_")]
+    assert 40 < len(hostile) < 120 and {m.kind for m in hostile} == set(HOSTILE_KINDS)
+    assert not any(m.planted for m in hostile)
+    assert all(c == m for c, m in zip(clean, mixed, strict=True)
+               if not m.kind.startswith("hostile_"))
+
+
+async def test_hostile_pages_and_images_cost_the_clean_urls_nothing() -> None:
+    out = await run_e2e(urls=200, latency_ms=5, hostile_share=0.1)
+    assert out["found_matches"] == out["planted_matches"] > 0 and out["false_matches"] == 0
+    hostile = out["hostile"]
+    assert sum(hostile["urls"].values()) > 5
+    assert hostile["item_errors"].get("bomb")  # the huge-dimension PNGs, refused from headers
+    assert "failed" not in hostile["states"] and out["peak_rss_total_mb"] > 0
+    assert out["notices_received"] == out["notices_expected"]

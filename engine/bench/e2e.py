@@ -5,6 +5,11 @@ failing and oversized responses), a loopback RDAP registry, a static DNS map and
 a synthetic hash list; N submitted URLs; the pipeline until idle. Reported: URLs/s end to end,
 p50/p99 time per stage, notices sent, CPU utilisation, peak RSS, the longest event-loop stall and
 correctness (planted matches found, false matches, every notice received once).
+
+``hostile_share`` replaces that share of the URLs with hostile ones (``engine.lab.hostile``: tag
+soup, giant attribute URLs, huge-dimension small PNGs alone and eight to a page); the report
+then says what became of them (``hostile``) and the peak resident memory of the engine and all
+its processes together (``peak_rss_total_mb``, sampled), next to the clean figures.
 """
 
 from __future__ import annotations
@@ -17,10 +22,13 @@ import resource
 import signal
 import sys
 import tempfile
+import threading
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from engine.cpu_pool import resident_mb
 from engine.intake import submit_files
 from engine.lab.world import FullLab, WorldServerProcess, bind_urls, build_world
 from engine.runtime import Runtime
@@ -37,6 +45,52 @@ def _peak_rss_mb() -> float:
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     return round((own + children) / 1024, 1)
+
+
+class _TreeRss:
+    """Samples the resident memory of this process and its descendants (but ``exclude`` and
+    theirs: the simulated internet) every ``interval`` seconds; ``peak_mb`` is the largest sum."""
+
+    def __init__(self, exclude: set[int], interval: float = 0.1) -> None:
+        self.exclude = exclude
+        self.interval = interval
+        self.peak_mb = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True, name="ntd-bench-rss")
+
+    def _tree(self) -> list[int]:
+        found, todo = [], [os.getpid()]
+        while todo:
+            pid = todo.pop()
+            if pid in self.exclude:
+                continue
+            found.append(pid)
+            try:
+                tasks = os.listdir(f"/proc/{pid}/task")
+            except OSError:
+                continue
+            for tid in tasks:
+                try:
+                    with open(f"/proc/{pid}/task/{tid}/children") as fh:
+                        todo += [int(c) for c in fh.read().split()]
+                except OSError:
+                    pass
+        return found
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            total = sum(resident_mb(pid) or 0.0 for pid in self._tree())
+            self.peak_mb = max(self.peak_mb, total)
+
+    def __enter__(self) -> _TreeRss:
+        if os.path.exists("/proc/self/task"):
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
 
 
 def _cpu_seconds() -> float:
@@ -74,11 +128,13 @@ def write_config(overrides: dict[str, dict[str, Any]], path: Path) -> None:
 
 async def run_e2e(*, urls: int = 1000, latency_ms: float = 50.0, image_share: float = 0.7,
                   hosters: int = 200, db: str | None = None, workers: int | None = None,
-                  planted: int = 20, processes: int = 0,
-                  kill_one: bool = False) -> dict[str, Any]:
+                  planted: int = 20, processes: int = 0, kill_one: bool = False,
+                  hostile_share: float = 0.0) -> dict[str, Any]:
     """Build the lab, run N URLs through every stage, and measure."""
     args: dict[str, Any] = {"urls": urls, "hosters": hosters, "planted": planted,
                             "image_share": image_share, "latency_ms": latency_ms}
+    if hostile_share:
+        args["hostile_share"] = hostile_share
     # The simulated internet (web, RDAP, SMTP) runs in its own process: the engine's figures
     # are its own.
     server = await asyncio.to_thread(WorldServerProcess(full=True, **args).start)
@@ -95,9 +151,15 @@ async def run_e2e(*, urls: int = 1000, latency_ms: float = 50.0, image_share: fl
             overrides["pipeline"]["workers"] = workers
         rt = Runtime.open(db=db or str(Path(tmp.name) / "e2e.db"), overrides=overrides)
         try:
-            return await _measure(rt, lab, Path(tmp.name), processes=processes,
-                                  kill_one_after=urls // 3 if kill_one and processes else 0,
-                                  overrides=overrides, db=db or str(Path(tmp.name) / "e2e.db"))
+            with _TreeRss(exclude={server.proc.pid}) as rss:
+                result = await _measure(
+                    rt, lab, Path(tmp.name), processes=processes,
+                    kill_one_after=urls // 3 if kill_one and processes else 0,
+                    overrides=overrides, db=db or str(Path(tmp.name) / "e2e.db"))
+            result["peak_rss_total_mb"] = round(rss.peak_mb, 1)
+            if hostile_share:
+                result["hostile"] = _hostile_outcomes(rt, lab.world)
+            return result
         finally:
             rt.close()
     finally:
@@ -261,6 +323,28 @@ async def _measure(rt: Runtime, lab: FullLab, folder: Path, *, processes: int = 
         "killed_and_restarted": bool(kill_one_after),
         "duplicate_stage_events": duplicate_stage_events(rt) if processes else 0,
     }
+
+
+def _hostile_outcomes(rt: Runtime, world: Any) -> dict[str, Any]:
+    """What became of the hostile URLs: how many of each kind, the item errors (refusals) and
+    page scans that stopped early, and the cases' states."""
+    port = str(world.port)
+    kinds = {u.url.replace("PORT", port): u.kind for u in world.urls
+             if u.kind.startswith("hostile_")}
+    refused: Counter[str] = Counter()
+    scans: Counter[str] = Counter()
+    states: Counter[str] = Counter()
+    for case in _all_cases(rt):
+        if case["canonical_url"] not in kinds:
+            continue
+        states[case["state"]] += 1
+        refused.update(i["error"] for i in case["items"] if i["error"])
+        for event in rt.store.events(case["id"]):
+            scan = event.detail.get("page_scan") if event.action == "fetched" else None
+            if scan:
+                scans[scan["stopped"]] += 1
+    return {"urls": dict(Counter(kinds.values())), "item_errors": dict(refused),
+            "page_scans_stopped": dict(scans), "states": dict(states)}
 
 
 def bench_e2e(**kwargs: Any) -> dict[str, Any]:

@@ -16,6 +16,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any
 
+from engine.lab.hostile import giant_attribute_page, huge_png, tag_soup_page
 from engine.lab.images import demo_image_bytes
 from engine.lab.webserver import LabWebServer, Route
 
@@ -25,7 +26,7 @@ class PlannedURL:
     """One URL of the world and what the engine should conclude about it."""
 
     url: str
-    kind: str  # "image", "page", "missing", "slow", "oversized"
+    kind: str  # "image", "page", "missing", "slow", "oversized", or "hostile_<what>"
     planted: bool  # a known (listed) image is served there or on the page
 
 
@@ -56,15 +57,24 @@ class LabWorld:
                           "max_bytes": 2 * 1024 * 1024}}
 
 
+HOSTILE_KINDS = ("hostile_tags", "hostile_attribute", "hostile_image", "hostile_gallery")
+GALLERY_BOMBS = 8
+
+
 def build_world(*, urls: int, hosters: int = 20, planted: int = 20, image_share: float = 0.7,
                 latency_ms: float = 0, seed: int = 7, faulty_share: float = 0.03,
-                image_pool: int = 200, plan_only: bool = False) -> LabWorld:
+                image_pool: int = 200, plan_only: bool = False,
+                hostile_share: float = 0.0) -> LabWorld:
     """Plan a world of ``urls`` report URLs over ``hosters`` hosts (server not yet started).
 
     A ``planted_share`` of images are from the synthetic list (seeds ``0..planted-1``); the rest
     are unrelated seeds. ``faulty_share`` of URLs are missing, slow or oversized.
+    ``hostile_share`` of URLs are replaced by hostile ones (``HOSTILE_KINDS``: a ``'<a' * 65536``
+    page, a page with a 1.5 MB ``<img src>``, a 194 KB PNG of 7071x7071 RGBA, a page with
+    eight of those), each file distinct; the others are the same as in a world without them.
     """
     rng = random.Random(seed)
+    hostile_rng = random.Random(seed + 1)  # its own: the clean URLs do not change
     hosts = [f"hoster-{i}.example.test" for i in range(hosters)]
     server = LabWebServer(latency_ms=latency_ms, default_host=hosts[0])
     world = LabWorld(server=server, hosts=hosts, planted_seeds=range(planted))
@@ -78,8 +88,32 @@ def build_world(*, urls: int, hosters: int = 20, planted: int = 20, image_share:
             cache[seed_] = demo_image_bytes(seed_)
         return cache[seed_]
 
-    for i in range(urls):
-        host = hosts[rng.randrange(hosters)]
+    def hostile(i: int, host: str, kind: str) -> PlannedURL:
+        after = f'<img src="/h/{i}-ok.jpg">'  # a real (unlisted) image after the soup
+        if not plan_only:
+            server.set_content(host, f"/h/{i}-ok.jpg", image(planted + i % image_pool),
+                               "image/jpeg")
+        if kind == "hostile_image":
+            if not plan_only:
+                server.set_content(host, f"/h/{i}.png", huge_png(7071, 7071, tag=str(i)),
+                                   "image/png")
+            return PlannedURL(f"http://{host}:PORT/h/{i}.png", kind, False)
+        if plan_only:
+            body = b""
+        elif kind == "hostile_tags":
+            body = tag_soup_page(after)
+        elif kind == "hostile_attribute":
+            body = giant_attribute_page(host, after)
+        else:  # a gallery of bombs (sixteen on a page took the workers to 3.3 GB)
+            imgs = "".join(f'<img src="/h/{i}-{k}.png">' for k in range(GALLERY_BOMBS))
+            body = f"<html><body>{imgs}{after}</body></html>".encode()
+            for k in range(GALLERY_BOMBS):
+                server.set_content(host, f"/h/{i}-{k}.png",
+                                   huge_png(7071, 7071, tag=f"{i}-{k}"), "image/png")
+        server.set_content(host, f"/h/{i}.html", body, "text/html")
+        return PlannedURL(f"http://{host}:PORT/h/{i}.html", kind, False)
+
+    def clean(i: int, host: str) -> PlannedURL:
         roll = rng.random()
         if roll < faulty_share:
             fault = rng.choice(["missing", "slow", "oversized"])
@@ -89,24 +123,28 @@ def build_world(*, urls: int, hosters: int = 20, planted: int = 20, image_share:
                                              content_type="image/jpeg", delay=0.2))
             elif fault == "oversized":
                 server.set(host, path, Route.oversized(3 * 1024 * 1024))
-            world.urls.append(PlannedURL(f"http://{host}:PORT{path}", fault, False))
-            continue
+            return PlannedURL(f"http://{host}:PORT{path}", fault, False)
         is_planted = rng.random() < 0.1
         seed_ = rng.randrange(planted) if is_planted else planted + rng.randrange(image_pool)
         if rng.random() < image_share:
             path = f"/media/{i}.jpg"
             server.set_content(host, path, image(seed_), "image/jpeg")
-            world.urls.append(PlannedURL(f"http://{host}:PORT{path}", "image", is_planted))
-        else:
-            img_path = f"/media/{i}-a.jpg"
-            other = planted + rng.randrange(image_pool)
-            server.set_content(host, img_path, image(seed_), "image/jpeg")
-            server.set_content(host, f"/media/{i}-b.jpg", image(other), "image/jpeg")
-            page = (f'<html><body><h1>gallery {i}</h1><img src="{img_path}">'
-                    f'<img src="/media/{i}-b.jpg"></body></html>').encode()
-            server.set_content(host, f"/page/{i}.html", page, "text/html")
-            world.urls.append(PlannedURL(f"http://{host}:PORT/page/{i}.html", "page",
-                                         is_planted))
+            return PlannedURL(f"http://{host}:PORT{path}", "image", is_planted)
+        img_path = f"/media/{i}-a.jpg"
+        other = planted + rng.randrange(image_pool)
+        server.set_content(host, img_path, image(seed_), "image/jpeg")
+        server.set_content(host, f"/media/{i}-b.jpg", image(other), "image/jpeg")
+        page = (f'<html><body><h1>gallery {i}</h1><img src="{img_path}">'
+                f'<img src="/media/{i}-b.jpg"></body></html>').encode()
+        server.set_content(host, f"/page/{i}.html", page, "text/html")
+        return PlannedURL(f"http://{host}:PORT/page/{i}.html", "page", is_planted)
+
+    for i in range(urls):
+        host = hosts[rng.randrange(hosters)]
+        planned = clean(i, host)  # (drawn even when replaced: the other URLs stay the same)
+        if hostile_share and hostile_rng.random() < hostile_share:
+            planned = hostile(i, host, hostile_rng.choice(HOSTILE_KINDS))
+        world.urls.append(planned)
     return world
 
 

@@ -10,20 +10,34 @@ Decoding is defensive because the bytes come from hostile servers:
 * the header's pixel count is checked against ``max_pixels`` *before* any pixel is decoded (a
   local check: Pillow's global ``MAX_IMAGE_PIXELS`` is left alone), and Pillow's own
   ``DecompressionBombError``/``DecompressionBombWarning`` (an error under pytest) map to "bomb";
+* pixels alone do not bound the cost (a 194 KB PNG of 7071×7071 RGBA is just under the pixel cap
+  and cost 1.6 GB and 10 s of CPU): :func:`decode_cost` estimates from the header what decoding
+  and hashing will allocate (width × height × bytes per pixel of the decoded mode, the
+  conversions to luma, PDQ's float buffers), and an image over the budget
+  (``max_decode_bytes``, default ``[fetch] max_decode_mb`` = 256 MiB) is refused as
+  "over_budget" before a pixel is decoded;
+* a file that would inflate more than ``MAX_INFLATION`` times into a frame over
+  ``INFLATION_FLOOR`` is a decompression bomb ("bomb"): formats other than JPEG decode at full
+  size, and a photo never compresses 256:1 (a huge flat canvas does; it matches no list);
 * pHash is imagehash's algorithm (bit-identical), PDQ is Meta's via ``pdqhash``;
 * JPEGs are decoded at reduced scale straight to luma (``Image.draft``): perceptual hashes only
   need a small greyscale picture and the IDCT of the discarded coefficients is most of the cost.
   pHash is taken from a decode whose long side is ≥ ``PHASH_MIN_SIDE`` and PDQ from one ≥
   ``PDQ_MIN_SIDE`` (PDQ's reference tooling also hashes ≤512 px thumbnails); the distance to the
-  full-resolution hashes is measured by ``engine.bench.matching.robustness``.
+  full-resolution hashes is measured by ``engine.bench.matching.robustness``;
+* formats without a reduced decode (PNG, GIF, WebP, BMP) are box-reduced after decoding when
+  larger than ``PDQ_MAX_PIXELS`` (4 Mpx), so PDQ's float buffers (~32 bytes a pixel in pdqhash)
+  stay small; images up to that size are hashed at full resolution as before.
 
-Failures raise :class:`MediaError` with ``reason`` "not_image", "bomb" or "decode_error";
+Failures raise :class:`MediaError` with ``reason`` "not_image", "bomb", "over_budget" or
+"decode_error";
 callers that still want the cryptographic hashes of non-images use :func:`crypto_hashes`.
 """
 
 from __future__ import annotations
 
 import io
+import math
 import struct
 from typing import Any
 
@@ -32,6 +46,7 @@ import scipy.fftpack  # what imagehash.phash uses; pulled in by imagehash
 from PIL import Image, UnidentifiedImageError
 
 from engine.errors import StageError
+from engine.media.decode_budget import max_decode_bytes
 from engine.media.digests import crypto_hashes  # noqa: F401  (re-exported: part of this module's API)
 
 try:  # optional: builds from source (no Linux wheel); without it "pdq" is None
@@ -40,10 +55,23 @@ except ImportError:  # pragma: no cover - depends on the environment
     pdqhash = None
 
 ALLOWED_FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "BMP")
-# 50 Mpx admits 8K×6K photos; at 3 bytes/px a full decode is then ≤150 MB per worker.
+# 50 Mpx admits 8K×6K photos (what that costs to decode is bounded by the budget, not this).
 MAX_PIXELS = 50_000_000
 PHASH_MIN_SIDE = 128  # pHash resizes to 32×32; a 128 px source gives the same bits
 PDQ_MIN_SIDE = 512  # PDQ downsamples to 64×64 with a tent filter; 1/4-scale drifts (measured)
+# Larger decoded images are box-reduced before PDQ: pdqhash computes its luma in float64
+# temporaries (~32 bytes a pixel), 1.3 GB for a 50 Mpx image.
+PDQ_MAX_PIXELS = 4_000_000
+_PDQ_BYTES_PER_PIXEL = 32
+# Small files with huge dimensions: refused from the header (a 194 KB PNG of 7071x7071 RGBA
+# inflates 1030-fold). Photos stay far below the ratio; below the floor nothing is refused.
+MAX_INFLATION = 256
+INFLATION_FLOOR = 64 * 2**20
+# Modes Pillow stores in one byte a pixel (everything else but I;16* takes four: RGB is padded).
+_ONE_BYTE_MODES = frozenset({"1", "L", "P"})
+# Modes converted to luma through RGBA (alpha modes; palettes only with a transparency entry:
+# converting those straight to "L" warns — an error under our pytest configuration).
+_VIA_RGBA = frozenset({"PA", "LA", "La", "RGBa"})
 PDQ_AVAILABLE = pdqhash is not None
 
 # Pillow's known failure modes for malformed files (SyntaxError/struct.error come from plugins).
@@ -51,7 +79,8 @@ _DECODE_ERRORS = (ValueError, OSError, EOFError, SyntaxError, struct.error, Inde
 
 
 class MediaError(StageError):
-    """Bytes that cannot be hashed as an image: ``reason`` is not_image, bomb or decode_error."""
+    """Bytes that cannot be hashed as an image: ``reason`` is not_image, bomb, over_budget or
+    decode_error."""
 
 
 def _reduced_scale(width: int, height: int, min_side: int) -> int:
@@ -68,19 +97,66 @@ def _to_luma(img: Image.Image) -> Image.Image:
     # is a byte string straight to "L" emits a UserWarning (an error under our pytest config).
     if img.mode == "L":
         return img
-    if img.mode in ("P", "PA", "LA", "RGBA", "La", "RGBa") or "transparency" in img.info:
-        img = img.convert("RGBA")
+    if _via_rgba(img.mode, "transparency" in img.info):
+        img = img.convert("RGBA")  # (RGBA itself goes straight to L: a copy is 4 bytes/px)
     return img.convert("L")
 
 
+def _via_rgba(mode: str, transparency: bool) -> bool:
+    # (a palette without transparency gives the same luma either way: tests compare them)
+    return mode in _VIA_RGBA or (transparency and mode != "RGBA")
+
+
+def _bytes_per_pixel(mode: str) -> int:
+    if mode in _ONE_BYTE_MODES:
+        return 1
+    return 2 if mode.startswith("I;16") else 4
+
+
+def _pdq_factor(width: int, height: int) -> int:
+    """Box-reduction factor that brings a decoded image to at most ``PDQ_MAX_PIXELS``."""
+    pixels = width * height
+    if pixels <= PDQ_MAX_PIXELS:
+        return 1
+    return math.ceil(math.sqrt(pixels / PDQ_MAX_PIXELS))
+
+
+def decode_cost(width: int, height: int, mode: str, fmt: str, scale: int = 1, *,
+                transparency: bool = False) -> int:
+    """Bytes that decoding and hashing an image of this header will allocate at its peak.
+
+    ``scale`` is the JPEG DCT reduction (``Image.draft``); other formats decode at full size.
+    The decode phase holds the decoded frame (WebP: libwebp's buffer too), the RGBA step of
+    palette/alpha modes and the luma image; the hash phase holds the luma image, its
+    reduction and PDQ's float buffers. Measured peaks stay below this (tests/test_hostile.py).
+    """
+    w, h = -(-width // scale), -(-height // scale)
+    pixels = w * h
+    # WebP: libwebp's animation decoder keeps its canvases besides Pillow's frame: about four
+    # frames' worth at the peak (measured).
+    frame = pixels * _bytes_per_pixel(mode) * (4 if fmt == "WEBP" else 1)
+    rgba = pixels * 4 if _via_rgba(mode, transparency) else 0
+    luma = 0 if mode == "L" else pixels
+    factor = _pdq_factor(w, h)
+    reduced = pixels // (factor * factor)
+    hashing = pixels + (reduced if factor > 1 else 0) + reduced * _PDQ_BYTES_PER_PIXEL
+    # The counts above are what Pillow and pdqhash allocate; allocator slack on top (measured
+    # peaks came within 1 % of the counts).
+    return int(max(frame + rgba + luma, hashing) * 1.05) + 4 * 2**20
+
+
 def decode_luma(
-    data: bytes, *, min_side: int | None = PDQ_MIN_SIDE, max_pixels: int = MAX_PIXELS
+    data: bytes, *, min_side: int | None = PDQ_MIN_SIDE, max_pixels: int = MAX_PIXELS,
+    max_bytes: int | None = None,
 ) -> tuple[Image.Image, int, int, str]:
     """Decode ``data`` to a greyscale image, reduced for JPEGs; return (image, w, h, format).
 
     ``width``/``height`` are the original dimensions. ``min_side=None`` decodes at full size.
-    Raises :class:`MediaError` for non-images, decompression bombs and corrupt files.
+    ``max_bytes`` (default: this process's ``max_decode_bytes()``) bounds :func:`decode_cost`.
+    Raises :class:`MediaError` for non-images, decompression bombs, images over the memory
+    budget and corrupt files.
     """
+    budget = max_decode_bytes() if max_bytes is None else max_bytes
     try:
         img = Image.open(io.BytesIO(data), formats=list(ALLOWED_FORMATS))
     except UnidentifiedImageError as exc:
@@ -99,9 +175,23 @@ def decode_luma(
                 f"image of {width}x{height} pixels exceeds the limit of {max_pixels}",
                 reason="bomb",
             )
+        draft = fmt == "JPEG" and min_side is not None
+        scale = _reduced_scale(width, height, min_side) if draft and min_side else 1
+        # (draft "L" below: YCbCr and grey JPEGs decode to one byte a pixel, CMYK stays four)
+        mode = "L" if draft and img.mode in ("L", "RGB", "YCbCr") else img.mode
+        frame = width * height * _bytes_per_pixel(img.mode)
+        if not draft and frame > INFLATION_FLOOR and frame > MAX_INFLATION * len(data):
+            raise MediaError(
+                f"{len(data)} bytes would inflate to a {width}x{height} {img.mode} frame of "
+                f"{frame / 2**20:.0f} MiB (over {MAX_INFLATION}:1)", reason="bomb")
+        cost = decode_cost(width, height, mode, fmt, scale,
+                           transparency="transparency" in img.info)
+        if cost > budget:
+            raise MediaError(
+                f"decoding {width}x{height} {img.mode} {fmt} would take ~{cost / 2**20:.0f} MiB"
+                f" (budget {budget / 2**20:.0f} MiB)", reason="over_budget")
         try:
-            if fmt == "JPEG" and min_side is not None:
-                scale = _reduced_scale(width, height, min_side)
+            if draft:
                 # Asking for "L" makes libjpeg skip the chroma planes of YCbCr files.
                 img.draft("L", (max(1, width // scale), max(1, height // scale)))
             img.load()
@@ -174,21 +264,27 @@ def _shrink_for_phash(luma: Image.Image) -> Image.Image:
 
 
 def hash_media(
-    data: bytes, *, with_pdq: bool = True, max_pixels: int = MAX_PIXELS
+    data: bytes, *, with_pdq: bool = True, max_pixels: int = MAX_PIXELS,
+    max_bytes: int | None = None,
 ) -> dict[str, Any]:
     """Hash image bytes: crypto hashes plus pHash, PDQ (+quality), dimensions and format.
 
     Returns ``{"md5", "sha1", "sha256", "phash", "pdq", "pdq_quality", "pdq_mirror", "width",
     "height", "format"}`` (``pdq_mirror``: the PDQ of the left-right mirror image); the ``pdq``
     keys are None when ``with_pdq`` is false or pdqhash is not
-    installed. Raises :class:`MediaError` for anything that is not a safely decodable image —
-    fall back to :func:`crypto_hashes` for those.
+    installed. ``max_bytes``: the memory budget (default: this process's, see
+    :mod:`engine.media.decode_budget`). Raises :class:`MediaError` for anything that is not a
+    safely decodable image within it — fall back to :func:`crypto_hashes` for those.
     """
     result: dict[str, Any] = crypto_hashes(data)
     want_pdq = with_pdq and pdqhash is not None
     luma, width, height, fmt = decode_luma(
-        data, min_side=PDQ_MIN_SIDE if want_pdq else PHASH_MIN_SIDE, max_pixels=max_pixels
+        data, min_side=PDQ_MIN_SIDE if want_pdq else PHASH_MIN_SIDE, max_pixels=max_pixels,
+        max_bytes=max_bytes,
     )
+    factor = _pdq_factor(*luma.size)
+    if factor > 1:  # (only images over PDQ_MAX_PIXELS: smaller ones hash as they always did)
+        luma = luma.reduce(factor)
     result["phash"] = phash_hex(_shrink_for_phash(luma))
     # A left-right mirror is the cheapest evasion of a hash list: the mirror image's PDQ is
     # kept too, and matching looks both up. (Not pHash's: looking up a second pHash doubled

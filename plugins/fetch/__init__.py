@@ -9,7 +9,7 @@ from engine import hookimpl
 from engine.api import Case, StageContext
 from engine.config import Option, header_value, port_list, positive
 from engine.models import StageResult
-from plugins.fetch.fetcher import fetch_case
+from plugins.fetch.fetcher import HOSTILE_INPUT_OPTIONS, configure_cpu_pool, fetch_case
 
 
 @hookimpl
@@ -36,13 +36,13 @@ def ntd_config_schema() -> dict[str, dict[str, Option]]:
             type=int, default=50_000, check=lambda v: None if v >= 0 else "must be 0 or more",
             help="perceptual hashes remembered by SHA-256 (the same file at many URLs is "
                  "decoded once); 0 disables"),
+        **HOSTILE_INPUT_OPTIONS,
     }}
 
 
 @hookimpl
 def ntd_startup(ctx: StageContext) -> None:
-    # Hashing runs in the CPU pool: its processes start with the imaging stack loaded.
-    ctx.cpu_preload.add("engine.media.hashing")
+    configure_cpu_pool(ctx)
 
 
 @hookimpl

@@ -4,23 +4,73 @@ Every request goes through ``ctx.fetcher`` (the SSRF-safe fetcher). Bytes live o
 they are hashed in the process pool and dropped; items keep hashes, size, sniffed content type,
 status and final URL. A direct image URL is one item; an HTML page is an item (its own bytes get
 cryptographic hashes) plus one item per media URL found on it (capped, default 50).
+
+Hostile input has a bounded cost: pages are parsed in the CPU pool (``[fetch] max_parse_bytes``,
+``parse_seconds``), images are refused above ``[fetch] max_decode_mb`` before decoding, every
+pool task has a deadline (``hash_seconds``) and every pool process a memory share
+(``cpu_pool_mb``). What was refused is the item's ``error`` (``over_budget``,
+``worker_timeout``, ``worker_memory``, ``worker_crashed``) and, for a page scan that stopped
+early, ``page_scan`` in the ``fetched`` event's detail.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
 from engine.api import Case, StageContext
-from engine.errors import FetchError
+from engine.config import Option, non_negative, positive
+from engine.errors import FetchError, WorkerError
+from engine.media.decode_budget import set_max_decode_mb
 from engine.media.digests import crypto_hashes
-from engine.media.html_media import extract_media_urls  # here, not at the first page: no loop stall
+from engine.media.html_media import scan_page_off_loop  # here, not at the first page: no stall
 from engine.media.items import IMAGE_TYPES, MIRROR_KEYS, hash_bytes
 from engine.media.signals import perceptually_hashed
 from engine.models import Item, StageResult
+
+# What one page or image may cost (docs/hostile-input.md): name -> (type, default, check, help).
+_HOSTILE_INPUT: dict[str, tuple[type, float, Callable[[Any], str | None], str]] = {
+    "max_parse_bytes": (int, 4 * 1024 * 1024, positive, "bytes of an HTML page parsed for "
+                        "media (the rest is not read; the case records it)"),
+    "parse_seconds": (float, 2.0, positive, "time budget for parsing one page (what was found "
+                      "by then is kept; a worker is stopped at twice this + 1 s)"),
+    "max_decode_mb": (int, 256, positive, "memory one image may take to decode and hash (MiB, "
+                      "from its header); larger ones are refused"),
+    "hash_seconds": (float, 30.0, positive, "longest a CPU worker may hash one item before it "
+                     "is stopped and restarted"),
+    "cpu_pool_mb": (int, 0, non_negative, "resident memory of the whole CPU pool (MiB), shared "
+                    "by its processes; a worker over its share is restarted and its item "
+                    "recorded; 0 = workers x (max_decode_mb + 256)"),
+}
+HOSTILE_INPUT_OPTIONS = {name: Option(type=kind, default=kind(default), check=check, help=text)
+                         for name, (kind, default, check, text) in _HOSTILE_INPUT.items()}
+
+
+
+# What one CPU-pool process needs besides its share of decoding: the interpreter with numpy,
+# scipy, Pillow and pdqhash loaded (~80 MiB resident) and room for a page scan.
+POOL_BASE_MB = 256
+
+
+def configure_cpu_pool(ctx: StageContext) -> None:
+    """Before the pool starts (``ntd_startup``): the imaging stack preloaded, the decode budget
+    in every pool process, the pool's memory budget."""
+    # Hashing runs in the CPU pool: its processes start with the imaging stack loaded.
+    ctx.cpu_preload.add("engine.media.hashing")
+    ctx.cpu_preload.add("engine.media.html_media")
+    decode_mb = ctx.config.get("fetch", "max_decode_mb", 256)
+    ctx.cpu_setup.append((set_max_decode_mb, (decode_mb,)))
+    total = ctx.config.get("fetch", "cpu_pool_mb", 0)
+    if not total:
+        workers = ctx.config.get("pipeline", "cpu_workers") or os.cpu_count() or 1
+        total = workers * (decode_mb + POOL_BASE_MB)
+    ctx.cpu_memory_mb = float(total)
 
 
 class HashCache:
@@ -91,8 +141,7 @@ async def hash_cached(ctx: StageContext, body: bytes, content_type: str) -> dict
         return found
     task = cache.pending.get(key)
     if task is None:
-        task = cache.pending[key] = asyncio.ensure_future(ctx.run_cpu(hash_bytes, body,
-                                                                      content_type, True))
+        task = cache.pending[key] = asyncio.ensure_future(_hash_in_pool(ctx, body, content_type))
 
         def done(t: asyncio.Future[dict[str, Any]]) -> None:
             cache.pending.pop(key, None)
@@ -104,9 +153,20 @@ async def hash_cached(ctx: StageContext, body: bytes, content_type: str) -> dict
     return dict(await asyncio.shield(task))
 
 
+async def _hash_in_pool(ctx: StageContext, body: bytes, content_type: str) -> dict[str, Any]:
+    """``hash_bytes`` in the pool under ``[fetch] hash_seconds``; a task the pool had to stop
+    (time, memory, a crashed worker) gives the crypto hashes and that reason as ``error``.
+    (The result is cached by content: the same bomb at a thousand URLs costs one stop.)"""
+    try:
+        return await ctx.run_cpu(hash_bytes, body, content_type, True,
+                                 timeout=ctx.config.get("fetch", "hash_seconds", 30.0))
+    except WorkerError as exc:
+        return {**await _off_loop_if_large(crypto_hashes, body), "error": exc.reason}
+
+
 async def _fetch_item(ctx: StageContext, url: str,
-                      kind: str) -> tuple[Item, str | None, dict[str, str]]:
-    """Fetch and hash one URL; returns the item, the body as text when it is HTML, and the
+                      kind: str) -> tuple[Item, bytes | None, dict[str, str]]:
+    """Fetch and hash one URL; returns the item, the body when it is an HTML page, and the
     perceptual hashes of the mirror image (``{"pdq": ..}``; empty if none)."""
     try:
         resp = await ctx.fetcher.fetch(url)
@@ -124,7 +184,7 @@ async def _fetch_item(ctx: StageContext, url: str,
             if value:
                 mirror[hash_type] = value
         if resp.content_type == "text/html" and kind == "url":
-            html = resp.body.decode("utf-8", errors="replace")
+            html = resp.body  # scanned for media off the loop (decoded there too)
     else:
         error = f"http_{resp.status}"
     item = Item(url=url, kind=kind, status=resp.status, content_type=resp.content_type,
@@ -149,9 +209,16 @@ async def fetch_case(case: Case, ctx: StageContext) -> StageResult:
     items = [page]
     mirrors = {page.hashes["sha256"]: page_mirror} if page_mirror else {}
     media: list[str] = []
+    scan_detail: dict[str, Any] = {}
     if html is not None:
-        media = extract_media_urls(html, page.final_url or case.canonical_url,
-                                   limit=settings["max_media_per_page"])
+        scan = await scan_page_off_loop(ctx, html, page.final_url or case.canonical_url,
+                                        limit=settings["max_media_per_page"])
+        del html  # the page's bytes are not kept a moment longer than needed
+        media = scan.urls
+        if scan.stopped is not None and scan.stopped != "enough":
+            scan_detail = {"page_scan": scan.to_detail()}
+            if scan.stopped.startswith("worker_"):  # nothing could be read: the page says why
+                items[0] = replace(page, error=scan.stopped)
         gate = asyncio.Semaphore(settings["media_concurrency"])
 
         async def one(url: str) -> Item:
@@ -164,7 +231,8 @@ async def fetch_case(case: Case, ctx: StageContext) -> StageResult:
         items += await asyncio.gather(*(one(u) for u in media))
     detail = {"status": page.status, "content_type": page.content_type, "size": page.size,
               "media_found": len(media),
-              "media_hashed": sum(1 for i in items[1:] if perceptually_hashed(i.hashes))}
+              "media_hashed": sum(1 for i in items[1:] if perceptually_hashed(i.hashes)),
+              **scan_detail}
     # The mirror images' hashes go to the case's data for the match stage (an item's hashes are
     # those of the bytes it served).
     return StageResult(state="fetched", action="fetched", items=items, detail=detail,

@@ -23,6 +23,7 @@ from typing import Any
 from engine import clock
 from engine.config import secret_from_env
 from engine.errors import ConfigError
+from engine.notice_content import speakable
 from plugins.notify.render import Rendered, Renderer
 from plugins.notify.settings import NoticeSettings, SMTPSettings
 from plugins.notify.xarf import build_reports
@@ -100,7 +101,8 @@ def template_context(notice: dict[str, Any], settings: NoticeSettings,
 
 def prepare(notice: dict[str, Any], renderer: Renderer, settings: NoticeSettings,
             smtp: SMTPSettings) -> Prepared:
-    """Render a claimed notice and build its X-ARF reports."""
+    """Render a claimed notice and build its X-ARF reports (from canonical URLs only)."""
+    notice = {**notice, "actions": [speakable(a) for a in notice["actions"]]}
     rendered = renderer.render(template_context(notice, settings, smtp))
     reports = build_reports(notice, hotline=settings.hotline_name,
                             reply_to=reply_address(settings, smtp))

@@ -36,7 +36,7 @@ from engine.api import StageContext
 from engine.clock import fmt, parse
 from engine.config import Option, non_negative, positive
 from engine.directory import load_directory, settings_from_config
-from engine.errors import FetchError
+from engine.errors import FetchError, WorkerError
 from engine.ids import new_id
 from engine.media.items import IMAGE_TYPES, hash_bytes
 from engine.media.signals import PERCEPTUAL_TYPES, SHA256, default_radii
@@ -205,15 +205,21 @@ class Probe:
             # Perceptual hashes only when the bytes differ from every expected item: a still-
             # online copy is recognised by SHA-256 without decoding the image.
             if resp.content_type in IMAGE_TYPES and sha not in self.expected_sha:
-                hashes = await self.ctx.run_cpu(hash_bytes, resp.body, resp.content_type)
+                try:
+                    hashes = await self.ctx.run_cpu(
+                        hash_bytes, resp.body, resp.content_type,
+                        timeout=self.ctx.config.get("fetch", "hash_seconds", 30.0))
+                except WorkerError:  # stopped for time or memory: compare by SHA-256 alone
+                    pass
                 hashes.pop("error", None)
             elif page and resp.content_type == "text/html":
-                # deferred: pulls in tldextract, loaded on first use
-                from engine.media.html_media import extract_media_urls
+                # (scanned in the CPU pool under the fetch stage's parse budget, as at first)
+                # deferred: pulls in lxml and tldextract, loaded on first use
+                from engine.media.html_media import scan_page_off_loop
 
-                media = tuple(extract_media_urls(resp.body.decode("utf-8", errors="replace"),
-                                                 resp.final_url or url,
-                                                 limit=self.settings.max_media_per_page))
+                scan = await scan_page_off_loop(self.ctx, resp.body, resp.final_url or url,
+                                                limit=self.settings.max_media_per_page)
+                media = tuple(scan.urls)
         obs = Observation(status=resp.status, content_type=resp.content_type, hashes=hashes,
                           media=media)
         self.cache[url] = obs  # resp.body is dropped here: bytes are never kept
