@@ -1,0 +1,52 @@
+"""Shared set-up of the ICCAM tests: certificates made with trustme, the fake over mutual TLS,
+and the ``[iccam]`` configuration that points the plugin at it (loopback only)."""
+
+from __future__ import annotations
+
+import ssl
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import trustme
+
+from engine.lab.iccam_fake import FakeICCAM
+
+PASSWORD_ENV = "NTD_ICCAM_PASSWORD"
+PASSWORD = "lab-password"
+
+
+@dataclass(frozen=True)
+class PKI:
+    """A test CA, the fake's server context and the hotline's client files."""
+
+    server: ssl.SSLContext
+    ca_file: Path
+    cert_file: Path
+    key_file: Path
+    ca: trustme.CA
+
+
+def make_pki(folder: Path) -> PKI:
+    """A CA that signs the fake's certificate (127.0.0.1) and the hotline's client one."""
+    folder.mkdir(parents=True, exist_ok=True)
+    ca = trustme.CA(organization_name="ntd test CA")
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1", "localhost").configure_cert(server_ctx)
+    ca.configure_trust(server_ctx)
+    server_ctx.verify_mode = ssl.CERT_REQUIRED
+    client = ca.issue_cert("hotline-nl.example.test")
+    pki = PKI(server=server_ctx, ca_file=folder / "ca.pem", cert_file=folder / "client.pem",
+              key_file=folder / "client.key", ca=ca)
+    ca.cert_pem.write_to_path(str(pki.ca_file))
+    client.cert_chain_pems[0].write_to_path(str(pki.cert_file))
+    client.private_key_pem.write_to_path(str(pki.key_file))
+    return pki
+
+
+def iccam_section(fake: FakeICCAM, pki: PKI, **extra: Any) -> dict[str, Any]:
+    """``[iccam]`` for the plugin against ``fake`` (fast retries: no real waiting)."""
+    return {"base_url": fake.base_url, "client_cert": str(pki.cert_file),
+            "client_key": str(pki.key_file), "ca_bundle": str(pki.ca_file),
+            "username": "ntd-api", "hotline_country": "NL", "retry_base_seconds": 0.01,
+            "retry_max_seconds": 0.05, "step_retry_minutes": 0.001, **extra}
