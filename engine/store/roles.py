@@ -434,7 +434,7 @@ class IccamStore(ABC):
         """Record an import problem."""
 
     @abstractmethod
-    def iccam_clear_import_errors(self, report_id: int) -> None:
+    def iccam_clear_import_errors(self, report_id: int | None) -> None:
         """Forget the import problems of a report that has now been imported."""
 
     @abstractmethod
@@ -484,8 +484,8 @@ class IccamStore(ABC):
         """Change an item's assignment or hosting as ICCAM now holds it."""
 
     @abstractmethod
-    def iccam_claim(self, *, owner: str, limit: int, now: str,
-                    lease_seconds: float) -> list[dict[str, Any]]:
+    def iccam_claim(self, *, owner: str, limit: int, now: str, lease_seconds: float,
+                    steps: Sequence[str] | None = None) -> list[dict[str, Any]]:
         """Lease due export steps (first unfinished one per content item)."""
 
     @abstractmethod

@@ -89,8 +89,7 @@ class SQLIccamMixin:
         transaction). ``report``: ``report_id``, ``source`` (``url``, ``canonical_url``,
         ``host``, ``domain``), ``contents`` (``content_id``, ``url``, ``is_source``,
         ``assigned_country``, ``hosting_country``, ``hosting_ip``, ``partner``), ``metadata``
-        (report metadata), ``case_data`` (the case's ``iccam`` field) and ``reference`` (our
-        hotline reference). Returns ``outcome`` (``imported``: a new case, ``linked``: an open
+        (report metadata) and ``case_data`` (the case's ``iccam`` field). Returns ``outcome`` (``imported``: a new case, ``linked``: an open
         case of the URL, ``known``: already imported), ``case_id`` and ``new_contents``."""
         source = report["source"]
         contents = report["contents"]
@@ -146,8 +145,7 @@ class SQLIccamMixin:
                      c.get("hosting_ip"), dumps(c.get("partner") or {}), now, now)).fetchone()
                 self._insert_step(conn, case_id=case_id, item_id=int(row["id"]),
                                   content_id=int(c["content_id"]), step="reference",
-                                  action=None, seq=0, fact_at=now, now=now,
-                                  payload={"reference": report["reference"]})
+                                  action=None, seq=0, fact_at=now, now=now, payload={})
             # Listed again although linked: its reference is gone in ICCAM, so set it again
             # (a hotline reference is an idempotent PUT).
             for content_id in set(wanted) & set(known):
@@ -183,10 +181,15 @@ class SQLIccamMixin:
                          " error = excluded.error, at = excluded.at",
                          (f"{report_id}#{content_id}", report_id, content_id, error, now))
 
-    def iccam_clear_import_errors(self, report_id: int) -> None:
-        """Forget the import problems of a report that has now been imported."""
+    def iccam_clear_import_errors(self, report_id: int | None) -> None:
+        """Forget the import problems of a report that has now been imported (``None``: the
+        session problems, such as a refused login)."""
         with self._write() as conn:
-            conn.execute("DELETE FROM iccam_errors WHERE report_id = ?", (report_id,))
+            if report_id is None:
+                conn.execute("DELETE FROM iccam_errors WHERE report_id IS NULL"
+                             " AND content_id IS NULL")
+            else:
+                conn.execute("DELETE FROM iccam_errors WHERE report_id = ?", (report_id,))
 
     def iccam_cursor(self) -> str | None:
         """The start of the next import window (assignment date), if one is recorded."""
@@ -340,24 +343,27 @@ class SQLIccamMixin:
                          (*[fields[k] for k in sorted(fields)], now, item_id))
 
     # -- export: sending -----------------------------------------------------------------------
-    def iccam_claim(self, *, owner: str, limit: int, now: str,
-                    lease_seconds: float) -> list[dict[str, Any]]:
-        """Lease up to ``limit`` due steps, each the first unfinished one of its content item,
-        marking them ``sending`` and counting the attempt (committed before any request).
+    def iccam_claim(self, *, owner: str, limit: int, now: str, lease_seconds: float,
+                    steps: Sequence[str] | None = None) -> list[dict[str, Any]]:
+        """Lease up to ``limit`` due steps (of the kinds in ``steps``, if given), each the
+        first unfinished one of its content item, marking them ``sending`` and counting the
+        attempt (committed before any request).
         A step taken over from a dead or expired lease comes with ``recover`` true. Each dict
         carries the step's columns and ``item`` (the linked content, None for a report)."""
         if limit <= 0:
             return []
         until = clock.fmt(clock.parse(now) + timedelta(seconds=lease_seconds))
+        kinds, kind_params = self.dialect.in_list("o.step", list(steps)) if steps else ("1 = 1",
+                                                                                         [])
         with self._write() as conn:
             rows = conn.execute(
                 "UPDATE iccam_outbox SET recover = CASE WHEN state = 'sending' THEN 1 ELSE 0 END,"
                 " state = 'sending', attempts = attempts + 1, lease_owner = ?, lease_until = ?,"
                 " updated_at = ? WHERE id IN (SELECT o.id FROM iccam_outbox o"
-                f" WHERE {_DUE} AND NOT {_EARLIER_OPEN}"
+                f" WHERE {_DUE} AND {kinds} AND NOT {_EARLIER_OPEN}"
                 f" ORDER BY o.next_attempt_at, o.id LIMIT ?{self.dialect.skip_locked})"
                 f" RETURNING {', '.join(_STEP_COLUMNS)}",
-                (owner, until, now, now, now, limit)).fetchall()
+                (owner, until, now, now, now, *kind_params, limit)).fetchall()
             steps = [_step(r) for r in rows]
             ids = sorted({s["item_id"] for s in steps if s["item_id"] is not None})
             items: dict[int, dict[str, Any]] = {}

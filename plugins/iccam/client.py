@@ -189,6 +189,10 @@ class ICCAMClient:
         self._store_token(answer, "login")
         self.logins += 1
 
+    async def ensure_login(self) -> None:
+        """Log in (or refresh) now unless the current token is good for a while."""
+        await self._ensure_token()
+
     async def _refresh(self) -> None:
         try:
             answer = await self._send("POST", v3.REFRESH,
