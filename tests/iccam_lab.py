@@ -50,3 +50,33 @@ def iccam_section(fake: FakeICCAM, pki: PKI, **extra: Any) -> dict[str, Any]:
             "client_key": str(pki.key_file), "ca_bundle": str(pki.ca_file),
             "username": "ntd-api", "hotline_country": "NL", "retry_base_seconds": 0.01,
             "retry_max_seconds": 0.05, "step_retry_minutes": 0.001, **extra}
+
+
+# -- cases in the states the exporter reads -----------------------------------------------------
+def page_report(host: str = "site.example.test", *, n_media: int = 3,
+                page_class: int | None = 2, media_class: int | None = 1,
+                country: str = "NL") -> list[dict[str, Any]]:
+    """A partner report's URLs: a gallery page and its media (all synthetic hosts)."""
+    urls: list[dict[str, Any]] = [{"url": f"http://{host}/gallery/1", "source": True,
+                                   "country": country, "classification": page_class}]
+    urls += [{"url": f"http://{host}/media/{n}.jpg", "country": country,
+              "classification": media_class} for n in range(n_media)]
+    return urls
+
+
+def set_case(store: Any, case_id: str, *, state: str, now: str, **data: Any) -> None:
+    """Put a case into ``state`` with the given case data (what the stages would record)."""
+    store.transition(case_id, state=state, stage="test", actor="test", action=state, now=now,
+                     data=data or None)
+
+
+def send_notice(store: Any, case_id: str, *, kind: str, now: str,
+                recipient: str | None = None) -> None:
+    """A notice of ``kind`` (hosting, police, ...) for the case, sent at ``now``."""
+    recipient = recipient or f"{kind}@notices.example.test"
+    store.queue_notice_actions([{"kind": "notice", "case_id": case_id, "channel": "email",
+                                 "recipient": recipient, "recipient_kind": kind,
+                                 "language": "en", "entries": [], "url_count": 1}], now=now)
+    store.aggregate_notices(now=now, window_seconds=0, max_urls=100, sendable=["email"])
+    for notice in store.claim_notices(owner="test", limit=100, now=now, lease_seconds=60):
+        store.notice_sent(notice["id"], owner="test", now=now, receipt="250 ok")
