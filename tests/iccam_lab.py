@@ -49,7 +49,9 @@ def iccam_section(fake: FakeICCAM, pki: PKI, **extra: Any) -> dict[str, Any]:
     return {"base_url": fake.base_url, "client_cert": str(pki.cert_file),
             "client_key": str(pki.key_file), "ca_bundle": str(pki.ca_file),
             "username": "ntd-api", "hotline_country": "NL", "retry_base_seconds": 0.01,
-            "retry_max_seconds": 0.05, "step_retry_minutes": 0.001, **extra}
+            "retry_max_seconds": 0.05, "step_retry_minutes": 0.001,
+            # no re-resolution of hosting (it would ask DNS) unless a test asks for it
+            "hosting_recheck_hours": 0.0, **extra}
 
 
 # -- cases in the states the exporter reads -----------------------------------------------------
@@ -80,3 +82,22 @@ def send_notice(store: Any, case_id: str, *, kind: str, now: str,
     store.aggregate_notices(now=now, window_seconds=0, max_urls=100, sendable=["email"])
     for notice in store.claim_notices(owner="test", limit=100, now=now, lease_seconds=60):
         store.notice_sent(notice["id"], owner="test", now=now, receipt="250 ok")
+
+
+def our_case(store: Any, url: str, *, now: str, items: list[Any] | None = None,
+             **data: Any) -> str:
+    """A case of our own (intake, then one committed stage result with items and data)."""
+    from engine.models import StageResult
+    from engine.store import Commit, IntakeRow
+    from engine.urls import canonicalize
+
+    canonical = canonicalize(url)
+    batch = store.create_batch(channel="analyst", source="test", at=now)
+    [case_id] = store.add_reports(batch, "analyst", now, [IntakeRow(
+        raw_url=url, canonical_url=canonical.url, host=canonical.host,
+        domain=canonical.domain, line=1)]).case_ids
+    assert store.claim(["new"], limit=10, owner="test", lease_seconds=60, now=now) == [case_id]
+    store.apply([Commit(case_id=case_id, owner="test", stage="test", actor="test",
+                        result=StageResult(state="routed", action="routed",
+                                           items=items or [], data=data))], now)
+    return case_id

@@ -154,7 +154,11 @@ def plan_item(item: dict[str, Any], case: Any, notices: dict[str, str], *, count
     if item["origin"] == "import" and verdict is not None and "assessment" not in existing:
         theirs = (partner.get("assessment") or {}).get("classification")
         ours = classification_for(verdict[1], illegal=verdict[0])
-        if theirs in (None, v3.NATIONAL) and not partner.get("actions") and ours != theirs:
+        # Ours goes in where the partner's may be overruled (none, or National, and no action
+        # yet) — and only if we know better: illegal without a category keeps the partner's.
+        known = not verdict[0] or verdict[1] is not None or theirs is None
+        if theirs in (None, v3.NATIONAL) and not partner.get("actions") and ours != theirs \
+                and known:
             steps.append({**base, "step": "assessment", "seq": SEQ["assessment"],
                           "fact_at": verdict[2] or now,
                           "payload": assessment(verdict[1], analyst=analyst,
