@@ -111,6 +111,7 @@ class Hold:
     _loop: asyncio.AbstractEventLoop | None = None
     drop: bool = False
     used: bool = False
+    skip: int = 0  # matching requests to let through before the one held
 
     def release(self, *, drop: bool = False) -> None:
         """Let the held request go on (``drop``: end it without effect)."""
@@ -225,10 +226,11 @@ class FakeICCAM:
             self._faults.append(_Fault(method.upper(), re.compile(path, re.I), status, times,
                                        body, retry_after))
 
-    def hold(self, method: str, path: str, *, after: bool = True) -> Hold:
-        """Stop the next matching request until released: ``after`` it took effect (the
-        answer is lost if the client dies meanwhile) or before."""
-        hold = Hold(method.upper(), re.compile(path, re.I), after)
+    def hold(self, method: str, path: str, *, after: bool = True, skip: int = 0) -> Hold:
+        """Stop the next matching request (after letting ``skip`` through) until released:
+        ``after`` it took effect (the answer is lost if the client dies meanwhile) or
+        before."""
+        hold = Hold(method.upper(), re.compile(path, re.I), after, skip=skip)
         with self._lock:
             self._holds.append(hold)
         return hold
@@ -337,7 +339,10 @@ class FakeICCAM:
                 fault.times -= 1
             hold = next((h for h in self._holds if not h.used and h.method == record.method
                          and h.pattern.fullmatch(path)), None)
-            if hold is not None:
+            if hold is not None and hold.skip > 0:
+                hold.skip -= 1
+                hold = None
+            elif hold is not None:
                 hold.used = True
                 hold._loop = asyncio.get_running_loop()
                 hold._go = asyncio.Event()
