@@ -190,7 +190,7 @@ class FakeICCAM:
         await site.start()
         server = site._server  # noqa: SLF001 - aiohttp exposes the port only here
         assert server is not None
-        self.port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
         return self
 
     async def close(self) -> None:

@@ -89,8 +89,9 @@ class SQLIccamMixin:
         transaction). ``report``: ``report_id``, ``source`` (``url``, ``canonical_url``,
         ``host``, ``domain``), ``contents`` (``content_id``, ``url``, ``is_source``,
         ``assigned_country``, ``hosting_country``, ``hosting_ip``, ``partner``), ``metadata``
-        (report metadata) and ``case_data`` (the case's ``iccam`` field). Returns ``outcome`` (``imported``: a new case, ``linked``: an open
-        case of the URL, ``known``: already imported), ``case_id`` and ``new_contents``."""
+        (report metadata) and ``case_data`` (the case's ``iccam`` field). Returns ``outcome``
+        (``imported``: a new case, ``linked``: an open case of the URL, ``known``: already
+        imported), ``case_id`` and ``new_contents``."""
         source = report["source"]
         contents = report["contents"]
         with self._write() as conn:
@@ -364,17 +365,17 @@ class SQLIccamMixin:
                 f" ORDER BY o.next_attempt_at, o.id LIMIT ?{self.dialect.skip_locked})"
                 f" RETURNING {', '.join(_STEP_COLUMNS)}",
                 (owner, until, now, now, now, *kind_params, limit)).fetchall()
-            steps = [_step(r) for r in rows]
-            ids = sorted({s["item_id"] for s in steps if s["item_id"] is not None})
+            claimed = [_step(r) for r in rows]
+            ids = sorted({s["item_id"] for s in claimed if s["item_id"] is not None})
             items: dict[int, dict[str, Any]] = {}
             for chunk in chunks(ids, self.dialect.max_in):
                 where, params = self.dialect.in_list("id", chunk)
                 for r in conn.execute(f"SELECT {', '.join(_ITEM_COLUMNS)} FROM iccam_items"
                                       f" WHERE {where}", params):
                     items[int(r["id"])] = _item(r)
-        for s in steps:
+        for s in claimed:
             s["item"] = items.get(s["item_id"]) if s["item_id"] is not None else None
-        return sorted(steps, key=lambda s: (s["case_id"] or "", s["seq"], s["fact_at"], s["id"]))
+        return sorted(claimed, key=lambda s: (s["case_id"] or "", s["seq"], s["fact_at"], s["id"]))
 
     def iccam_finish(self, step_id: str, *, owner: str, now: str, state: str,
                      response: Any = None, error: str | None = None) -> bool:

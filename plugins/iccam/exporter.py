@@ -4,15 +4,18 @@
 hear about, and inserts them into the ICCAM outbox (a key per case, content item and action:
 planning again inserts nothing):
 
-| step (seq) | when |
-|---|---|
-| ``assessment`` (10) | an imported item whose partner assessment we may overrule (none, or National, and no action in ICCAM) and our verdict differs: ours (Baseline/National/Ignore) |
-| ``ReportedToLEA`` (20) | a notice to police or Interpol was sent |
-| ``ReportedToISP`` (20) | a notice to the hoster, platform or CDN was sent |
-| ``hosting`` + ``assign`` (30, 31) | the content is hosted abroad now (a re-resolution, the origin behind a CDN, or ICCAM assigned foreign-hosted content to us): new hosting, then the country re-assigned — after that the item is another hotline's |
-| ``Removed`` (40, final) | the re-check confirmed removal (case ``closed``) after a notice |
-| ``Unavailable`` (40, final) | gone before any notice: removed without one, or never reachable |
-| ``NotIllegal`` (40, final) | an analyst's not-illegal verdict, or a known-benign hash |
+- ``assessment`` (seq 10): an imported item whose partner assessment we may overrule (none,
+  or National, and no action in ICCAM) when ours differs (Baseline, National or Ignore; an
+  illegal verdict without a category keeps the partner's);
+- ``ReportedToLEA`` / ``ReportedToISP`` (20): a notice to police or Interpol / to the hoster,
+  platform or CDN was sent (the action's date is when it was sent);
+- ``hosting`` + ``assign`` (30, 31): the content is hosted abroad now (a re-resolution, the
+  origin behind a CDN, or ICCAM assigned foreign-hosted content to us): new hosting, then the
+  country re-assigned — after that the item is another hotline's;
+- ``Removed`` (40, final): the re-check confirmed removal (case ``closed``) after a notice;
+- ``Unavailable`` (40, final): gone before any notice — removed without one, or never
+  reachable;
+- ``NotIllegal`` (40, final): an analyst's not-illegal verdict, or a known-benign hash.
 
 A content item gets at most one final action (a unique index), none before the assessment and
 the earlier actions (steps of an item go out one at a time in ``seq`` order), and nothing once a
