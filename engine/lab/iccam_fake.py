@@ -641,3 +641,46 @@ class FakeICCAM:
                                              "urlString": content["url"]["urlString"]})
         self._created[report_id] = time.monotonic()
         return report_id
+
+
+def main() -> None:
+    """``python -m engine.lab.iccam_fake ARGS_JSON``: the fake in its own process (benchmarks).
+
+    ARGS_JSON: ``{"tls": {ca_cert, server_cert, server_key}, "password": str, "reports": N,
+    "media": M}`` — N partner reports of a page and M media each are assigned to NL. Prints
+    ``{"port": n}`` once listening; answers ``stats`` on stdin with a JSON line of counts;
+    closing stdin stops it.
+    """
+    import sys
+
+    args = json.loads(sys.argv[1])
+
+    async def serve() -> None:
+        tls = args["tls"]
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=tls["ca_cert"])
+        ctx.load_cert_chain(tls["server_cert"], tls["server_key"])
+        ctx.verify_mode = ssl.CERT_REQUIRED
+        fake = FakeICCAM(ctx, users={"ntd-bench": FakeUser(args["password"], "NL", 43)})
+        for n in range(int(args.get("reports", 0))):
+            host = f"partner-{n}.example.test"
+            fake.add_partner_report(urls=[
+                {"url": f"http://{host}/gallery.html", "source": True, "classification": 2},
+                *({"url": f"http://{host}/m/{k}.jpg", "classification": 1}
+                  for k in range(int(args.get("media", 3))))])
+        await fake.start()
+        print(json.dumps({"port": fake.port}), flush=True)
+        loop = asyncio.get_running_loop()
+        while line := await loop.run_in_executor(None, sys.stdin.readline):
+            if line.strip() == "stats":
+                print(json.dumps({"requests": len(fake.requests),
+                                  "reports": len(fake.reports),
+                                  "actions": len(fake.received_actions()),
+                                  "refused": sum(1 for r in fake.requests if r.status != 200)}),
+                      flush=True)
+        await fake.close()
+
+    asyncio.run(serve())
+
+
+if __name__ == "__main__":
+    main()

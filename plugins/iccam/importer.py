@@ -23,6 +23,7 @@ import problem (``ntd iccam errors``) and skipped from then on.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -58,7 +59,8 @@ def _strongest(assessments: list[dict[str, Any]]) -> dict[str, Any] | None:
 async def _contents(client: ICCAMClient, report: dict[str, Any],
                     listed: list[int]) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
     """The report's source item and its listed items (read from ICCAM)."""
-    items = {cid: await client.content(cid) for cid in listed}
+    read = await asyncio.gather(*(client.content(cid) for cid in listed))
+    items = dict(zip(listed, read, strict=True))
     source = next((c for c in items.values() if (c.get("url") or {}).get("isSourceUrl")), None)
     if source is None:
         for entry in report.get("reportContents") or []:
@@ -150,13 +152,20 @@ class Importer:
                     if isinstance(rid, int) and isinstance(cid, int):
                         reports.setdefault(rid, []).append(cid)
                 fresh = [rid for rid in reports if rid not in seen]
-                for rid in fresh:
-                    seen.add(rid)
-                    if batch is None:
-                        batch = await store.create_batch(channel="iccam",
-                                                         source="iccam:no-reference",
-                                                         at=self.ctx.clock.now_text())
-                    clean &= await self._one(rid, reports[rid], batch, result)
+                seen.update(fresh)
+                if fresh and batch is None:
+                    batch = await store.create_batch(channel="iccam",
+                                                     source="iccam:no-reference",
+                                                     at=self.ctx.clock.now_text())
+                if fresh:
+                    assert batch is not None
+                    gate = asyncio.Semaphore(self.settings.concurrency)
+
+                    async def one(rid: int, batch: str = batch) -> bool:
+                        async with gate:
+                            return await self._one(rid, reports[rid], batch, result)
+
+                    clean &= all(await asyncio.gather(*(one(rid) for rid in fresh)))
                 if after_page is not None:
                     await after_page()
                 if len(listing) < v3.MAX_RESULTS or not fresh:
