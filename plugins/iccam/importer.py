@@ -160,12 +160,8 @@ class Importer:
                 if fresh:
                     assert batch is not None
                     gate = asyncio.Semaphore(self.settings.concurrency)
-
-                    async def one(rid: int, batch: str = batch) -> bool:
-                        async with gate:
-                            return await self._one(rid, reports[rid], batch, result)
-
-                    clean &= all(await asyncio.gather(*(one(rid) for rid in fresh)))
+                    clean &= all(await asyncio.gather(*(
+                        self._gated(gate, rid, reports[rid], batch, result) for rid in fresh)))
                 if after_page is not None:
                     await after_page()
                 if len(listing) < v3.MAX_RESULTS or not fresh:
@@ -183,6 +179,11 @@ class Importer:
             nxt = now - timedelta(minutes=self.settings.overlap_minutes)
             await store.iccam_set_cursor(clock.fmt(max(nxt, since)))
         return result
+
+    async def _gated(self, gate: asyncio.Semaphore, report_id: int, listed: list[int],
+                     batch: str, result: ImportResult) -> bool:
+        async with gate:
+            return await self._one(report_id, listed, batch, result)
 
     async def _one(self, report_id: int, listed: list[int], batch: str,
                    result: ImportResult) -> bool:
