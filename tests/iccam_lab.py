@@ -3,7 +3,9 @@ and the ``[iccam]`` configuration that points the plugin at it (loopback only)."
 
 from __future__ import annotations
 
+import contextlib
 import ssl
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -11,6 +13,7 @@ from typing import Any
 import trustme
 
 from engine.lab.iccam_fake import FakeICCAM
+from engine.runtime import Runtime
 
 PASSWORD_ENV = "NTD_ICCAM_PASSWORD"
 PASSWORD = "lab-password"
@@ -42,6 +45,30 @@ def make_pki(folder: Path) -> PKI:
     client.cert_chain_pems[0].write_to_path(str(pki.cert_file))
     client.private_key_pem.write_to_path(str(pki.key_file))
     return pki
+
+
+@contextlib.asynccontextmanager
+async def running(pki: PKI, **kwargs: Any) -> AsyncIterator[FakeICCAM]:
+    """The fake on this test's loop, closed afterwards."""
+    fake = await FakeICCAM(pki.server, **kwargs).start()
+    try:
+        yield fake
+    finally:
+        await fake.close()
+
+
+@contextlib.contextmanager
+def runtime(tmp_path: Path, fake: FakeICCAM, pki: PKI, *,
+            extra_plugins: Iterable[tuple[str, object]] = (), **extra: Any
+            ) -> Any:
+    """A runtime on ``tmp_path/ntd.db`` with ``[iccam]`` pointing at ``fake``."""
+    rt = Runtime.open(db=str(tmp_path / "ntd.db"), extra_plugins=extra_plugins,
+                      overrides={"iccam": iccam_section(fake, pki, **extra),
+                                 "notices": {"aggregate_minutes": 0.0}})
+    try:
+        yield rt
+    finally:
+        rt.close()
 
 
 def iccam_section(fake: FakeICCAM, pki: PKI, **extra: Any) -> dict[str, Any]:

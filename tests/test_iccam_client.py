@@ -17,12 +17,7 @@ from plugins.iccam.client import (
     ICCAMUnavailable,
     utc_text,
 )
-from tests.iccam_lab import PASSWORD, PKI, make_pki
-
-
-@pytest.fixture
-def pki(tmp_path: Path) -> PKI:
-    return make_pki(tmp_path / "pki")
+from tests.iccam_lab import PASSWORD, PKI
 
 
 def _config(fake: FakeICCAM, pki: PKI, **kw: object) -> ClientConfig:

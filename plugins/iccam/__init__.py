@@ -7,7 +7,9 @@ is recorded in ICCAM as an action, each exactly once, in ICCAM's order. ``docs/i
 
 Modules: ``client`` (mutual TLS, tokens, retries), ``importer``, ``exporter`` (planning and the
 outbox), ``sync`` (one import + export), ``channel``, ``mapping`` (ntd ↔ ICCAM values),
-``settings`` (``[iccam]``), ``service`` (this plugin inside a run), ``cli`` (``ntd iccam``).
+``settings`` (``[iccam]``), ``service`` (this plugin inside a run, including the match-stage
+rule for a partner's Baseline, registered only when ``accept_partner_baseline`` is on, so the
+match stage still parks when no matcher is installed), ``cli`` (``ntd iccam``).
 """
 
 from __future__ import annotations
@@ -17,7 +19,6 @@ from typing import Any
 
 from engine import hookimpl
 from engine.config import Option
-from engine.models import StageResult
 
 
 @hookimpl
@@ -48,11 +49,11 @@ def ntd_service(ctx: Any, stop: asyncio.Event) -> Any:
     return daemon_service(ctx, stop)
 
 
-@hookimpl(tryfirst=True)
-def ntd_match(case: Any, ctx: Any) -> StageResult | None:
-    from plugins.iccam.service import partner_baseline
+@hookimpl
+def ntd_shutdown(ctx: Any) -> None:
+    from plugins.iccam.service import stop_run
 
-    return partner_baseline(case, ctx)
+    stop_run(ctx)
 
 
 @hookimpl

@@ -9,6 +9,7 @@ import logging
 import time
 from typing import Any
 
+from engine import hookimpl
 from engine.errors import NtdError
 from engine.models import StageResult
 from plugins.iccam.channel import ICCAMChannel
@@ -17,6 +18,7 @@ from plugins.iccam.sync import ICCAMSync
 
 log = logging.getLogger("ntd.iccam")
 STATE_KEY = "iccam"
+BASELINE_PLUGIN = "iccam_partner_baseline"
 
 
 def settings_of(ctx: Any) -> IccamSettings:
@@ -28,14 +30,33 @@ def settings_of(ctx: Any) -> IccamSettings:
     return settings
 
 
+class PartnerBaseline:
+    """The match-stage rule for a partner's Baseline (registered by ``start_run`` only when
+    ``accept_partner_baseline`` is on; tried before the built-in matcher)."""
+
+    @hookimpl(tryfirst=True)
+    def ntd_match(self, case: Any, ctx: Any) -> StageResult | None:
+        """Confirm a case a partner assessed as Baseline in ICCAM; else let others decide."""
+        return partner_baseline(case, ctx)
+
+
 def start_run(ctx: Any) -> None:
     """``ntd_startup``: settings, and the event the channel wakes the exporter with. With
     ``--daemon`` a configured account is checked now, so a typo stops the start."""
     settings = settings_of(ctx)
     ctx.state[STATE_KEY]["wake"] = asyncio.Event()
+    if settings.accept_partner_baseline and not ctx.pm.has_plugin(BASELINE_PLUGIN):
+        ctx.pm.register(PartnerBaseline(), name=BASELINE_PLUGIN)
     if settings.enabled and getattr(ctx, "daemon", False):
         settings.check_account()
         settings.password()  # the secret is there (ConfigError names the variable otherwise)
+
+
+def stop_run(ctx: Any) -> None:
+    """``ntd_shutdown``: take the match-stage rule out again."""
+    plugin = ctx.pm.get_plugin(BASELINE_PLUGIN)
+    if plugin is not None:
+        ctx.pm.unregister(plugin, name=BASELINE_PLUGIN)
 
 
 def notice_channels(ctx: Any) -> list[ICCAMChannel] | None:
