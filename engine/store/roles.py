@@ -10,7 +10,7 @@ the case's move to ``noticed``). The sender **aggregates** waiting actions per r
 **notices**, **claims** due notices under a lease (recording ``sending`` and the attempt count
 before any byte leaves), and marks each ``sent``, ``queued`` again (retry later) or ``failed``.
 Notice states: ``queued``, ``sending``, ``sent``, ``failed``, ``manual`` (a channel nobody can
-send automatically, e.g. an ICCAM forward: an analyst acts on it).
+send automatically, e.g. an ICCAM forward without an ICCAM account: an analyst acts on it).
 """
 
 from __future__ import annotations
