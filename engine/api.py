@@ -41,6 +41,7 @@ from engine import hookimpl
 from engine.clock import Clock
 from engine.config import Config, Option, non_negative, one_of, positive, secret_from_env
 from engine.context import StageContext
+from engine.delivery import DeliveryOutcome, NoticeChannel
 from engine.errors import (
     ConfigError,
     DeliveryError,
@@ -477,6 +478,7 @@ class FeedbackOutcome(TypedDict):
 __all__ = [
     # hooks and records
     "hookimpl", "Case", "Item", "StageResult", "StageContext", "STATES", "CLOSED_STATES",
+    "DeliveryOutcome", "NoticeChannel",
     "Clock", "MaybeAwaitable",
     # configuration
     "Config", "ConfigSchema", "Option", "positive", "non_negative", "one_of", "secret_from_env",

@@ -117,6 +117,7 @@ class StageContext:
         self.clock = clock or Clock()
         self.store = AsyncStore(store)
         self.owner = owner
+        self.daemon = False  # ``ntd run --daemon``: scheduled services (purge, ICCAM) run
         self.log = log
         self.state: dict[str, Any] = {}  # per-run scratch space for plugins, keyed by plugin
         self._fetcher: SafeFetcher | None = None

@@ -2,9 +2,12 @@
 
 Everything is generated: host names under ``.test`` served by a loopback web server, a loopback
 RDAP registry, an SMTP sink, images made of gradients, shapes and noise, and a hash list built from
-some of them. The demo submits a batch, runs fetch → match → resolve → route → notice, lets a
-simulated day pass (some hosters take material down), runs one re-check sweep, and prints what
-happened, ending with the anonymised statistics. Nothing leaves the machine.
+some of them, and a loopback ICCAM (INHOPE's report exchange) over mutual TLS with certificates
+made for the run. A partner hotline's report arrives from ICCAM; the demo submits a batch, runs
+fetch → match → resolve → route → notice (forwards to Germany become our ICCAM reports), lets
+simulated days pass (some hosters take material down), runs one re-check sweep, records every
+step in ICCAM as an action, and prints what happened, ending with the anonymised statistics.
+Nothing leaves the machine.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import tempfile
 from collections import Counter
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -22,6 +26,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedCo
 from rich.table import Table
 
 from engine.clock import Clock
+from engine.iccam_v3 import ACTION_TYPES
 from engine.intake import submit_files
 from engine.lab.world import FullLab, bind_urls, build_world
 from engine.runtime import Runtime
@@ -44,20 +49,55 @@ async def _demo(urls: int, folder: Path) -> dict[str, Any]:
     # Dense planting so every stage has work: a fifth of the URLs carry listed images.
     world = build_world(urls=urls, hosters=24, planted=20, image_pool=60)
     lab = await FullLab(world).start()
+    iccam = await _start_iccam(folder)
     try:
         overrides = lab.config_overrides()
         overrides["pipeline"] = {"poll_seconds": 0.05}
         overrides["notices"]["mode"] = "send"
         overrides["stats"] = {"min_count": 3}
         overrides["lab"]["allow_private_networks"] = True
+        # Forwards to the German hotline go through ICCAM (the directory's channel), not mail.
+        overrides["routing.contacts"].pop("hotline:DE", None)
+        overrides["iccam"] = iccam.config
+        overrides["recheck"] = {"confirm_removal_hours": 0.0}
         clock = Clock(fixed=datetime.now(UTC))
         rt = Runtime.open(db=str(db), overrides=overrides, clock=clock)
         try:
-            return await _run(console, rt, lab, folder)
+            return await _run(console, rt, lab, folder, iccam)
         finally:
             rt.close()
     finally:
+        await iccam.fake.close()
         await lab.close()
+
+
+@dataclass
+class _DemoICCAM:
+    fake: Any
+    config: dict[str, Any]
+
+
+async def _start_iccam(folder: Path) -> _DemoICCAM:
+    """The loopback ICCAM over mutual TLS, with certificates made for this run."""
+    import os
+    import secrets
+
+    from engine.lab.iccam_fake import FakeICCAM, FakeUser
+    from engine.lab.tls import make_lab_tls
+
+    tls = make_lab_tls(folder / "iccam-tls")
+    password = secrets.token_urlsafe(12)
+    os.environ[_PASSWORD_ENV] = password  # secrets come from the environment, as in production
+    fake = await FakeICCAM(tls.server_context(),
+                           users={"ntd-demo": FakeUser(password, "NL", 43)}).start()
+    config = {"base_url": fake.base_url, "client_cert": str(tls.client_cert),
+              "client_key": str(tls.client_key), "ca_bundle": str(tls.ca_cert),
+              "username": "ntd-demo", "password_env": _PASSWORD_ENV, "hotline_country": "NL",
+              "hosting_recheck_hours": 0.0}
+    return _DemoICCAM(fake=fake, config=config)
+
+
+_PASSWORD_ENV = "NTD_DEMO_ICCAM_PASSWORD"
 
 
 def _table(title: str, columns: list[str], rows: list[list[Any]]) -> Table:
@@ -69,7 +109,8 @@ def _table(title: str, columns: list[str], rows: list[list[Any]]) -> Table:
     return table
 
 
-async def _run(console: Console, rt: Runtime, lab: FullLab, folder: Path) -> dict[str, Any]:
+async def _run(console: Console, rt: Runtime, lab: FullLab, folder: Path,
+               iccam: _DemoICCAM) -> dict[str, Any]:
     # deferred: keeps `ntd` start-up fast (loaded when the command runs)
     from engine.lab.images import build_demo_hashlist
 
@@ -87,6 +128,22 @@ async def _run(console: Console, rt: Runtime, lab: FullLab, folder: Path) -> dic
                  for e in parse_hashlist(list_file)))
     console.print(f"[bold]1.[/bold] hash list demo-baseline: {entries} hashes of "
                   f"{len(world.planted_seeds)} generated images (trust=auto)")
+
+    # 1b. A partner hotline's report reaches us through ICCAM: a page hosted in NL.
+    from plugins.iccam.cli import run_sync
+
+    partner_page, media = _partner_page(lab)
+    report_id, contents = iccam.fake.add_partner_report(
+        hotline_id=32, analyst="de-analyst",
+        urls=[{"url": partner_page, "source": True, "classification": 2},
+              {"url": media[0], "classification": 1},
+              {"url": media[1], "classification": None}])
+    imported = await run_sync(rt, do_import=True, do_export=False)
+    partner_case = next(c["id"] for c in rt.store.list_cases())
+    console.print(f"[bold]1b.[/bold] ICCAM (mutual TLS): report {report_id} of the German "
+                  f"hotline, assigned to NL, imported as case {partner_case} "
+                  f"({imported['imported']} imported, {len(contents)} content items, partner "
+                  f"assessment carried over; our hotline reference set in ICCAM)")
 
     # 2. A batch of reports, with the repeats and junk real batches contain.
     lines = bind_urls(world)
@@ -117,8 +174,8 @@ async def _run(console: Console, rt: Runtime, lab: FullLab, folder: Path) -> dic
     cases = rt.store.list_cases()
     port = str(world.port)
     planted = {u.url.replace("PORT", port) for u in world.urls if u.planted}
-    matched = {c["canonical_url"] for c in cases
-               if any(not m["negative"] for i in c["items"] for m in i["matches"])}
+    matched = {c["canonical_url"] for c in cases if c["id"] != partner_case
+               and any(not m["negative"] for i in c["items"] for m in i["matches"])}
     console.print(_table("cases by state", ["state", "cases"],
                          [[k, v] for k, v in rt.store.count_by_state().items()]))
     console.print(f"matches: planted URLs found [bold]{len(planted & matched)}[/bold] of "
@@ -138,10 +195,16 @@ async def _run(console: Console, rt: Runtime, lab: FullLab, folder: Path) -> dic
                          [[r, s, n] for (r, s), n in sorted(by_recipient.items())[:12]]))
     console.print(f"SMTP sink received {len(lab.sink.messages)} messages, "
                   f"{len({m.message_id for m in lab.sink.messages})} distinct Message-IDs")
+    exported = await run_sync(rt, do_import=False, do_export=True)
+    console.print(f"ICCAM export: {exported['reports_created']} report(s) of ours for the "
+                  f"German hotline (forwards); on the partner's content "
+                  f"{exported['actions_sent']} assessment(s) and action(s) (our notice to the "
+                  f"hoster, our police report)")
 
     # 4. Three days later: some hosters took the material down; one re-check sweep.
     noticed = [c for c in cases if c["state"] == "noticed"]
     taken_down = noticed[: len(noticed) // 2]
+    taken_down += [c for c in noticed if c["id"] == partner_case and c not in taken_down]
     for c in taken_down:
         for item in c["items"]:
             host, path = _host_path(item["url"])
@@ -160,6 +223,16 @@ async def _run(console: Console, rt: Runtime, lab: FullLab, folder: Path) -> dic
     if hours:
         console.print(f"time to removal from report: median {hours[len(hours) // 2]:.1f} h")
 
+    removed_sync = await run_sync(rt, do_import=False, do_export=True)
+    received = Counter(ACTION_TYPES[t] for _, t in iccam.fake.received_actions())
+    console.print(f"ICCAM after the re-check: {removed_sync['actions_sent']} more action(s); "
+                  f"ICCAM holds {len(iccam.fake.reports)} reports, received actions "
+                  f"{dict(sorted(received.items()))}")
+    rows = [[s["action"] or s["step"], s["content_id"] or "-", s["state"]]
+            for s in _iccam_steps(rt, partner_case)]
+    console.print(_table(f"ICCAM steps of the partner's case {partner_case}",
+                         ["step", "content", "state"], rows))
+
     # 5. The anonymised statistics a hotline publishes.
     # deferred: keeps `ntd` start-up fast (loaded when the command runs)
     from engine.stats import compute_for_runtime, parse_period
@@ -169,15 +242,49 @@ async def _run(console: Console, rt: Runtime, lab: FullLab, folder: Path) -> dic
         ["reports", stats["reports"]], ["cases", stats["cases"]],
         ["confirmed", stats["confirmed"]], ["by channel", stats["by_channel"]],
         ["by hosting country", stats["by_country"]], ["notices sent", stats["notices_sent"]],
-        ["removed", stats["removed"]], ["removed within", stats["removed_within"]]]))
+        ["removed", stats["removed"]], ["removed within", stats["removed_within"]],
+        ["INHOPE: removed within 3 days of receipt",
+         stats["inhope"]["all"]["removed_within_3d"]],
+        ["INHOPE: hours to ICCAM report (p50)",
+         stats["inhope"]["all"]["hours_to_iccam_report"]["p50"]]]))
     console.print(f"[dim]database: {rt.store.url}[/dim]")
     return {"accepted": result.accepted, "duplicates": result.duplicates,
             "rejected": len(result.rejected), "by_state": rt.store.count_by_state(),
             "planted": len(planted), "found": len(planted & matched),
-            "false_matches": len(matched - planted), "notices": len(notices),
-            "received": len(lab.sink.messages), "recheck": counts}
+            "false_matches": len(matched - planted),
+            "notices": sum(1 for n in notices if n["channel"] == "email"),
+            "received": len(lab.sink.messages), "recheck": counts,
+            "iccam": {"imported": imported["imported"],
+                      "reports_created": exported["reports_created"],
+                      "actions": dict(received),
+                      "errors": exported["errors"] + removed_sync["errors"]}}
 
 
 def _host_path(url: str) -> tuple[str, str]:
     parts = urlsplit(url)
     return parts.hostname or "", parts.path
+
+
+def _partner_page(lab: FullLab) -> tuple[str, list[str]]:
+    """A gallery on a Dutch hoster of the lab, with one listed (planted) image and one other:
+    the page a partner hotline reports to us through ICCAM."""
+    from engine.lab.images import demo_image_bytes
+    from engine.lab.world import COUNTRIES
+
+    world = lab.world
+    host = next(h for n, h in enumerate(world.hosts) if COUNTRIES[n % len(COUNTRIES)] == "NL")
+    server = world.server
+    server.set_content(host, "/iccam/a.jpg", demo_image_bytes(world.planted_seeds[0]),
+                       "image/jpeg")
+    server.set_content(host, "/iccam/b.jpg", demo_image_bytes(10_000), "image/jpeg")
+    server.set_content(host, "/iccam/gallery.html",
+                       b'<html><body><img src="/iccam/a.jpg"><img src="/iccam/b.jpg">'
+                       b"</body></html>", "text/html")
+    base = f"http://{host}:{world.port}"
+    return f"{base}/iccam/gallery.html", [f"{base}/iccam/a.jpg", f"{base}/iccam/b.jpg"]
+
+
+def _iccam_steps(rt: Runtime, case_id: str) -> list[dict[str, Any]]:
+    found = rt.store.iccam_case(case_id)
+    content = {i["id"]: i["content_id"] for i in found["items"]}
+    return [{**s, "content_id": content.get(s["item_id"])} for s in found["steps"]]

@@ -67,6 +67,7 @@ if TYPE_CHECKING:
         FeedbackOutcome,
         JurisdictionProposal,
         MaybeAwaitable,
+        NoticeChannel,
         ReporterFields,
         Resolution,
         StageContext,
@@ -260,6 +261,24 @@ def ntd_contact_sources(host: str, resolution: Resolution,
     :param ctx: the run's context.
     :returns: a list of contacts shaped like ``{"scope": "hosting", "channel": "email",
         "address": "...", "source": "<your source>", "confidence": 0.0-1.0}``, or ``None``.
+    """
+
+
+@hookspec
+def ntd_notice_channels(ctx: StageContext) -> list[NoticeChannel] | None:
+    """Add ways to deliver notices: a channel per route ``channel`` name (e.g. ``iccam``).
+
+    Called by the built-in notify stage when its sender starts (``ntd run``, ``ntd notices
+    send``); all answers are collected, and a channel replaces a built-in one of the same
+    name. A channel (``engine.api.NoticeChannel``) has a ``name``, ``async send(prepared)``
+    returning an ``engine.api.DeliveryOutcome`` (``sent``, ``retry`` or ``failed``; it never
+    raises for delivery problems) and ``async aclose()``. ``prepared.notice`` is the claimed
+    notice; its ``actions`` are the allow-listed outbox payloads, each with its ``case_id``.
+    Routes whose channel nobody provides become ``manual`` notices. Must be synchronous (the
+    channels' methods are coroutines).
+
+    :param ctx: the run's context.
+    :returns: the channels to add, or ``None``.
     """
 
 

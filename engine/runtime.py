@@ -116,6 +116,7 @@ class Runtime:
         ``[retention] purge_interval_minutes``.
         """
         ctx = self.context(owner)
+        ctx.daemon = retention
         purger: asyncio.Task[None] | None = None
         try:
             await call_all(self.pm, "ntd_startup", ctx=ctx)

@@ -30,6 +30,22 @@ def db_path(tmp_path: Path) -> Path:
     return tmp_path / "ntd.db"
 
 
+@pytest.fixture
+def pki(tmp_path: Path) -> object:
+    """ICCAM tests: a CA, the fake's server context and the hotline's client certificate."""
+    from tests.iccam_lab import make_pki
+
+    return make_pki(tmp_path / "pki")
+
+
+@pytest.fixture
+def iccam_password(monkeypatch: pytest.MonkeyPatch) -> None:
+    """ICCAM tests: the API user's password in the environment, as in production."""
+    from tests.iccam_lab import PASSWORD, PASSWORD_ENV
+
+    monkeypatch.setenv(PASSWORD_ENV, PASSWORD)
+
+
 def ntd_env(extra_path: Path | None = None, **env: str) -> dict[str, str]:
     """Environment for a child ``ntd`` process, optionally with a fixture plugin package."""
     out = {k: v for k, v in os.environ.items() if not k.startswith("NTD_")}

@@ -19,3 +19,8 @@ def test_demo_runs_every_stage(tmp_path: Path) -> None:
     assert out["notices"] > 0 and out["received"] == out["notices"]
     assert out["recheck"]["removed"] > 0 and out["recheck"]["errors"] == 0
     assert "noticed" not in out["by_state"] or out["recheck"]["checked"] > 0
+    # The ICCAM exchange: a partner's report came in, ours went out, with their actions.
+    iccam = out["iccam"]
+    assert iccam["imported"] == 1 and iccam["reports_created"] > 0
+    assert iccam["actions"] == {"ReportedToISP": 3, "ReportedToLEA": 3, "Removed": 3}
+    assert iccam["errors"] == []

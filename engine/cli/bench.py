@@ -185,3 +185,15 @@ def bench_recheck(cases: int, workers: int, as_json: bool) -> None:
 
     result = run(cases, workers=workers)
     emit_json(result) if as_json else _print_flat(result)
+
+
+@bench.command("iccam")
+@click.option("--reports", type=click.IntRange(min=1), default=500, show_default=True,
+              help="Partner reports to import, and as many of our cases to export.")
+@JSON_OPT
+def bench_iccam(reports: int, as_json: bool) -> None:
+    """Imports and exports per second against the loopback ICCAM fake (mutual TLS)."""
+    from engine.bench.iccam import bench_iccam as run
+
+    result = run(reports)
+    emit_json(result) if as_json else _print_flat(result)

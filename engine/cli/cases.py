@@ -253,6 +253,9 @@ def queue(obj: Obj, limit: int | None, as_json: bool) -> None:
     for c in rows:
         matches = [f"{m['list']}:{m['hash_type']}@{m['distance']}"
                    for item in c["items"] for m in item.get("matches", [])]
+        partner = (c.get("iccam") or {}).get("partner_assessment")
+        if partner:  # a partner hotline's assessment from ICCAM (marked, not decisive)
+            matches.append(f"ICCAM partner: {partner.get('category') or 'not illegal'}")
         table.add_row(c["id"], c["updated_at"], c["canonical_url"], str(len(c["items"])),
                       ", ".join(matches) or "-")
     console().print(table)

@@ -50,6 +50,16 @@ def _echo_text(s: dict[str, Any]) -> None:
         click.echo(f"time to removal {label}: p50 {_fmt(hours['p50'], ' h')}, "
                    f"p90 {_fmt(hours['p90'], ' h')}; within 24h {_fmt(within['24h'], '%')}, "
                    f"72h {_fmt(within['72h'], '%')}, 7d {_fmt(within['7d'], '%')}")
+    inhope = s.get("inhope")
+    if inhope and inhope["all"]["cases"]:
+        click.echo("INHOPE (hours from receipt, p50): country  cases  to ICCAM report  "
+                   "to notice  to removal  removed within 3 days")
+        for country, g in {"all": inhope["all"], **inhope["by_country"]}.items():
+            click.echo(f"  {country:<8} {g['cases']:>5}  "
+                       f"{_fmt(g['hours_to_iccam_report']['p50'], ' h'):>15}  "
+                       f"{_fmt(g['hours_to_notice']['p50'], ' h'):>9}  "
+                       f"{_fmt(g['hours_to_removal']['p50'], ' h'):>10}  "
+                       f"{_fmt(g['removed_within_3d'], '%')}")
 
 
 @cli.command()

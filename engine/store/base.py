@@ -20,6 +20,7 @@ from engine.store.dialect import Dialect
 from engine.store.roles import (
     CaseStore,
     HashListStore,
+    IccamStore,
     LookupStore,
     NoticeStore,
     PrivacyStore,
@@ -52,7 +53,7 @@ class Transaction:
 
 
 class Store(CaseStore, HashListStore, LookupStore, PrivacyStore, NoticeStore, UserStore,
-            StatsStore, ABC):
+            StatsStore, IccamStore, ABC):
     """The whole store: every role, plus schema, connections and raw transactions."""
 
     url: str

@@ -47,13 +47,16 @@ TABLES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("audit", ("id",)),
     ("users", ("id",)),
     ("api_tokens", ("token_hash",)),
+    ("iccam_items", ("id",)),
+    ("iccam_outbox", ("id",)),
+    ("iccam_errors", ("key",)),
     ("contact_approvals", ("address",)),
 )
 # Not copied: the target's own migration history, and the old deployment's processes.
 SKIPPED = frozenset({"schema_version", "workers"})
 # Tables whose ``id`` is an identity column on PostgreSQL.
 IDENTITY_TABLES = frozenset({"reports", "items", "events", "hashlist_entries", "contacts",
-                             "audit"})
+                             "audit", "iccam_items"})
 _BATCH = 5_000
 _MOD = 1 << 256
 

@@ -10,7 +10,7 @@ the case's move to ``noticed``). The sender **aggregates** waiting actions per r
 **notices**, **claims** due notices under a lease (recording ``sending`` and the attempt count
 before any byte leaves), and marks each ``sent``, ``queued`` again (retry later) or ``failed``.
 Notice states: ``queued``, ``sending``, ``sent``, ``failed``, ``manual`` (a channel nobody can
-send automatically, e.g. an ICCAM forward: an analyst acts on it).
+send automatically, e.g. an ICCAM forward without an ICCAM account: an analyst acts on it).
 """
 
 from __future__ import annotations
@@ -417,3 +417,115 @@ class StatsStore(ABC):
     @abstractmethod
     def stats_first_activity(self) -> str | None:
         """The earliest report time in the store (the start of "all time"), or None."""
+
+
+class IccamStore(ABC):
+    """The ICCAM exchange (``plugins/iccam``): linked content items and the export outbox.
+
+    Implemented by ``engine.store.sql_iccam.SQLIccamMixin`` (its docstring: the tables)."""
+
+    @abstractmethod
+    def iccam_import(self, batch_id: str, report: dict[str, Any], now: str) -> dict[str, Any]:
+        """Open or link the case of one ICCAM report and link its content items."""
+
+    @abstractmethod
+    def iccam_import_error(self, report_id: int | None, content_id: int | None, error: str,
+                           now: str) -> None:
+        """Record an import problem."""
+
+    @abstractmethod
+    def iccam_clear_import_errors(self, report_id: int | None) -> None:
+        """Forget the import problems of a report that has now been imported."""
+
+    @abstractmethod
+    def iccam_cursor(self) -> str | None:
+        """The start of the next import window, if recorded."""
+
+    @abstractmethod
+    def iccam_set_cursor(self, value: str) -> None:
+        """Move the import window's start."""
+
+    @abstractmethod
+    def iccam_queue_report(self, case_id: str, now: str, payload: dict[str, Any]) -> bool:
+        """Queue the creation of our ICCAM report for a case (False: queued already)."""
+
+    @abstractmethod
+    def iccam_plan(self, steps: Sequence[dict[str, Any]], now: str) -> int:
+        """Insert planned item steps; existing keys insert nothing. Returns the new ones."""
+
+    @abstractmethod
+    def iccam_open_items(self, country: str) -> list[dict[str, Any]]:
+        """Linked content items assigned to ``country`` without a final action, with steps."""
+
+    @abstractmethod
+    def iccam_notice_facts(self, case_ids: Sequence[str]) -> dict[str, dict[str, str]]:
+        """First notice sent per case and recipient kind."""
+
+    @abstractmethod
+    def iccam_link_export(self, case_id: str, urls: Sequence[dict[str, Any]], now: str) -> None:
+        """Record the URLs our report for a case sends."""
+
+    @abstractmethod
+    def iccam_report_created(self, step_id: str, *, owner: str, case_id: str, report_id: int,
+                             now: str) -> bool:
+        """Mark our report created (step sent, report id on the export items)."""
+
+    @abstractmethod
+    def iccam_unread_reports(self) -> list[dict[str, Any]]:
+        """Our reports whose content ids are not read back yet."""
+
+    @abstractmethod
+    def iccam_report_read(self, case_id: str, report_id: int,
+                          contents: Sequence[dict[str, Any]], now: str) -> int:
+        """Store the content ids ICCAM gave our report's URLs; returns the matches."""
+
+    @abstractmethod
+    def iccam_update_item(self, item_id: int, now: str, **fields: Any) -> None:
+        """Change an item's assignment or hosting as ICCAM now holds it."""
+
+    @abstractmethod
+    def iccam_claim(self, *, owner: str, limit: int, now: str, lease_seconds: float,
+                    steps: Sequence[str] | None = None) -> list[dict[str, Any]]:
+        """Lease due export steps (first unfinished one per content item)."""
+
+    @abstractmethod
+    def iccam_finish(self, step_id: str, *, owner: str, now: str, state: str,
+                     response: Any = None, error: str | None = None) -> bool:
+        """End a leased step (sent, skipped, failed, in_doubt)."""
+
+    @abstractmethod
+    def iccam_retry(self, step_id: str, *, owner: str, now: str, next_attempt_at: str,
+                    error: str) -> bool:
+        """Requeue a leased step after a transient failure."""
+
+    @abstractmethod
+    def iccam_lease_owners(self) -> list[str]:
+        """Owners holding export-step leases."""
+
+    @abstractmethod
+    def iccam_release_owners(self, owners: Iterable[str]) -> int:
+        """Drop the export-step leases of dead owners."""
+
+    @abstractmethod
+    def iccam_due(self, now: str) -> int:
+        """Export steps due now."""
+
+    @abstractmethod
+    def iccam_resolve(self, case_id: str, *, now: str, report_id: int | None) -> bool:
+        """Settle an in-doubt report step (known report id, or send again)."""
+
+    @abstractmethod
+    def iccam_case(self, case_id: str) -> dict[str, Any]:
+        """A case's ICCAM links and export steps."""
+
+    @abstractmethod
+    def iccam_problems(self) -> list[dict[str, Any]]:
+        """Failed and in-doubt export steps and import problems."""
+
+    @abstractmethod
+    def iccam_counts(self) -> dict[str, int]:
+        """Export steps per state."""
+
+    @abstractmethod
+    def stats_iccam_facts(self, start: str, end: str) -> list[dict[str, Any]]:
+        """Per-case ICCAM and removal times of the cohort [start, end); no identifiers."""

@@ -33,6 +33,7 @@ from engine.ids import new_id, new_ids
 from engine.models import CLOSED_STATES, Case, Event, Item
 from engine.store.base import Store, Transaction
 from engine.store.records import Commit, IntakeOutcome, IntakeRow
+from engine.store.sql_iccam import SQLIccamMixin
 from engine.store.sql_notices import SQLNoticeMixin
 from engine.store.sql_stats import SQLStatsMixin
 from engine.store.sql_users import SQLUsersMixin
@@ -81,7 +82,7 @@ def claim_candidates_sql(states: Sequence[str], now: str, limit: int) -> tuple[s
     return " UNION ALL ".join(parts), params
 
 
-class SQLStore(SQLNoticeMixin, SQLStatsMixin, SQLUsersMixin, Store):
+class SQLStore(SQLNoticeMixin, SQLStatsMixin, SQLUsersMixin, SQLIccamMixin, Store):
     """Everything both SQL backends share; subclasses add connections and their dialect."""
 
     # -- backend primitives --------------------------------------------------------------------
@@ -707,6 +708,8 @@ class SQLStore(SQLNoticeMixin, SQLStatsMixin, SQLUsersMixin, Store):
                      (anon, case_id))
         conn.execute("UPDATE items SET url = ? || '#item-' || id, final_url = NULL"
                      " WHERE case_id = ?", (anon, case_id))
+        conn.execute("UPDATE iccam_items SET url = ? || '#iccam-' || id WHERE case_id = ?",
+                     (anon, case_id))
         data = conn.execute("SELECT value FROM case_data WHERE case_id = ? AND key = ?",
                             (case_id, "resolution")).fetchone()
         if data:

@@ -26,6 +26,7 @@ from engine import clock
 from engine.context import fetch_policy
 from engine.errors import NtdError
 from engine.pipeline import dead_local_owners
+from engine.plugin_manager import call_all_sync
 from engine.store.roles import Gate
 from plugins.notify.api_channel import APIChannel
 from plugins.notify.channels import Channel, Outcome, registered_channels
@@ -110,9 +111,12 @@ class NoticeSender:
             return email_bytes(prepared, settings, smtp, key)
 
         channels: dict[str, Channel] = {}
+        # Channels other plugins add (ntd_notice_channels), e.g. ICCAM's.
+        hooked = [c for answer, _ in call_all_sync(ctx.pm, "ntd_notice_channels", ctx=ctx)
+                  for c in answer]
         if settings.mode == "dry-run":
             folder = Path(settings.dry_run_dir)
-            for name in ("email", "api", *registered_channels()):
+            for name in ("email", "api", *registered_channels(), *(c.name for c in hooked)):
                 channels[name] = DryRunChannel(name, folder, build)
         else:
             channels["email"] = SMTPChannel(smtp, build)
@@ -124,6 +128,7 @@ class NoticeSender:
                                          policy=policy)
             for name, factory in registered_channels().items():
                 channels[name] = factory(ctx)
+            channels.update((c.name, c) for c in hooked)
         return cls(ctx, settings=settings, smtp=smtp, renderer=renderer, channels=channels,
                    dkim=key, render_in_pool=render_in_pool)
 
