@@ -13,6 +13,8 @@ Nothing leaves the machine.
 from __future__ import annotations
 
 import asyncio
+import os
+import secrets
 import tempfile
 from collections import Counter
 from dataclasses import dataclass
@@ -79,10 +81,11 @@ class _DemoICCAM:
 
 async def _start_iccam(folder: Path) -> _DemoICCAM:
     """The loopback ICCAM over mutual TLS, with certificates made for this run."""
-    import os
-    import secrets
 
+    # deferred: keeps `ntd` start-up fast (loaded when the command runs)
     from engine.lab.iccam_fake import FakeICCAM, FakeUser
+
+    # deferred: keeps `ntd` start-up fast (loaded when the command runs)
     from engine.lab.tls import make_lab_tls
 
     tls = make_lab_tls(folder / "iccam-tls")
@@ -130,6 +133,7 @@ async def _run(console: Console, rt: Runtime, lab: FullLab, folder: Path,
                   f"{len(world.planted_seeds)} generated images (trust=auto)")
 
     # 1b. A partner hotline's report reaches us through ICCAM: a page hosted in NL.
+    # deferred: keeps `ntd` start-up fast (loaded when the command runs)
     from plugins.iccam.cli import run_sync
 
     partner_page, media = _partner_page(lab)
@@ -268,7 +272,10 @@ def _host_path(url: str) -> tuple[str, str]:
 def _partner_page(lab: FullLab) -> tuple[str, list[str]]:
     """A gallery on a Dutch hoster of the lab, with one listed (planted) image and one other:
     the page a partner hotline reports to us through ICCAM."""
+    # deferred: keeps `ntd` start-up fast (loaded when the command runs)
     from engine.lab.images import demo_image_bytes
+
+    # deferred: keeps `ntd` start-up fast (loaded when the command runs)
     from engine.lab.world import COUNTRIES
 
     world = lab.world

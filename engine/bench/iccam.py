@@ -38,6 +38,7 @@ def bench_iccam(reports: int, *, concurrency: int = 4) -> dict[str, Any]:
 
 
 def _start_fake(folder: Path, reports: int, password: str) -> tuple[subprocess.Popen[str], Any]:
+    # deferred: keeps `ntd` start-up fast (loaded when the command runs)
     from engine.lab.tls import make_lab_tls
 
     tls = make_lab_tls(folder / "tls")
@@ -63,7 +64,10 @@ def _stats(proc: subprocess.Popen[str]) -> dict[str, int]:
 
 def _our_cases(store: Any, n: int, now: str) -> list[str]:
     """N routed cases of ours hosted in NL (a page and one listed image each)."""
+    # deferred: keeps `ntd` start-up fast (loaded when the command runs)
     from engine.models import Item, StageResult
+
+    # deferred: keeps `ntd` start-up fast (loaded when the command runs)
     from engine.store import Commit, IntakeRow
 
     batch = store.create_batch(channel="analyst", source="bench", at=now)
@@ -111,8 +115,13 @@ def _removed_after_notices(store: Any, case_ids: list[str], now: str) -> None:
 
 
 async def _bench(folder: Path, reports: int, concurrency: int) -> dict[str, Any]:
+    # deferred: keeps `ntd` start-up fast (loaded when the command runs)
     from engine.runtime import Runtime
+
+    # deferred: keeps `ntd` start-up fast (loaded when the command runs)
     from plugins.iccam.settings import iccam_settings
+
+    # deferred: keeps `ntd` start-up fast (loaded when the command runs)
     from plugins.iccam.sync import ICCAMSync
 
     password = secrets.token_urlsafe(12)

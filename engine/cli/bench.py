@@ -193,6 +193,7 @@ def bench_recheck(cases: int, workers: int, as_json: bool) -> None:
 @JSON_OPT
 def bench_iccam(reports: int, as_json: bool) -> None:
     """Imports and exports per second against the loopback ICCAM fake (mutual TLS)."""
+    # deferred: keeps `ntd` start-up fast (loaded when the command runs)
     from engine.bench.iccam import bench_iccam as run
 
     result = run(reports)

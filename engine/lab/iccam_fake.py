@@ -41,6 +41,7 @@ import json
 import re
 import secrets
 import ssl
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -651,7 +652,6 @@ def main() -> None:
     ``{"port": n}`` once listening; answers ``stats`` on stdin with a JSON line of counts;
     closing stdin stops it.
     """
-    import sys
 
     args = json.loads(sys.argv[1])
 

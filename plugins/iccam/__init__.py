@@ -19,17 +19,18 @@ from typing import Any
 
 from engine import hookimpl
 from engine.config import Option
+from plugins.iccam.cli import register
+from plugins.iccam.settings import SCHEMA
 
 
 @hookimpl
 def ntd_config_schema() -> dict[str, dict[str, Option]]:
-    from plugins.iccam.settings import SCHEMA
-
     return {section: dict(options) for section, options in SCHEMA.items()}
 
 
 @hookimpl
 def ntd_startup(ctx: Any) -> None:
+    # deferred: pulls in httpx, tldextract, loaded on first use
     from plugins.iccam.service import start_run
 
     start_run(ctx)
@@ -37,6 +38,7 @@ def ntd_startup(ctx: Any) -> None:
 
 @hookimpl
 def ntd_notice_channels(ctx: Any) -> list[Any] | None:
+    # deferred: pulls in httpx, tldextract, loaded on first use
     from plugins.iccam.service import notice_channels
 
     return notice_channels(ctx)
@@ -44,6 +46,7 @@ def ntd_notice_channels(ctx: Any) -> list[Any] | None:
 
 @hookimpl
 def ntd_service(ctx: Any, stop: asyncio.Event) -> Any:
+    # deferred: pulls in httpx, tldextract, loaded on first use
     from plugins.iccam.service import daemon_service
 
     return daemon_service(ctx, stop)
@@ -51,6 +54,7 @@ def ntd_service(ctx: Any, stop: asyncio.Event) -> Any:
 
 @hookimpl
 def ntd_shutdown(ctx: Any) -> None:
+    # deferred: pulls in httpx, tldextract, loaded on first use
     from plugins.iccam.service import stop_run
 
     stop_run(ctx)
@@ -58,6 +62,4 @@ def ntd_shutdown(ctx: Any) -> None:
 
 @hookimpl
 def ntd_register_commands(cli: Any) -> None:
-    from plugins.iccam.cli import register
-
     register(cli)

@@ -24,7 +24,10 @@ def _runtime() -> Any:
 async def run_sync(rt: Any, *, do_import: bool, do_export: bool) -> dict[str, Any]:
     """One sync in this process, with every plugin started (the hosting re-check resolves
     through the resolve stage); returns ``ntd iccam sync --json``'s object."""
+    # deferred: keeps `ntd` start-up fast (loaded when the command runs)
     from plugins.iccam.settings import iccam_settings
+
+    # deferred: keeps `ntd` start-up fast (loaded when the command runs)
     from plugins.iccam.sync import ICCAMSync
 
     settings = iccam_settings(rt.config)
