@@ -284,7 +284,9 @@ async def test_no_control_character_from_the_web_form_reaches_any_notice_part(
                      "from_address": "notices@hotline.test"},
             "notices": {"aggregate_minutes": 0.0, "retry_base_seconds": 0.01,
                         "retry_jitter": 0.0, "hotline_name": "Test Hotline",
-                        "reply_to": "reply@hotline.test", "poll_seconds": 0.02},
+                        "reply_to": "reply@hotline.test", "poll_seconds": 0.02,
+                        "api_allowed_ports": [api.port]},
+            "lab": {"allow_private_networks": True},  # the loopback API endpoint
             "pipeline": {"poll_seconds": 0.02}})
         app = create_app(rt, WebSettings(secret=b"s" * 32, form_rate=0, per_url_window=0))
         endpoint = f"http://127.0.0.1:{api.port}/abuse"
