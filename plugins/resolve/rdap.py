@@ -42,6 +42,7 @@ from urllib.parse import urlsplit
 
 import dns.resolver
 import httpx
+import pycountry
 import ipwhois
 import ipwhois.exceptions
 import ipwhois.net
@@ -49,11 +50,12 @@ import ipwhois.rdap
 import ipwhois.utils
 
 from engine.errors import InputError, ResolutionError
+from plugins.resolve.datasources import SNAPSHOT_DIR, bootstrap_document
 from plugins.resolve.hosting_rules import RangeTable
 
 IPWHOIS_BOOTSTRAP_URL: str = ipwhois.rdap.BOOTSTRAP_URL
 IANA_BOOTSTRAP_URL = "https://data.iana.org/rdap/dns.json"
-DEFAULT_BOOTSTRAP_FILE = Path(__file__).parent / "data" / "rdap_bootstrap_dns.json"
+DEFAULT_BOOTSTRAP_FILE = SNAPSHOT_DIR / "iana-dns.json"
 DEFAULT_TTL_SECONDS = 24 * 3600
 NEGATIVE_TTL_SECONDS = 3600
 # Registry answers are small; anything bigger is refused rather than held in memory.
@@ -156,14 +158,18 @@ class MemoryRdapCache:
 
 
 def vcard_fields(vcard_array: Any) -> dict[str, Any]:
-    """Extract ``fn``, ``kind``, ``emails``, ``phones`` and ``country`` (ISO-2) from a jCard.
+    """Extract ``fn``, ``org``, ``kind``, ``emails``, ``phones`` and ``country`` (ISO-2) from a
+    jCard (RFC 7095).
 
+    ``country`` comes from the ``adr`` property: its ``cc`` parameter (RFC 8605), else the
+    country-name component of a structured address, else the last line of its ``label``
+    (ARIN writes "United States" there; some registries escape the line breaks as ``\\n``).
     Tolerant of the variations registries emit; raises ``ValueError`` if it is not a jCard.
     """
     if not (isinstance(vcard_array, list) and len(vcard_array) >= 2
             and isinstance(vcard_array[1], list)):
         raise ValueError("vcardArray is not a jCard")
-    out: dict[str, Any] = {"fn": None, "kind": None, "emails": [], "phones": [],
+    out: dict[str, Any] = {"fn": None, "org": None, "kind": None, "emails": [], "phones": [],
                            "country": None}
     for prop in vcard_array[1]:
         if not isinstance(prop, list) or len(prop) < 4:
@@ -171,6 +177,11 @@ def vcard_fields(vcard_array: Any) -> dict[str, Any]:
         name, params, value = str(prop[0]).lower(), prop[1], prop[3]
         if name == "fn" and isinstance(value, str):
             out["fn"] = value.strip() or None
+        elif name == "org":
+            text = value if isinstance(value, str) else (
+                next((v for v in value if isinstance(v, str) and v.strip()), "")
+                if isinstance(value, list) else "")
+            out["org"] = out["org"] or (text.strip() or None)
         elif name == "kind" and isinstance(value, str):
             out["kind"] = value.strip().lower()
         elif name == "email" and isinstance(value, str) and "@" in value:
@@ -178,11 +189,52 @@ def vcard_fields(vcard_array: Any) -> dict[str, Any]:
         elif name == "tel" and isinstance(value, str):
             # "tel:+31-20-555-0100;ext=12" → "+31-20-555-0100;ext=12"
             out["phones"].append(value.strip().removeprefix("tel:"))
-        elif name == "adr" and isinstance(params, dict):
-            cc = params.get("cc")
-            if isinstance(cc, str) and len(cc) == 2 and cc.isalpha():
-                out["country"] = cc.upper()
+        elif name == "adr" and out["country"] is None:
+            out["country"] = _adr_country(params if isinstance(params, dict) else {}, value)
     return out
+
+
+def _adr_country(params: Mapping[str, Any], value: Any) -> str | None:
+    cc = params.get("cc")
+    if isinstance(cc, str) and len(cc.strip()) == 2 and cc.strip().isalpha():
+        return cc.strip().upper()
+    if isinstance(value, list) and len(value) >= 7 and isinstance(value[6], str):
+        code = country_from_name(value[6])
+        if code:
+            return code
+    label = params.get("label")
+    if isinstance(label, str) and label.strip():
+        lines = [ln.strip() for ln in label.replace("\\n", "\n").splitlines() if ln.strip()]
+        if lines:
+            last = lines[-1]
+            # "Chiyoda-ku, Tokyo 101-0047,Japan", "London GB": the country is the last part.
+            for candidate in (last, last.rpartition(",")[2], last.rpartition(" ")[2]):
+                code = country_from_name(candidate)
+                if code:
+                    return code
+    return None
+
+
+def country_from_name(name: str) -> str | None:
+    """ISO 3166-1 alpha-2 code of a country written out ("UNITED STATES", "Japan", "GB")."""
+    text = name.strip().strip(".").strip()
+    if len(text) < 2:
+        return None
+    try:
+        country = pycountry.countries.lookup(text)
+    except LookupError:
+        country = None
+    if country is None:
+        alias = _COUNTRY_ALIASES.get(text.lower())
+        return alias
+    return str(country.alpha_2)
+
+
+# Names registries write that ISO 3166's names do not cover (pycountry knows the rest).
+_COUNTRY_ALIASES = {"usa": "US", "u.s.a": "US", "uk": "GB", "england": "GB",
+                    "great britain": "GB", "south korea": "KR", "korea": "KR",
+                    "russia": "RU", "czech republic": "CZ", "the netherlands": "NL",
+                    "holland": "NL", "iran": "IR", "vietnam": "VN", "taiwan": "TW"}
 
 
 def _iso2(value: Any) -> str | None:
@@ -239,10 +291,14 @@ class RewritingOpener(urllib.request.OpenerDirector):
     ipwhois's own exceptions do not carry.
     """
 
-    def __init__(self, *, base_url: str | None = None, proxy: str | None = None) -> None:
-        """Build an opener with urllib's standard handlers."""
+    def __init__(self, *, base_url: str | None = None, proxy: str | None = None,
+                 registry_base: str | None = None) -> None:
+        """Build an opener with urllib's standard handlers. ``registry_base`` (the RIR that
+        IANA's bootstrap names for the address) replaces the ARIN bootstrap base like
+        ``base_url`` does, but is still sent through ``proxy``."""
         super().__init__()
         self.base_url = base_url.rstrip("/") if base_url else None
+        self.registry_base = registry_base.rstrip("/") if registry_base else None
         self.proxy = proxy.rstrip("/") if proxy else None
         # Rewritten targets are explicit: never let http(s)_proxy variables reroute them.
         proxies: dict[str, str] | None = {} if (self.base_url or self.proxy) else None
@@ -265,6 +321,8 @@ class RewritingOpener(urllib.request.OpenerDirector):
         if self.base_url and url.startswith(IPWHOIS_BOOTSTRAP_URL):
             # The configured base is where bootstrap queries go: final, not proxied again.
             return self.base_url + url[len(IPWHOIS_BOOTSTRAP_URL):]
+        if self.registry_base and url.startswith(IPWHOIS_BOOTSTRAP_URL):
+            url = self.registry_base + url[len(IPWHOIS_BOOTSTRAP_URL):]
         if self.proxy and not url.startswith(self.proxy + "/"):
             parts = urlsplit(url)
             if parts.scheme in ("http", "https"):
@@ -366,6 +424,7 @@ class IpRdapClient:
         timeout: float = 10.0,
         asn_lookup: AsnLookup | None = None,
         clock: Callable[[], float] = time.monotonic,
+        ip_bootstrap: IpBootstrap | None = None,
     ) -> None:
         """``base_url``/``proxy``: see the module docstring; ``asn_lookup(ip)`` is optional and
         returns an object with ``asn``/``cidr``/``country`` (e.g. ``DnsResolver.origin_asn``) for
@@ -373,6 +432,8 @@ class IpRdapClient:
         in-memory expiry of cached ranges (injectable for tests)."""
         self.base_url = base_url
         self.proxy = proxy
+        # Without a configured base, IANA's bootstrap names the RIR (no ARIN redirect hop).
+        self.ip_bootstrap = ip_bootstrap
         self.cache: RdapCache = cache if cache is not None else MemoryRdapCache()
         self.retries = retries
         self.backoff_base = backoff_base
@@ -491,7 +552,9 @@ class IpRdapClient:
                     raise
                 last = exc
                 continue
-            if info.asn is None and self.asn_lookup is not None:
+            if (info.asn is None or info.country is None) and self.asn_lookup is not None:
+                # No origin AS in RDAP (all RIRs but ARIN), or no country anywhere in the
+                # answer: the origin lookup carries the country of the RIR delegation data.
                 info = await self._add_origin_asn(ip, info)
             return info, cidrs
         assert last is not None  # noqa: S101 - the loop ran at least once
@@ -503,13 +566,18 @@ class IpRdapClient:
         origin = await self.asn_lookup(ip)
         if origin is None:
             return info
+        if info.asn is not None:
+            return replace(info, country=info.country or _iso2(getattr(origin, "country", None)))
         return replace(info, asn=origin.asn, asn_cidr=origin.cidr,
-                       country=info.country or getattr(origin, "country", None))
+                       country=info.country or _iso2(getattr(origin, "country", None)))
 
     def _lookup_sync(self, ip: str) -> tuple[NetworkInfo, list[str]]:
         """One ipwhois lookup mapped to ntd errors (runs in a worker thread)."""
-        opener = RewritingOpener(base_url=self.base_url, proxy=self.proxy)
-        where = IPWHOIS_BOOTSTRAP_URL
+        registry = (self.ip_bootstrap.base_for(ip)
+                    if self.ip_bootstrap is not None and not self.base_url else None)
+        opener = RewritingOpener(base_url=self.base_url, proxy=self.proxy,
+                                 registry_base=registry)
+        where = registry or IPWHOIS_BOOTSTRAP_URL
         try:
             results = _ipwhois_rdap(ip, opener, self.timeout)
         except ipwhois.exceptions.IPDefinedError as exc:
@@ -549,6 +617,82 @@ class IpRdapClient:
                 reason="malformed_rdap") from exc
 
 
+# Registries and national registries (NIRs) whose own role addresses show up as "abuse"
+# contacts of networks they delegated (APNIC's IRT objects for KRNIC, JPNIC, ...): an abuse
+# address of the network's own organisation is preferred over theirs.
+REGISTRY_MAIL_DOMAINS = frozenset({
+    "apnic.net", "ripe.net", "arin.net", "lacnic.net", "afrinic.net", "nic.or.kr",
+    "krnic.or.kr", "kisa.or.kr", "nic.ad.jp", "jpnic.ad.jp", "twnic.net.tw", "twnic.tw",
+    "cnnic.cn", "cnnic.net.cn", "idnic.net", "apjii.or.id", "vnnic.vn", "vnnic.net.vn",
+    "irinn.in", "nic.br", "registro.br", "nic.mx"})
+
+
+def _is_registry_address(email: str) -> bool:
+    domain = email.rpartition("@")[2].lower()
+    return any(domain == d or domain.endswith("." + d) for d in REGISTRY_MAIL_DOMAINS)
+
+
+def _is_maintainer(ent: Mapping[str, Any]) -> bool:
+    """RIPE/AFRINIC maintainer objects (``*-MNT``) carry role ``registrant`` but are not
+    organisations: they say who may edit the object."""
+    handle = str(ent.get("handle") or "").upper()
+    return handle.endswith("-MNT") or handle.startswith("MNT-")
+
+
+def _network_org(entities: list[tuple[set[str], dict[str, Any]]]
+                 ) -> tuple[str | None, str | None]:
+    """(organisation, its country) from the ``registrant`` entity that is an organisation.
+
+    Order: a registrant whose vCard says ``kind: org``; else any registrant with a name that is
+    not a maintainer; else (registries that give entities no roles, e.g. AFRINIC) the one
+    entity of kind ``org``; else the handle of a registrant organisation object without vCard
+    (``ORG-...``). Maintainers never count.
+    """
+    registrants = [e for roles, e in entities if "registrant" in roles and not _is_maintainer(e)]
+    cards = [(e, vcard_fields(e["vcardArray"])) for e in registrants if "vcardArray" in e]
+    for ent, card in cards:
+        if card["kind"] == "org" and (card["fn"] or card["org"]):
+            return card["fn"] or card["org"], card["country"]
+    for ent, card in cards:
+        if card["kind"] != "individual" and (card["org"] or card["fn"]):
+            return card["org"] or card["fn"], card["country"]
+    if not any(roles for roles, _ in entities):
+        orgs = [vcard_fields(e["vcardArray"]) for _, e in entities if "vcardArray" in e]
+        orgs = [c for c in orgs if c["kind"] == "org" and (c["fn"] or c["org"])]
+        if len(orgs) == 1:
+            return orgs[0]["fn"] or orgs[0]["org"], orgs[0]["country"]
+    for ent in registrants:
+        handle = ent.get("handle")
+        if "vcardArray" not in ent and isinstance(handle, str) and handle.upper().startswith(
+                "ORG-"):
+            return handle, None
+    return None, None
+
+
+def _network_abuse(entities: list[tuple[set[str], dict[str, Any]]]
+                   ) -> tuple[list[str], list[str]]:
+    """Abuse e-mails and phones: entities with role ``abuse`` at any depth, the network's own
+    before a registry's (when the only abuse entity is a registry's, an ``abuse@`` address on
+    the network's other entities comes first)."""
+    own: list[str] = []
+    registry: list[str] = []
+    phones: list[str] = []
+    for roles, ent in entities:
+        if "abuse" not in roles or "vcardArray" not in ent:
+            continue
+        card = vcard_fields(ent["vcardArray"])
+        for email in card["emails"]:
+            (registry if _is_registry_address(email) else own).append(email)
+        phones.extend(card["phones"])
+    if not own and registry:
+        for roles, ent in entities:
+            if "abuse" in roles or "vcardArray" not in ent:
+                continue
+            own.extend(e for e in vcard_fields(ent["vcardArray"])["emails"]
+                       if e.split("@")[0].startswith("abuse") and not _is_registry_address(e))
+    return _dedupe([*own, *registry]), _dedupe(phones)
+
+
 def _network_info(ip: str, results: Mapping[str, Any], source: str) -> tuple[NetworkInfo,
                                                                              list[str]]:
     """Build :class:`NetworkInfo` (and all CIDRs of the range) from ipwhois results."""
@@ -564,20 +708,10 @@ def _network_info(ip: str, results: Mapping[str, Any], source: str) -> tuple[Net
     if not any(address in ipaddress.ip_network(c) for c in cidrs):
         raise ValueError(f"RDAP network {', '.join(cidrs)} does not contain {ip}")
     fetched = {h: o.get("raw") for h, o in (results.get("objects") or {}).items()
-               if isinstance(o, dict)}
-    org: str | None = None
-    org_country: str | None = None
-    emails: list[str] = []
-    phones: list[str] = []
-    for roles, ent in _walk_entities(raw.get("entities"), fetched):
-        if "vcardArray" not in ent:
-            continue
-        card = vcard_fields(ent["vcardArray"])
-        if "abuse" in roles:
-            emails.extend(card["emails"])
-            phones.extend(card["phones"])
-        if "registrant" in roles and org is None:
-            org, org_country = card["fn"], card["country"]
+                if isinstance(o, dict)}
+    entities = _walk_entities(raw.get("entities"), fetched)
+    org, org_country = _network_org(entities)
+    emails, phones = _network_abuse(entities)
     asn: int | None = None
     origins = raw.get("arin_originas0_originautnums")
     if isinstance(origins, list) and origins and str(origins[0]).isdigit():
@@ -589,7 +723,7 @@ def _network_info(ip: str, results: Mapping[str, Any], source: str) -> tuple[Net
         network_name=network.get("name"),
         cidr=containing,
         org=org,
-        country=_iso2(network.get("country")) or org_country,
+        country=_iso2(network.get("country")) or _iso2(raw.get("country")) or org_country,
         abuse_emails=_dedupe(emails),
         abuse_phones=_dedupe(phones),
         raw_source=source,
@@ -608,7 +742,34 @@ def load_bootstrap(path: str | os.PathLike[str]) -> dict[str, str]:
     except (OSError, ValueError) as exc:
         raise ResolutionError(f"cannot read RDAP bootstrap file {path}: {exc}",
                               reason="bad_bootstrap") from exc
+    if isinstance(data, dict) and "source" in data and isinstance(data.get("data"), dict):
+        data = data["data"]  # an `ntd data update` snapshot wraps IANA's document
     return parse_bootstrap(data, where=str(path))
+
+
+class IpBootstrap:
+    """IANA's IPv4/IPv6 RDAP bootstrap: which RIR's RDAP server answers for an address."""
+
+    def __init__(self, ipv4: Mapping[str, Any], ipv6: Mapping[str, Any]) -> None:
+        """Build from the two bootstrap documents (``ipv4.json``, ``ipv6.json``)."""
+        self._table: RangeTable[str] = RangeTable()
+        for doc in (ipv4, ipv6):
+            for cidrs, urls in doc.get("services") or []:
+                good = sorted((u for u in urls if isinstance(u, str)),
+                              key=lambda u: not u.startswith("https://"))
+                for cidr in cidrs:
+                    self._table.add(cidr, good[0].rstrip("/"))
+
+    @classmethod
+    def from_snapshots(cls, directory: str | os.PathLike[str] | None = None) -> IpBootstrap:
+        """From the ``iana-ipv4``/``iana-ipv6`` snapshots (``[resolve] snapshot_dir``)."""
+        folder = Path(directory) if directory else None
+        return cls(bootstrap_document("ipv4", folder), bootstrap_document("ipv6", folder))
+
+    def base_for(self, ip: str) -> str | None:
+        """RDAP base URL of the RIR for ``ip`` (e.g. ``https://rdap.db.ripe.net``), or None."""
+        hit = self._table.lookup(ipaddress.ip_address(ip))
+        return hit[1] if hit else None
 
 
 def parse_bootstrap(data: Any, *, where: str = "bootstrap") -> dict[str, str]:
