@@ -16,13 +16,14 @@ cloudfront https://ip-ranges.amazonaws.com/ip-ranges.json         aws-ip-ranges.
 fastly     https://api.fastly.com/public-ip-list                  fastly-ip-ranges.json
 ========== ====================================================== ==========================
 
-A snapshot is ``{"source", "url", "file_date", "retrieved", "count", "data"}``: ``file_date``
-is the date the file itself carries (IANA's ``publication``, AWS's ``createDate``) or None,
+A snapshot is ``{"source", "url", "file_date", "retrieved", "count", "data"}``:
+``file_date`` is the date the file itself carries (IANA's ``publication``, AWS's
+``createDate``) or None,
 ``retrieved`` the day it was downloaded (None for ``--from-dir``: when a local copy was taken
 is not known). A snapshot made with ``--from-dir`` is a pure function of the files, so the
-same files always give byte-identical snapshots (a test checks the shipped ones). Files are validated before anything is replaced (a CIDR that does
-not parse, an empty list or a bootstrap file without services keeps the old snapshot), and
-written atomically.
+same files always give byte-identical snapshots (a test checks the shipped ones). Files are
+validated before anything is replaced (a CIDR that does not parse, an empty list or a
+bootstrap file without services keeps the old snapshot), and written atomically.
 
 Akamai publishes no list of its addresses: it is recognised by its AS numbers
 (``cdn_ranges.json``), not by a snapshot.

@@ -42,12 +42,12 @@ from urllib.parse import urlsplit
 
 import dns.resolver
 import httpx
-import pycountry
 import ipwhois
 import ipwhois.exceptions
 import ipwhois.net
 import ipwhois.rdap
 import ipwhois.utils
+import pycountry
 
 from engine.errors import InputError, ResolutionError
 from plugins.resolve.datasources import SNAPSHOT_DIR, bootstrap_document
@@ -104,6 +104,7 @@ class RegistrarInfo:
     created: str | None
     status: list[str] = field(default_factory=list)
     domain: str | None = None
+    registrar_rdap: str | None = None  # the registrar's RDAP URL asked (``related`` link)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-JSON form (also the cache value)."""
@@ -650,10 +651,10 @@ def _network_org(entities: list[tuple[set[str], dict[str, Any]]]
     """
     registrants = [e for roles, e in entities if "registrant" in roles and not _is_maintainer(e)]
     cards = [(e, vcard_fields(e["vcardArray"])) for e in registrants if "vcardArray" in e]
-    for ent, card in cards:
+    for _ent, card in cards:
         if card["kind"] == "org" and (card["fn"] or card["org"]):
             return card["fn"] or card["org"], card["country"]
-    for ent, card in cards:
+    for _ent, card in cards:
         if card["kind"] != "individual" and (card["org"] or card["fn"]):
             return card["org"] or card["fn"], card["country"]
     if not any(roles for roles, _ in entities):
@@ -681,8 +682,8 @@ def _network_abuse(entities: list[tuple[set[str], dict[str, Any]]]
         if "abuse" not in roles or "vcardArray" not in ent:
             continue
         card = vcard_fields(ent["vcardArray"])
-        for email in card["emails"]:
-            (registry if _is_registry_address(email) else own).append(email)
+        for address in card["emails"]:
+            (registry if _is_registry_address(address) else own).append(address)
         phones.extend(card["phones"])
     if not own and registry:
         for roles, ent in entities:
@@ -951,7 +952,8 @@ class DomainRdapClient:
                 last = exc
             else:
                 if status == 200:
-                    return _registrar_info(name, body, base, final_url)
+                    return await self._complete(name, _parse_domain(name, body, base,
+                                                                    final_url), base)
                 if status == 404:
                     return None
                 if status < 500 and status != 429:
@@ -968,6 +970,60 @@ class DomainRdapClient:
         assert last is not None  # noqa: S101
         raise ResolutionError(f"{last.message} (gave up after {self.retries + 1} attempts)",
                               reason=last.reason) from last
+
+    async def _complete(self, name: str, answer: _DomainAnswer, base: str) -> RegistrarInfo:
+        """Fill what the registry's answer lacks, one hop each, bounded and cached:
+
+        * a registrar entity without vCard is fetched (its ``self`` link, else
+          ``{base}/entity/<handle>``) for its name and abuse contact;
+        * a thin registry's answer without a registrar abuse contact: its ``related`` link,
+          the registrar's own RDAP server, is asked once (no further links are followed).
+
+        A hop that fails leaves the registry's answer as it was.
+        """
+        info = answer.info
+        if answer.entity_handle is not None:
+            url = answer.entity_url or f"{base.rstrip('/')}/entity/{answer.entity_handle}"
+            ent = await self._hop_json(url)
+            if isinstance(ent, dict) and "vcardArray" in ent:
+                try:
+                    email, phone = _abuse_card(_walk_entities(ent.get("entities"), {}))
+                    info = replace(info, name=_registrar_name(ent) or info.name,
+                                   abuse_email=info.abuse_email or email,
+                                   abuse_phone=info.abuse_phone or phone)
+                except (ValueError, TypeError, AttributeError, KeyError):
+                    pass  # an unreadable entity: keep the handle
+        if info.abuse_email is None and answer.related is not None:
+            raw = await self._hop_json(answer.related)
+            if isinstance(raw, dict):
+                try:
+                    theirs = _parse_domain(name, json.dumps(raw).encode(), base,
+                                           answer.related).info
+                except ResolutionError:
+                    theirs = None
+                if theirs is not None:
+                    info = replace(info, name=info.name or theirs.name,
+                                   abuse_email=theirs.abuse_email,
+                                   abuse_phone=info.abuse_phone or theirs.abuse_phone,
+                                   registrar_rdap=answer.related)
+        return info
+
+    async def _hop_json(self, url: str) -> Any:
+        """One GET of a linked RDAP object (cached; None on any failure)."""
+        key = f"rdap:hop:{url}"
+        hit = self.cache.get(key)
+        if hit is not None:
+            return hit.get("body")
+        body: Any = None
+        try:
+            status, raw, _final, _retry = await self._get(url)
+            if status == 200:
+                body = json.loads(raw)
+        except (ResolutionError, ValueError):
+            body = None
+        self.cache.put(key, {"body": body},
+                       self.ttl_seconds if body is not None else NEGATIVE_TTL_SECONDS)
+        return body
 
     async def _get(self, url: str) -> tuple[int, bytes, str, float | None]:
         """GET with manual redirects (so every hop is rewritten) → status, body, url, retry."""
@@ -1003,35 +1059,92 @@ def _retry_after(value: str | None) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
-def _registrar_info(name: str, body: bytes, base: str, url: str) -> RegistrarInfo:
-    """Parse a domain RDAP answer; anything unexpected is ``malformed_rdap``."""
+@dataclass(frozen=True, kw_only=True)
+class _DomainAnswer:
+    """One parsed domain RDAP answer, before any registrar hop."""
+
+    info: RegistrarInfo
+    related: str | None  # the registrar's own RDAP URL for this domain (``rel: related``)
+    entity_url: str | None  # where the registrar entity can be fetched (it had no vCard)
+    entity_handle: str | None
+
+
+def _registrar_name(ent: Mapping[str, Any]) -> str | None:
+    """Registrar name: vCard ``fn``, else ``org``, else a public id, else the handle."""
+    if "vcardArray" in ent:
+        card = vcard_fields(ent["vcardArray"])
+        if card["fn"] or card["org"]:
+            return card["fn"] or card["org"]
+    for pid in ent.get("publicIds") or []:
+        if (isinstance(pid, dict) and isinstance(pid.get("identifier"), str)
+                and pid.get("type") != "IANA Registrar ID" and pid["identifier"].strip()):
+            return pid["identifier"].strip()
+    handle = ent.get("handle")
+    return handle.strip() if isinstance(handle, str) and handle.strip() else None
+
+
+def _abuse_card(entities: list[tuple[set[str], dict[str, Any]]]
+                ) -> tuple[str | None, str | None]:
+    for roles, ent in entities:
+        if "abuse" in roles and "vcardArray" in ent:
+            card = vcard_fields(ent["vcardArray"])
+            if card["emails"] or card["phones"]:
+                return next(iter(card["emails"]), None), next(iter(card["phones"]), None)
+    return None, None
+
+
+def _parse_domain(name: str, body: bytes, base: str, url: str) -> _DomainAnswer:
+    """Parse a domain RDAP answer; anything unexpected is ``malformed_rdap``.
+
+    The registrar is the entity with role ``registrar`` (any depth); its abuse contact is an
+    ``abuse`` entity under it, else one at the top level of the answer (Namecheap's own RDAP
+    server puts it there).
+    """
     try:
         data = json.loads(body)
         if not isinstance(data, dict) or data.get("objectClassName") != "domain":
             raise ValueError("not an RDAP domain object")
+        entities = _walk_entities(data.get("entities"), {})
+        registrar = next((ent for roles, ent in entities if "registrar" in roles), None)
         registrar_name = iana_id = abuse_email = abuse_phone = None
-        for roles, ent in _walk_entities(data.get("entities"), {}):
-            if "registrar" not in roles:
-                continue
-            if "vcardArray" in ent:
-                registrar_name = vcard_fields(ent["vcardArray"])["fn"]
-            for pid in ent.get("publicIds") or []:
+        entity_url = entity_handle = None
+        if registrar is not None:
+            registrar_name = _registrar_name(registrar)
+            for pid in registrar.get("publicIds") or []:
                 if isinstance(pid, dict) and pid.get("type") == "IANA Registrar ID":
                     iana_id = str(pid.get("identifier")) or None
-            for sub_roles, sub in _walk_entities(ent.get("entities"), {}):
-                if "abuse" in sub_roles and "vcardArray" in sub:
-                    card = vcard_fields(sub["vcardArray"])
-                    abuse_email = abuse_email or next(iter(card["emails"]), None)
-                    abuse_phone = abuse_phone or next(iter(card["phones"]), None)
-            break
+            abuse_email, abuse_phone = _abuse_card(_walk_entities(registrar.get("entities"),
+                                                                  {}))
+            handle = registrar.get("handle")
+            if "vcardArray" not in registrar and isinstance(handle, str) and handle:
+                entity_handle = handle
+                entity_url = next((lk.get("href") for lk in registrar.get("links") or []
+                                   if isinstance(lk, dict) and lk.get("rel") == "self"
+                                   and isinstance(lk.get("href"), str)), None)
+        if abuse_email is None and abuse_phone is None:
+            top = [(roles, ent) for roles, ent in entities if "abuse" in roles]
+            abuse_email, abuse_phone = _abuse_card(top)
         created = None
         for event in data.get("events") or []:
             if isinstance(event, dict) and event.get("eventAction") == "registration":
                 created = event.get("eventDate")
         status = [str(s) for s in data.get("status") or []]
+        related = next((lk.get("href") for lk in data.get("links") or []
+                        if isinstance(lk, dict) and lk.get("rel") == "related"
+                        and isinstance(lk.get("href"), str)
+                        and "/domain/" in lk["href"]
+                        and lk.get("type", "application/rdap+json") == "application/rdap+json"),
+                       None)
     except (ValueError, TypeError, AttributeError, KeyError) as exc:
         raise ResolutionError(f"malformed RDAP answer for {name} from {url}: {exc}",
                               reason="malformed_rdap") from exc
-    return RegistrarInfo(name=registrar_name, iana_id=iana_id, abuse_email=abuse_email,
+    info = RegistrarInfo(name=registrar_name, iana_id=iana_id, abuse_email=abuse_email,
                          abuse_phone=abuse_phone, registry=base, created=created,
                          status=status, domain=name)
+    return _DomainAnswer(info=info, related=related, entity_url=entity_url,
+                         entity_handle=entity_handle)
+
+
+def _registrar_info(name: str, body: bytes, base: str, url: str) -> RegistrarInfo:
+    """Parse a domain RDAP answer (no hops); anything unexpected is ``malformed_rdap``."""
+    return _parse_domain(name, body, base, url).info
