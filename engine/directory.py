@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -72,7 +72,7 @@ class Directory:
             return self.interpol
         return None
 
-    def stale_entries(self, routes: list[Mapping[str, Any]], today: dt.date,
+    def stale_entries(self, routes: Iterable[Mapping[str, Any]], today: dt.date,
                       max_age_days: int = DIRECTORY_MAX_AGE_DAYS
                       ) -> list[tuple[Mapping[str, Any], DirectoryEntry, int | None]]:
         """(route, entry, age in days) for each route made from a directory entry checked
