@@ -60,13 +60,18 @@ def official_schema(uri: str = CSAM_SCHEMA) -> dict[str, Any]:
     return contents
 
 
-def validate_report(report: dict[str, Any]) -> None:
-    """Raise ``jsonschema.ValidationError`` unless ``report`` is a valid X-ARF 4 content/csam
-    report (official csam and master schemas, formats checked)."""
+@functools.cache
+def _validators() -> tuple[Any, ...]:
     import jsonschema  # deferred: test-only dependency
 
     checker = format_checker()
-    for uri in (CSAM_SCHEMA, MASTER_SCHEMA):
-        validator = jsonschema.Draft202012Validator(official_schema(uri), registry=_registry(),
-                                                    format_checker=checker)
+    return tuple(jsonschema.Draft202012Validator(official_schema(uri), registry=_registry(),
+                                                 format_checker=checker)
+                 for uri in (CSAM_SCHEMA, MASTER_SCHEMA))
+
+
+def validate_report(report: dict[str, Any]) -> None:
+    """Raise ``jsonschema.ValidationError`` unless ``report`` is a valid X-ARF 4 content/csam
+    report (official csam and master schemas, formats checked)."""
+    for validator in _validators():
         validator.validate(report)
