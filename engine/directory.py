@@ -9,8 +9,9 @@ addresses are configuration.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,8 @@ DIRECTORY_FILE = Path(__file__).resolve().parent / "data" / "inhope_directory.js
 # Per-country takedown deadlines (hours) that apply unless [routing.deadlines] says otherwise.
 # NL: the Dutch hosting sector's code of conduct asks for removal within 24 hours.
 DEFAULT_DEADLINES: dict[str, int] = {"NL": 24}
+# An entry checked longer ago than this is flagged when it routes a case (`ntd route`).
+DIRECTORY_MAX_AGE_DAYS = 365
 
 # -- directory -----------------------------------------------------------------------------------
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -32,6 +35,15 @@ class DirectoryEntry:
     website: str = ""
     channel: str = "email"
     contact: str = ""
+    checked: str = ""  # ISO date the entry was last checked against ``source``
+    source: str = ""
+
+    def checked_days_ago(self, today: dt.date) -> int | None:
+        """Days since the entry was last checked, or None when it carries no valid date."""
+        try:
+            return (today - dt.date.fromisoformat(self.checked[:10])).days
+        except ValueError:
+            return None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -49,6 +61,32 @@ class Directory:
         entries = self.hotlines.get(country)
         return entries[0] if entries else None
 
+    def entry_for(self, recipient_kind: str, country: str) -> DirectoryEntry | None:
+        """The directory entry a route of ``recipient_kind`` (hotline, police, interpol) to
+        ``country`` was made from, or None (providers are not in the directory)."""
+        if recipient_kind == "hotline":
+            return self.hotline(country)
+        if recipient_kind == "police":
+            return self.police.get(country)
+        if recipient_kind == "interpol":
+            return self.interpol
+        return None
+
+    def stale_entries(self, routes: Iterable[Mapping[str, Any]], today: dt.date,
+                      max_age_days: int = DIRECTORY_MAX_AGE_DAYS
+                      ) -> list[tuple[Mapping[str, Any], DirectoryEntry, int | None]]:
+        """(route, entry, age in days) for each route made from a directory entry checked
+        more than ``max_age_days`` ago (or never)."""
+        out = []
+        for route in routes:
+            entry = self.entry_for(str(route.get("recipient_kind")), str(route.get("country")))
+            if entry is None:
+                continue
+            age = entry.checked_days_ago(today)
+            if age is None or age > max_age_days:
+                out.append((route, entry, age))
+        return out
+
 
 def _entry(raw: Any, where: str) -> DirectoryEntry:
     if not isinstance(raw, Mapping) or not isinstance(raw.get("name"), str):
@@ -57,8 +95,16 @@ def _entry(raw: Any, where: str) -> DirectoryEntry:
     if channel not in ROUTE_CHANNELS:
         raise ConfigError(f"{where}: channel {channel!r} is not one of "
                           f"{', '.join(ROUTE_CHANNELS)}")
+    checked = str(raw.get("checked") or "")
+    if checked:
+        try:
+            dt.date.fromisoformat(checked)
+        except ValueError as exc:
+            raise ConfigError(f"{where}: checked {checked!r} is not an ISO date "
+                              "(YYYY-MM-DD)") from exc
     return DirectoryEntry(name=raw["name"], website=str(raw.get("website") or ""),
-                          channel=channel, contact=str(raw.get("contact") or ""))
+                          channel=channel, contact=str(raw.get("contact") or ""),
+                          checked=checked, source=str(raw.get("source") or ""))
 
 
 def load_directory(path: str | Path | None = None) -> Directory:

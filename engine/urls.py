@@ -515,10 +515,27 @@ def _registrable_cached(host: str) -> str:
     return f"{result.domain}.{result.suffix}"
 
 
+# Platforms where users get their own sub-domains but that the bundled Public Suffix List
+# snapshot (tldextract's, 2025-04-07) does not list in its private section. They are the
+# wildcard patterns of plugins/resolve/data/platforms.json the PSL lacks (a test keeps the two
+# in step). Not added to the extractor itself: that would also change registrable domains
+# (someone.wordpress.com must stay under wordpress.com for the registrar lookup).
+EXTRA_PLATFORM_SUFFIXES = frozenset({
+    "wordpress.com", "netlify.com", "000webhostapp.com", "tumblr.com", "weebly.com",
+})
+
+
 @functools.lru_cache(maxsize=65536)
 def _platform_cached(host: str) -> str | None:
     result = _extractor().extract_str(host, include_psl_private_domains=True)
-    return result.suffix if result.is_private and result.suffix else None
+    if result.is_private and result.suffix:
+        return result.suffix
+    labels = host.split(".")
+    for i in range(len(labels) - 1):
+        suffix = ".".join(labels[i:])
+        if suffix in EXTRA_PLATFORM_SUFFIXES:
+            return suffix
+    return None
 
 
 def _clear_caches() -> None:

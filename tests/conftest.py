@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -23,6 +25,35 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     for var in ("NTD_CONFIG", "NTD_DATABASE_URL", "NTD_DISABLE_PLUGINS", "NTD_FAKE_NOW"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.chdir(tmp_path)
+
+
+# Every X-ARF report any test builds in this process is validated against the official X-ARF
+# v4 schemas with format checking (plugins/notify/xarf_schema.py), after the test: a report
+# that does not conform fails the test that built it. (Bounded per test: the end-to-end
+# benchmarks build thousands of identical-shaped reports.)
+XARF_VALIDATE_PER_TEST = 200
+
+
+@pytest.fixture(autouse=True)
+def _xarf_reports_conform(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[dict[str, Any]]]:
+    import plugins.notify.xarf as xarf
+
+    built: list[dict[str, Any]] = []
+    original = xarf._report
+
+    def recording(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        report = original(*args, **kwargs)
+        if len(built) < XARF_VALIDATE_PER_TEST:
+            built.append(copy.deepcopy(report))  # as built (a test may break it on purpose)
+        return report
+
+    monkeypatch.setattr(xarf, "_report", recording)
+    yield built
+    if built:
+        from plugins.notify.xarf_schema import validate_report
+
+        for report in built:
+            validate_report(report, master=False)  # (test_xarf.py checks the master too)
 
 
 @pytest.fixture

@@ -32,7 +32,7 @@ from plugins.notify.cli import contract_row
 from plugins.notify.message import Prepared
 from plugins.notify.render import Renderer, sample_context
 from plugins.notify.sender import NoticeSender
-from plugins.notify.xarf_schema import XARF_CSAM_SCHEMA, validate_report
+from plugins.notify.xarf_schema import official_schema, validate_report
 from tests.conftest import ROOT, ntd_env, wait_for
 
 DISABLED = "fetch,hashmatch,resolve,route_inhope"
@@ -176,8 +176,8 @@ async def test_notify_end_to_end_email_and_api(tmp_path: Path) -> None:
         data = sink.messages[0].data
         assert_clean(data)
         msg = sink.messages[0].parsed()
-        assert msg.get_content_type() == "multipart/report"
-        assert msg.get_param("report-type") == "xarf"
+        assert msg.get_content_type() == "multipart/mixed"  # X-ARF 4.2: JSON attachments
+        assert msg["X-XARF"] is None
         assert msg["Subject"].startswith("Verwijderverzoek")  # NL recipient: Dutch
         types = [p.get_content_type() for p in msg.walk()]
         assert "text/plain" in types and "text/html" in types
@@ -436,7 +436,7 @@ def test_template_error_names_file_and_line(tmp_path: Path) -> None:
 
 
 def test_xarf_schema_rejects_bad_reports() -> None:
-    jsonschema.Draft202012Validator.check_schema(XARF_CSAM_SCHEMA)
+    jsonschema.Draft202012Validator.check_schema(official_schema())
     with pytest.raises(jsonschema.ValidationError):
         validate_report({"xarf_version": "4.0.0", "type": "csam"})
 

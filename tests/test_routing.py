@@ -10,9 +10,11 @@ read from its own ``pyproject.toml``: this works on a fresh clone without pip or
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import tomllib
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -672,3 +674,47 @@ def test_parse_contact_rejects_a_bare_name() -> None:
 
     with pytest.raises(InputError):
         parse_contact("origin-hoster")
+
+
+def test_directory_entries_carry_checked_date_and_source() -> None:
+    directory = load_directory()
+    entries = [*[e for es in directory.hotlines.values() for e in es],
+               *directory.police.values(), directory.interpol]
+    for entry in entries:
+        assert entry is not None
+        assert entry.checked and entry.source, entry.name
+    today = date(2026, 12, 4)
+    assert directory.police["NL"].checked_days_ago(today) == (today - date.fromisoformat(
+        directory.police["NL"].checked)).days
+    routes = [{"recipient_kind": "police", "country": "NL"},
+              {"recipient_kind": "hosting", "country": "NL"},
+              {"recipient_kind": "hotline", "country": "DE"}]
+    stale = directory.stale_entries(routes, date.fromisoformat(
+        directory.police["NL"].checked) + timedelta(days=366))
+    assert [(r["recipient_kind"], r["country"]) for r, _e, _age in stale] == [
+        ("police", "NL"), ("hotline", "DE")]
+    assert directory.stale_entries(routes, date.fromisoformat(
+        directory.police["NL"].checked) + timedelta(days=365)) == []
+
+
+def test_cli_route_warns_about_an_old_directory_entry(db_path: Path, tmp_path: Path) -> None:
+    rt = open_runtime(db_path)
+    ids = make_resolved(rt, tmp_path, {"nl.example.test": resolution("NL")})
+    rt.run_pipeline_sync(until_idle=True, install_signal_handlers=False)
+    rt.close()
+    env = cli_env(tmp_path)
+    routed = ids["nl.example.test"]
+    shipped = json.loads(DIRECTORY_FILE.read_text(encoding="utf-8"))
+    path = tmp_path / "directory.json"
+    cfg = tmp_path / "ntd.toml"
+    cfg.write_text(f'[routing]\ndirectory_file = "{path}"\n')
+    for checked, warned in (("2020-01-01", True), (date.today().isoformat(), False)):
+        directory = copy.deepcopy(shipped)
+        directory["police"]["NL"]["checked"] = checked
+        path.write_text(json.dumps(directory), encoding="utf-8")
+        proc = run_ntd("--config", str(cfg), "route", routed, "--json", db=db_path, env=env)
+        assert proc.returncode == 0, proc.stderr
+        assert json.loads(proc.stdout)  # the routes, unchanged by the warning (on stderr)
+        assert ("warning: police NL is routed by the directory entry" in proc.stderr) == warned
+        if warned:
+            assert "last checked 2020-01-01" in proc.stderr and "www.politie.nl" in proc.stderr

@@ -49,7 +49,8 @@ class LabRdapServer:
         self.host = host
         self.port = port
         self.requests: Counter[str] = Counter()
-        self._networks: dict[int, dict[ipaddress._BaseNetwork, dict[str, Any]]] = {}
+        # (IP version, prefix length) → network → answer
+        self._networks: dict[tuple[int, int], dict[ipaddress._BaseNetwork, dict[str, Any]]] = {}
         self._entities: dict[str, dict[str, Any]] = {}
         self._domains: dict[str, dict[str, Any]] = {}
         self._scripts: list[tuple[str, deque[int]]] = []
@@ -65,9 +66,15 @@ class LabRdapServer:
         start = ipaddress.ip_address(network["startAddress"])
         end = ipaddress.ip_address(network["endAddress"])
         for net in ipaddress.summarize_address_range(start, end):  # type: ignore[type-var]
-            self._networks.setdefault(net.prefixlen, {})[net] = network
+            self._networks.setdefault((net.version, net.prefixlen), {})[net] = network
         if with_entities:
             self._entities.update(rdap_fixtures.entities_of(network))
+
+    def add_response(self, body: dict[str, Any], cidr: str) -> None:
+        """Serve a registry's answer as published (e.g. a real RIR response whose addresses
+        carry leading zeros) for every address in ``cidr``."""
+        net = ipaddress.ip_network(cidr, strict=False)
+        self._networks.setdefault((net.version, net.prefixlen), {})[net] = body
 
     def add_hoster(self, **kwargs: Any) -> dict[str, Any]:
         """Build a hoster with :func:`rdap_fixtures.hoster_network` and serve it."""
@@ -161,9 +168,11 @@ class LabRdapServer:
             address = ipaddress.ip_address(key.split("/")[0])
         except ValueError:
             return None
-        for prefixlen in sorted(self._networks, reverse=True):
+        for version, prefixlen in sorted(self._networks, reverse=True):
+            if version != address.version:
+                continue
             probe = ipaddress.ip_network(f"{address}/{prefixlen}", strict=False)
-            hit = self._networks[prefixlen].get(probe)
+            hit = self._networks[(version, prefixlen)].get(probe)
             if hit is not None:
                 return hit
         return None

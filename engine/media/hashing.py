@@ -20,8 +20,12 @@ Decoding is defensive because the bytes come from hostile servers:
   ``INFLATION_FLOOR`` is a decompression bomb ("bomb"): formats other than JPEG decode at full
   size, and a photo never compresses 256:1 (a huge flat canvas does; it matches no list);
 * pHash is imagehash's algorithm (bit-identical), PDQ is Meta's via ``pdqhash``;
-* JPEGs are decoded at reduced scale straight to luma (``Image.draft``): perceptual hashes only
-  need a small greyscale picture and the IDCT of the discarded coefficients is most of the cost.
+* PDQ is fed the RGB image, as ThreatExchange computes it (its luma from the three channels in
+  floating point; feeding a rounded 8-bit grey image moved hashes by a few bits); pHash is taken
+  from the grey image (imagehash's steps). Greyscale sources stay one channel;
+* JPEGs are decoded at reduced scale (``Image.draft``; to RGB when PDQ is wanted, else straight
+  to luma): perceptual hashes only need a small picture and the IDCT of the discarded
+  coefficients is most of the cost.
   pHash is taken from a decode whose long side is ≥ ``PHASH_MIN_SIDE`` and PDQ from one ≥
   ``PDQ_MIN_SIDE`` (PDQ's reference tooling also hashes ≤512 px thumbnails); the distance to the
   full-resolution hashes is measured by ``engine.bench.matching.robustness``;
@@ -102,6 +106,14 @@ def _to_luma(img: Image.Image) -> Image.Image:
     return img.convert("L")
 
 
+def _to_rgb(img: Image.Image) -> Image.Image:
+    if img.mode == "RGB":
+        return img
+    if _via_rgba(img.mode, "transparency" in img.info):
+        img = img.convert("RGBA")  # (palettes with transparency: see _to_luma)
+    return img.convert("RGB")
+
+
 def _via_rgba(mode: str, transparency: bool) -> bool:
     # (a palette without transparency gives the same luma either way: tests compare them)
     return mode in _VIA_RGBA or (transparency and mode != "RGBA")
@@ -122,7 +134,7 @@ def _pdq_factor(width: int, height: int) -> int:
 
 
 def decode_cost(width: int, height: int, mode: str, fmt: str, scale: int = 1, *,
-                transparency: bool = False) -> int:
+                transparency: bool = False, rgb: bool = True) -> int:
     """Bytes that decoding and hashing an image of this header will allocate at its peak.
 
     ``scale`` is the JPEG DCT reduction (``Image.draft``); other formats decode at full size.
@@ -136,10 +148,15 @@ def decode_cost(width: int, height: int, mode: str, fmt: str, scale: int = 1, *,
     # frames' worth at the peak (measured).
     frame = pixels * _bytes_per_pixel(mode) * (4 if fmt == "WEBP" else 1)
     rgba = pixels * 4 if _via_rgba(mode, transparency) else 0
-    luma = 0 if mode == "L" else pixels
+    colour = rgb and mode != "L"
+    # the kept image: one byte a pixel (luma) or four (RGB, plus the pHash luma)
+    kept = pixels * (5 if colour else 1)
+    luma = 0 if mode == "L" else kept
     factor = _pdq_factor(w, h)
     reduced = pixels // (factor * factor)
-    hashing = pixels + (reduced if factor > 1 else 0) + reduced * _PDQ_BYTES_PER_PIXEL
+    per_reduced = (4 if colour else 1) if factor > 1 else 0
+    pdq_input = reduced * 3 if colour else 0
+    hashing = kept + reduced * per_reduced + pdq_input + reduced * _PDQ_BYTES_PER_PIXEL
     # The counts above are what Pillow and pdqhash allocate; allocator slack on top (measured
     # peaks came within 1 % of the counts).
     return int(max(frame + rgba + luma, hashing) * 1.05) + 4 * 2**20
@@ -149,7 +166,20 @@ def decode_luma(
     data: bytes, *, min_side: int | None = PDQ_MIN_SIDE, max_pixels: int = MAX_PIXELS,
     max_bytes: int | None = None,
 ) -> tuple[Image.Image, int, int, str]:
-    """Decode ``data`` to a greyscale image, reduced for JPEGs; return (image, w, h, format).
+    """Decode ``data`` to a greyscale image (see :func:`decode_image`)."""
+    return decode_image(data, min_side=min_side, max_pixels=max_pixels, max_bytes=max_bytes,
+                        rgb=False)
+
+
+def decode_image(
+    data: bytes, *, min_side: int | None = PDQ_MIN_SIDE, max_pixels: int = MAX_PIXELS,
+    max_bytes: int | None = None, rgb: bool = True,
+) -> tuple[Image.Image, int, int, str]:
+    """Decode ``data``, reduced for JPEGs; return (image, w, h, format).
+
+    The image is ``RGB`` (``rgb=True``, what PDQ hashes: ThreatExchange computes PDQ's luma
+    from the three colour channels in floating point) or ``L`` for greyscale sources, and
+    ``L`` throughout with ``rgb=False``.
 
     ``width``/``height`` are the original dimensions. ``min_side=None`` decodes at full size.
     ``max_bytes`` (default: this process's ``max_decode_bytes()``) bounds :func:`decode_cost`.
@@ -177,15 +207,18 @@ def decode_luma(
             )
         draft = fmt == "JPEG" and min_side is not None
         scale = _reduced_scale(width, height, min_side) if draft and min_side else 1
-        # (draft "L" below: YCbCr and grey JPEGs decode to one byte a pixel, CMYK stays four)
-        mode = "L" if draft and img.mode in ("L", "RGB", "YCbCr") else img.mode
+        # (draft "L" below: YCbCr and grey JPEGs decode to one byte a pixel, CMYK stays four;
+        # draft "RGB": colour JPEGs decode to four bytes a pixel)
+        grey = img.mode in ("L", "1", "I;16", "I;16B", "I;16L", "I", "F", "LA", "La")
+        target = "L" if (not rgb or grey) else "RGB"
+        mode = (target if draft and img.mode in ("L", "RGB", "YCbCr") else img.mode)
         frame = width * height * _bytes_per_pixel(img.mode)
         if not draft and frame > INFLATION_FLOOR and frame > MAX_INFLATION * len(data):
             raise MediaError(
                 f"{len(data)} bytes would inflate to a {width}x{height} {img.mode} frame of "
                 f"{frame / 2**20:.0f} MiB (over {MAX_INFLATION}:1)", reason="bomb")
         cost = decode_cost(width, height, mode, fmt, scale,
-                           transparency="transparency" in img.info)
+                           transparency="transparency" in img.info, rgb=target == "RGB")
         if cost > budget:
             raise MediaError(
                 f"decoding {width}x{height} {img.mode} {fmt} would take ~{cost / 2**20:.0f} MiB"
@@ -193,9 +226,9 @@ def decode_luma(
         try:
             if draft:
                 # Asking for "L" makes libjpeg skip the chroma planes of YCbCr files.
-                img.draft("L", (max(1, width // scale), max(1, height // scale)))
+                img.draft(target, (max(1, width // scale), max(1, height // scale)))
             img.load()
-            luma = _to_luma(img)
+            luma = _to_luma(img) if target == "L" else _to_rgb(img)
             if luma is img:
                 luma = img.copy()  # detach from the file object closed below
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
@@ -219,10 +252,14 @@ def phash_hex(luma: Image.Image) -> str:
     return np.packbits((low > np.median(low)).reshape(-1)).tobytes().hex()
 
 
-def _pdq_input(luma: Image.Image) -> np.ndarray:
-    arr = np.asarray(luma.convert("L"), dtype=np.uint8)
-    # pdqhash wants H×W×3 and recomputes luma; a broadcast view of one channel costs nothing
-    # and gives back exactly this luma (0.299+0.587+0.114 = 1).
+def _pdq_input(image: Image.Image) -> np.ndarray:
+    if image.mode == "RGB":
+        # As ThreatExchange computes it: PDQ's luma from the R, G, B channels in floating
+        # point, not from an 8-bit grey image rounded first.
+        return np.asarray(image, dtype=np.uint8)
+    arr = np.asarray(image.convert("L"), dtype=np.uint8)
+    # A grey source: pdqhash wants H×W×3 and recomputes luma; a broadcast view of one channel
+    # costs nothing and gives back exactly this luma (0.299+0.587+0.114 = 1).
     return np.broadcast_to(arr[:, :, None], (*arr.shape, 3))
 
 
@@ -278,18 +315,19 @@ def hash_media(
     """
     result: dict[str, Any] = crypto_hashes(data)
     want_pdq = with_pdq and pdqhash is not None
-    luma, width, height, fmt = decode_luma(
+    image, width, height, fmt = decode_image(
         data, min_side=PDQ_MIN_SIDE if want_pdq else PHASH_MIN_SIDE, max_pixels=max_pixels,
-        max_bytes=max_bytes,
+        max_bytes=max_bytes, rgb=want_pdq,
     )
-    factor = _pdq_factor(*luma.size)
+    factor = _pdq_factor(*image.size)
     if factor > 1:  # (only images over PDQ_MAX_PIXELS: smaller ones hash as they always did)
-        luma = luma.reduce(factor)
+        image = image.reduce(factor)
+    luma = image if image.mode == "L" else image.convert("L")
     result["phash"] = phash_hex(_shrink_for_phash(luma))
     # A left-right mirror is the cheapest evasion of a hash list: the mirror image's PDQ is
     # kept too, and matching looks both up. (Not pHash's: looking up a second pHash doubled
     # its false matches among unrelated images, 0 -> 1 in 10,000; PDQ's stayed 0.)
-    pdq = pdq_hex_and_mirror(luma) if want_pdq else None
+    pdq = pdq_hex_and_mirror(image) if want_pdq else None
     result["pdq"] = pdq[0] if pdq else None
     result["pdq_quality"] = pdq[1] if pdq else None
     result["pdq_mirror"] = pdq[2] if pdq else None

@@ -168,11 +168,12 @@ class PHash(PerceptualHashType, name="phash", label="pHash", bits=64, default_ra
 
 
 class PDQ(PerceptualHashType, name="pdq", label="PDQ", bits=256, default_radius=31,
-          quality_key="pdq_quality", mirror_key="pdq_mirror"):
+          quality_key="pdq_quality", mirror_key="pdq_mirror", default_min_quality=50):
     """Meta's 256-bit PDQ (reference bit order), with a quality score (0-100) and the PDQ of
     the left-right mirror image; None where the optional ``pdqhash`` is not installed. The
-    radius is PDQ's documented threshold for a confident match; every PDQ is looked up
-    whatever its quality unless ``[match] min_pdq_quality`` says otherwise."""
+    radius is PDQ's documented threshold for a confident match. Like ThreatExchange, hashes of
+    quality below 50 (flat or nearly featureless images, whose PDQ is mostly noise) are kept on
+    the item but not matched (``[match] min_pdq_quality``, default 50)."""
 
     @classmethod
     def examples(cls) -> list[str]:

@@ -522,4 +522,11 @@ MIGRATIONS: dict[int, dict[str, list[str]]] = {
         "sqlite": _iccam_tables("TEXT", "INTEGER PRIMARY KEY", "INTEGER"),
         "postgresql": _iccam_tables(_T, _ID, "BIGINT"),
     },
+    11: {
+        # X-ARF 4.2: every outbox row carries the UUIDv4 its X-ARF report goes out with, made
+        # once when the row is queued, so a retried notice resends the same report_id. (Rows
+        # queued before this version get a stable id derived from their own id instead.)
+        "sqlite": ["ALTER TABLE outbox ADD COLUMN report_id TEXT"],
+        "postgresql": [f"ALTER TABLE outbox ADD COLUMN report_id {_T}"],
+    },
 }

@@ -21,6 +21,7 @@ Results are the same on both backends: JSON-able dicts, ``Case``/``Event`` recor
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from datetime import timedelta
@@ -430,8 +431,9 @@ class SQLStore(SQLNoticeMixin, SQLStatsMixin, SQLUsersMixin, SQLIccamMixin, Stor
                     e.case_id, i.url, i.kind, i.status, i.content_type, i.size, i.final_url,
                     i.error, dumps(i.hashes), dumps(i.matches), now, now)
             data += [(e.case_id, key, dumps(value)) for key, value in (e.data or {}).items()]
-            outbox += [(n.get("id") or new_id("N"), e.case_id, now, dumps(n), n.get("held"))
-                       for n in e.outbox]
+            # report_id: the UUIDv4 of this row's X-ARF report, fixed for every resend.
+            outbox += [(n.get("id") or new_id("N"), e.case_id, now, dumps(n), n.get("held"),
+                        str(uuid.uuid4())) for n in e.outbox]
             event_detail = dict(e.detail)
             if e.reason:
                 event_detail.setdefault("reason", e.reason)
@@ -445,8 +447,8 @@ class SQLStore(SQLNoticeMixin, SQLStatsMixin, SQLUsersMixin, SQLIccamMixin, Stor
                     " updated_at=excluded.updated_at", list(items.values()))
         insert_rows(conn, "INSERT INTO case_data(case_id, key, value) VALUES {}"
                     " ON CONFLICT(case_id, key) DO UPDATE SET value = excluded.value", data)
-        insert_rows(conn, "INSERT INTO outbox(id, case_id, created_at, payload, held) VALUES {}",
-                    outbox)
+        insert_rows(conn, "INSERT INTO outbox(id, case_id, created_at, payload, held, report_id)"
+                    " VALUES {}", outbox)
         insert_rows(conn, "INSERT INTO events(case_id, at, stage, actor, action, detail)"
                     " VALUES {}", events)
 

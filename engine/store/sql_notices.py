@@ -10,6 +10,7 @@ action into two notices; SQLite's single writer gives both for free.
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Iterable, Iterator
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -69,11 +70,11 @@ class SQLNoticeMixin:
 
     # -- queueing and aggregation ---------------------------------------------------------------
     def queue_notice_actions(self, actions: Iterable[dict[str, Any]], *, now: str) -> int:
-        rows = [(a.get("id") or new_id("A"), a.get("case_id"), now, dumps(a), a.get("held"))
-                for a in actions]
+        rows = [(a.get("id") or new_id("A"), a.get("case_id"), now, dumps(a), a.get("held"),
+                 str(uuid.uuid4())) for a in actions]
         with self._write() as conn:
-            conn.executemany("INSERT INTO outbox(id, case_id, created_at, payload, held)"
-                             " VALUES (?,?,?,?,?)", rows)
+            conn.executemany("INSERT INTO outbox(id, case_id, created_at, payload, held,"
+                             " report_id) VALUES (?,?,?,?,?,?)", rows)
         return len(rows)
 
     def aggregate_notices(self, *, now: str, window_seconds: float, max_urls: int,
@@ -138,10 +139,11 @@ class SQLNoticeMixin:
     @staticmethod
     def _actions(conn: Any, notice_id: str) -> list[dict[str, Any]]:
         out = []
-        for row in conn.execute("SELECT id, case_id, payload FROM outbox WHERE notice_id = ?"
-                                " ORDER BY created_at, id", (notice_id,)):
+        for row in conn.execute("SELECT id, case_id, payload, report_id FROM outbox"
+                                " WHERE notice_id = ? ORDER BY created_at, id", (notice_id,)):
             payload = json.loads(row["payload"])
             payload["outbox_id"] = row["id"]
+            payload["report_id"] = row["report_id"]
             payload["case_id"] = row["case_id"] or payload.get("case_id")
             out.append(payload)
         return out

@@ -159,10 +159,12 @@ class Matcher:
         confirming: list[dict[str, Any]] = []
         hashed = suppressed = 0
         review: list[dict[str, Any]] = []
+        low_quality: list[dict[str, Any]] = []
         for item in items:
             if not item.hashes:
                 out.append(item)
                 continue
+            low_quality += self._below_quality(item)
             mirror = (mirrors or {}).get(str(item.hashes.get("sha256")))
             matches, via_mirror = self._match(item.hashes, mirror)
             out.append(replace(item, matches=matches))
@@ -179,19 +181,34 @@ class Matcher:
                     confirming.append(hit)
                 else:
                     review.append(hit)
+        # The case says which hashes were kept but not matched for their low quality.
+        quality_note = {"not_matched_low_quality": low_quality} if low_quality else {}
         if confirming:
             best = min(confirming, key=lambda m: m["distance"])
             detail = {"list": best["list"], "category": best["category"],
                       "hash_type": best["hash_type"], "distance": best["distance"],
-                      "matched_items": len({m["item"] for m in confirming})}
+                      "matched_items": len({m["item"] for m in confirming}), **quality_note}
             if best["mirrored"]:
                 detail["mirrored"] = True  # the listed image, flipped left-right
             return "confirmed", out, detail
         if hashed and suppressed == hashed:
             return "dismissed", out, {"reason": "all media known benign (negative list)",
-                                      "suppressed_items": suppressed}
+                                      "suppressed_items": suppressed, **quality_note}
         return "awaiting_assessment", out, {"review_matches": len(review),
-                                            "suppressed_items": suppressed}
+                                            "suppressed_items": suppressed, **quality_note}
+
+    def _below_quality(self, item: Item) -> list[dict[str, Any]]:
+        """The item's perceptual hashes that are kept but not looked up (quality too low)."""
+        out = []
+        for kind in PERCEPTUAL_TYPES:
+            if not kind.quality_key or not item.hashes.get(kind.name):
+                continue
+            quality = item.hashes.get(kind.quality_key) or 0
+            floor = self.min_quality.get(kind.name, kind.default_min_quality)
+            if quality < floor:
+                out.append({"item": item.url, "hash_type": kind.name, "quality": quality,
+                            "min_quality": floor})
+        return out
 
 
 class _State:

@@ -2,9 +2,11 @@
 
 Everything here is a pure function of the stored notice (its id, creation time and actions), so
 a resend after a crash produces the same Message-ID, the same Date and the same X-ARF report ids:
-the recipient can recognise it as the notice it may already have. The e-mail is
-``multipart/report; report-type=xarf``: a ``multipart/alternative`` (text + HTML) followed by one
-``application/json`` X-ARF part per URL. It never has an image part.
+the recipient can recognise it as the notice it may already have. The e-mail follows X-ARF 4.2
+("JSON first, email is just transport"): a ``multipart/mixed`` message whose first part is the
+human-readable notice (``multipart/alternative``, text + HTML), followed by each URL's X-ARF
+report as an ``application/json`` attachment named ``xarf-<report_id>.json``. No X-ARF 0.2
+``X-XARF`` header (that announced the old YAML format) and no image part, ever.
 """
 
 from __future__ import annotations
@@ -131,8 +133,7 @@ def email_bytes(prepared: Prepared, settings: NoticeSettings, smtp: SMTPSettings
                 dkim_key: bytes | None = None) -> bytes:
     """The complete RFC 5322 message (optionally DKIM-signed) for an e-mail notice."""
     notice = prepared.notice
-    # (typeshed has no room for a hyphenated Content-Type parameter)
-    root = MIMEMultipart("report", **{"report-type": "xarf"})  # type: ignore[arg-type,type-var]
+    root = MIMEMultipart("mixed")
     root["From"] = formataddr((settings.hotline_name, smtp.from_address), "utf-8")
     root["To"] = notice["recipient"]
     root["Reply-To"] = reply_address(settings, smtp)
@@ -141,17 +142,17 @@ def email_bytes(prepared: Prepared, settings: NoticeSettings, smtp: SMTPSettings
     root["Date"] = format_datetime(clock.parse(notice["created_at"]))
     root["Message-ID"] = prepared.message_id
     root["Auto-Submitted"] = "auto-generated"
-    root["X-XARF"] = "PLAIN"
     root["X-NTD-Notice"] = notice["id"]
     alternative = MIMEMultipart("alternative")
     alternative.attach(MIMEText(prepared.rendered.text, "plain", "utf-8"))
     alternative.attach(MIMEText(prepared.rendered.html, "html", "utf-8"))
     root.attach(alternative)
-    for number, report in enumerate(prepared.reports, start=1):
+    for report in prepared.reports:
         part = MIMEApplication(
             json.dumps(report, ensure_ascii=False, sort_keys=True, indent=1).encode("utf-8"),
             "json")
-        part.add_header("Content-Disposition", "attachment", filename=f"xarf-{number}.json")
+        part.add_header("Content-Disposition", "attachment",
+                        filename=f"xarf-{report['report_id']}.json")
         root.attach(part)
     # compat32 with CRLF: the modern policy re-parses every header and is ~40x slower here.
     data = root.as_bytes(policy=_WIRE)

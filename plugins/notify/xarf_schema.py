@@ -1,79 +1,81 @@
-"""JSON Schema (draft 2020-12) of the X-ARF v4 ``content``/``csam`` reports ntd sends.
+"""Validation of ntd's X-ARF reports against the official X-ARF v4 schemas, formats checked.
 
-Written from the X-ARF v4.0.0 specification (core fields, the content-category base and the csam
-type merged into one self-contained schema), plus ntd's one extension: ``classification`` may be
-``national``. Tests validate every report against it; ``validate_report`` needs ``jsonschema``.
+The schemas are the ones the PyPI package ``xarf`` ships (``xarf/schemas``: byte-for-byte
+``schemas/v4`` of the official ``xarf/xarf-spec`` repository, MIT licence), loaded through a
+``referencing`` registry so their relative ``$ref``s resolve offline. A report is checked
+against ``types/content-csam.json`` (which includes ``content-base.json`` and
+``xarf-core.json``) and against ``xarf-v4-master.json``, with jsonschema's format checker: the
+``uri``, ``email``, ``hostname``, ``date-time``, ``uuid``, ``ipv4`` and ``ipv6`` formats are
+enforced (they need ``jsonschema[format]``; :func:`format_checker` refuses to run without them
+rather than silently accept ``url: "not a uri"``).
+
+``xarf`` and ``jsonschema[format]`` are test dependencies: nothing at run time needs this.
 """
 
 from __future__ import annotations
 
+import functools
+import json
+from importlib import resources
 from typing import Any
 
-_CONTACT = {
-    "type": "object",
-    "required": ["org", "contact", "domain"],
-    "properties": {
-        "org": {"type": "string", "maxLength": 200},
-        "contact": {"type": "string", "format": "email"},
-        "domain": {"type": "string", "format": "hostname"},
-    },
-    "additionalProperties": False,
-}
-
-XARF_CSAM_SCHEMA: dict[str, Any] = {
-    "$schema": "https://json-schema.org/draft/2020-12/schema",
-    "$id": "https://ntd.invalid/schemas/xarf-v4-content-csam.json",
-    "title": "X-ARF v4 content/csam report as sent by ntd",
-    "type": "object",
-    "required": ["xarf_version", "report_id", "timestamp", "reporter", "sender",
-                 "source_identifier", "category", "type", "url", "classification",
-                 "detection_method"],
-    "properties": {
-        "xarf_version": {"type": "string", "pattern": r"^4\.[0-9]+\.[0-9]+$"},
-        "report_id": {"type": "string", "format": "uuid"},
-        "timestamp": {"type": "string", "format": "date-time"},
-        "reporter": _CONTACT,
-        "sender": _CONTACT,
-        "source_identifier": {"type": "string", "minLength": 1},
-        "source_port": {"type": "integer", "minimum": 1, "maximum": 65535},
-        "category": {"const": "content"},
-        "type": {"const": "csam"},
-        "evidence_source": {"type": "string"},
-        "evidence": {"type": "array", "maxItems": 50},
-        "tags": {"type": "array", "maxItems": 20,
-                 "items": {"type": "string",
-                           "pattern": r"^[a-z0-9][a-z0-9_+-]*:[a-z0-9][a-z0-9_+\-.]*$"}},
-        "confidence": {"type": "number", "minimum": 0, "maximum": 1},
-        "description": {"type": "string", "maxLength": 1000},
-        "url": {"type": "string", "format": "uri", "minLength": 1},
-        "domain": {"type": "string", "format": "hostname"},
-        "registrar": {"type": "string"},
-        "asn": {"type": "integer", "minimum": 1, "maximum": 4294967295},
-        "country_code": {"type": "string", "pattern": "^[A-Z]{2}$"},
-        "classification": {"enum": ["baseline", "A1", "A2", "B1", "B2", "national"]},
-        "media_type": {"enum": ["image", "video", "audio", "text", "mixed"]},
-        "detection_method": {"enum": ["hash_match", "ai_detection", "manual_review",
-                                      "user_report", "automated_scan"]},
-        "hash_values": {
-            "type": "object",
-            "properties": {
-                "md5": {"type": "string", "pattern": "^[a-fA-F0-9]{32}$"},
-                "sha1": {"type": "string", "pattern": "^[a-fA-F0-9]{40}$"},
-                "sha256": {"type": "string", "pattern": "^[a-fA-F0-9]{64}$"},
-                "photodna": {"type": "string"},
-            },
-        },
-        "content_removed": {"type": "boolean"},
-        "account_suspended": {"type": "boolean"},
-    },
-    "additionalProperties": True,
-}
+CSAM_SCHEMA = "https://xarf.org/schemas/v4/types/content-csam.json"
+MASTER_SCHEMA = "https://xarf.org/schemas/v4/xarf-v4-master.json"
+# Formats the X-ARF schemas use that must really be checked (jsonschema skips a format whose
+# checker library is missing).
+REQUIRED_FORMATS = ("uri", "email", "hostname", "date-time", "uuid", "ipv4", "ipv6")
 
 
-def validate_report(report: dict[str, Any]) -> None:
-    """Raise ``jsonschema.ValidationError`` if ``report`` does not fit the schema."""
-    import jsonschema  # deferred: heavy dependency, loaded on first use
+@functools.cache
+def _registry() -> Any:
+    import referencing  # deferred: test-only dependency (jsonschema)
 
-    validator = jsonschema.Draft202012Validator(
-        XARF_CSAM_SCHEMA, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER)
-    validator.validate(report)
+    root = resources.files("xarf") / "schemas"
+    resources_list = []
+    for path in [root / "xarf-core.json", root / "xarf-v4-master.json",
+                 *sorted((root / "types").iterdir(), key=lambda p: p.name)]:
+        if path.name.endswith(".json"):
+            doc = json.loads(path.read_text(encoding="utf-8"))
+            resources_list.append((doc["$id"], referencing.Resource.from_contents(doc)))
+    return referencing.Registry().with_resources(resources_list)
+
+
+def format_checker() -> Any:
+    """jsonschema's draft 2020-12 format checker, after making sure every format the X-ARF
+    schemas use has a real checker installed."""
+    import jsonschema  # deferred: test-only dependency
+
+    checker = jsonschema.Draft202012Validator.FORMAT_CHECKER
+    missing = [f for f in REQUIRED_FORMATS if f not in checker.checkers]
+    if missing:
+        raise RuntimeError(f"jsonschema cannot check the formats {missing}: install "
+                           "jsonschema[format]")
+    return checker
+
+
+def official_schema(uri: str = CSAM_SCHEMA) -> dict[str, Any]:
+    """One official schema document by its ``$id``."""
+    contents = _registry().contents(uri)
+    assert isinstance(contents, dict)  # noqa: S101
+    return contents
+
+
+@functools.cache
+def _validators() -> tuple[Any, ...]:
+    import jsonschema  # deferred: test-only dependency
+
+    checker = format_checker()
+    return tuple(jsonschema.Draft202012Validator(official_schema(uri), registry=_registry(),
+                                                 format_checker=checker)
+                 for uri in (CSAM_SCHEMA, MASTER_SCHEMA))
+
+
+def validate_report(report: dict[str, Any], *, master: bool = True) -> None:
+    """Raise ``jsonschema.ValidationError`` unless ``report`` is a valid X-ARF 4 content/csam
+    report: the official csam type schema (with the content base and core schemas it
+    includes), and with ``master`` also the master schema's category/type check (five times
+    slower: it tries every type), formats checked."""
+    csam, whole = _validators()
+    csam.validate(report)
+    if master:
+        whole.validate(report)

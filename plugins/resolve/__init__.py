@@ -34,6 +34,9 @@ def ntd_config_schema() -> dict[str, dict[str, Option]]:
                               help="DNS timeout in seconds"),
             "cache_ttl": Option(type=int, default=86400, check=positive,
                                 help="seconds RDAP answers stay cached (per range / domain)"),
+            "snapshot_dir": Option(type=str, default=None,
+                                   help="where `ntd data update` writes and the resolver reads "
+                                        "data snapshots; default: the ones shipped with ntd"),
             "extra_rules_file": Option(type=str, default=None,
                                        help="CDN/platform rules added to the shipped ones"),
             "origin_asn": Option(type=bool, default=True,

@@ -210,3 +210,66 @@ def register(cli: click.Group) -> None:
             raise InputError(f"--file: directory of {file} does not exist")
         count = asyncio.run(update_bootstrap(url or IANA_BOOTSTRAP_URL, file))
         click.echo(f"updated {file}: {count} TLDs")
+
+    # ------------------------------------------------------------------ data
+
+    @cli.group("data")
+    def data() -> None:
+        """Published reference data: RDAP bootstrap files and CDN ranges (docs/resolution.md)."""
+
+    @data.command("update")
+    @click.option("--source", "sources", multiple=True, metavar="NAME",
+                  help="Only this source (repeatable): iana-dns, iana-ipv4, iana-ipv6, "
+                       "iana-asn, cloudflare, cloudfront, fastly.")
+    @click.option("--from-dir", "from_dir", default=None,
+                  type=click.Path(file_okay=False, exists=True),
+                  help="Read the published files from this directory instead of downloading.")
+    @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+    def data_update(sources: tuple[str, ...], from_dir: str | None, as_json: bool) -> None:
+        """Fetch (or read) the published files, validate them, write snapshots."""
+        # deferred: keeps `ntd` start-up fast (loaded when the command runs)
+        from plugins.resolve import datasources
+
+        into = datasources.snapshot_dir(
+            _runtime(scratch=True).config.get("resolve", "snapshot_dir"))
+        names = list(sources) or None
+        if from_dir is not None:
+            done = datasources.update_from_dir(from_dir, into, names)
+        else:
+            done = asyncio.run(datasources.update_online(into, names))
+        rows = [{k: s[k] for k in ("source", "url", "file_date", "retrieved", "count")}
+                for s in done]
+        if as_json:
+            _emit({"dir": str(into), "updated": rows})
+            return
+        for r in rows:
+            click.echo(f"{r['source']:<11} {r['count']:>5} entries  file date "
+                       f"{r['file_date'] or '-'}  retrieved {r['retrieved'] or '- (offline copy)'}")
+        click.echo(f"wrote {len(rows)} snapshot(s) to {into}")
+
+    @data.command("status")
+    @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+    def data_status(as_json: bool) -> None:
+        """Each snapshot's age; warns when one is older than 90 days."""
+        # deferred: keeps `ntd` start-up fast (loaded when the command runs)
+        from plugins.resolve import datasources
+
+        into = datasources.snapshot_dir(
+            _runtime(scratch=True).config.get("resolve", "snapshot_dir"))
+        rows = datasources.status(into)
+        if as_json:
+            _emit(rows)
+        else:
+            for r in rows:
+                if r.get("missing"):
+                    click.echo(f"{r['source']:<11} MISSING  {r['error']}")
+                    continue
+                age = "?" if r["age_days"] is None else f"{r['age_days']} days"
+                click.echo(f"{r['source']:<11} {r['count']:>5} entries  "
+                           f"{r['file_date'] or r['retrieved'] or 'undated'}  ({age} old)  "
+                           f"{r['url']}")
+        for r in rows:
+            if r["stale"]:
+                click.echo(f"warning: snapshot {r['source']} is older than "
+                           f"{datasources.MAX_AGE_DAYS} days or undated: run "
+                           f"`ntd data update --source {r['source']}`", err=True)

@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generic, Literal, TypeVar
 
-from engine.errors import ConfigError
+from engine.errors import ConfigError, InputError
+from plugins.resolve.datasources import cdn_ranges
 
 DATA_DIR = Path(__file__).parent / "data"
 BUILTIN_FILES = (DATA_DIR / "cdn_ranges.json", DATA_DIR / "platforms.json")
@@ -102,11 +103,19 @@ class HostingRules:
         self._ranges: RangeTable[str] = RangeTable()
         self._exact_hosts: dict[str, Platform] = {}
         self._wildcards: dict[str, Platform] = {}
+        self.snapshot_dir: Path | None = None
 
     @classmethod
-    def builtin(cls, *extra_paths: str | os.PathLike[str]) -> HostingRules:
-        """Rules shipped with ntd, then ``extra_paths`` (``extra_rules_file``) on top."""
-        return cls().load(*BUILTIN_FILES, *extra_paths)
+    def builtin(cls, *extra_paths: str | os.PathLike[str],
+                snapshot_dir: str | os.PathLike[str] | None = None) -> HostingRules:
+        """Rules shipped with ntd, then ``extra_paths`` (``extra_rules_file``) on top.
+
+        A CDN's ``ranges_snapshot`` names the data snapshot holding its published ranges
+        (``[resolve] snapshot_dir``, else the shipped snapshots; see :mod:`datasources`).
+        """
+        rules = cls()
+        rules.snapshot_dir = Path(snapshot_dir) if snapshot_dir else None
+        return rules.load(*BUILTIN_FILES, *extra_paths)
 
     def load(self, *paths: str | os.PathLike[str]) -> HostingRules:
         """Add the rules of each file in order (later entries win); returns ``self``."""
@@ -138,7 +147,14 @@ class HostingRules:
         self._cdns[name] = cdn
         for asn in asns:
             self._asn_to_cdn[asn] = name
-        for cidr in item.get("ranges", []):
+        ranges = list(item.get("ranges", []))
+        snapshot = item.get("ranges_snapshot")
+        if snapshot is not None:
+            try:
+                ranges += cdn_ranges(str(snapshot), self.snapshot_dir)
+            except (InputError, OSError, ValueError) as exc:
+                raise ConfigError(f"{where}.ranges_snapshot: {exc}") from exc
+        for cidr in ranges:
             try:
                 self._ranges.add(cidr, name)
             except (TypeError, ValueError) as exc:

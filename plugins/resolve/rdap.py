@@ -47,13 +47,15 @@ import ipwhois.exceptions
 import ipwhois.net
 import ipwhois.rdap
 import ipwhois.utils
+import pycountry
 
 from engine.errors import InputError, ResolutionError
+from plugins.resolve.datasources import SNAPSHOT_DIR, bootstrap_document
 from plugins.resolve.hosting_rules import RangeTable
 
 IPWHOIS_BOOTSTRAP_URL: str = ipwhois.rdap.BOOTSTRAP_URL
 IANA_BOOTSTRAP_URL = "https://data.iana.org/rdap/dns.json"
-DEFAULT_BOOTSTRAP_FILE = Path(__file__).parent / "data" / "rdap_bootstrap_dns.json"
+DEFAULT_BOOTSTRAP_FILE = SNAPSHOT_DIR / "iana-dns.json"
 DEFAULT_TTL_SECONDS = 24 * 3600
 NEGATIVE_TTL_SECONDS = 3600
 # Registry answers are small; anything bigger is refused rather than held in memory.
@@ -102,6 +104,7 @@ class RegistrarInfo:
     created: str | None
     status: list[str] = field(default_factory=list)
     domain: str | None = None
+    registrar_rdap: str | None = None  # the registrar's RDAP URL asked (``related`` link)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-JSON form (also the cache value)."""
@@ -156,14 +159,18 @@ class MemoryRdapCache:
 
 
 def vcard_fields(vcard_array: Any) -> dict[str, Any]:
-    """Extract ``fn``, ``kind``, ``emails``, ``phones`` and ``country`` (ISO-2) from a jCard.
+    """Extract ``fn``, ``org``, ``kind``, ``emails``, ``phones`` and ``country`` (ISO-2) from a
+    jCard (RFC 7095).
 
+    ``country`` comes from the ``adr`` property: its ``cc`` parameter (RFC 8605), else the
+    country-name component of a structured address, else the last line of its ``label``
+    (ARIN writes "United States" there; some registries escape the line breaks as ``\\n``).
     Tolerant of the variations registries emit; raises ``ValueError`` if it is not a jCard.
     """
     if not (isinstance(vcard_array, list) and len(vcard_array) >= 2
             and isinstance(vcard_array[1], list)):
         raise ValueError("vcardArray is not a jCard")
-    out: dict[str, Any] = {"fn": None, "kind": None, "emails": [], "phones": [],
+    out: dict[str, Any] = {"fn": None, "org": None, "kind": None, "emails": [], "phones": [],
                            "country": None}
     for prop in vcard_array[1]:
         if not isinstance(prop, list) or len(prop) < 4:
@@ -171,6 +178,11 @@ def vcard_fields(vcard_array: Any) -> dict[str, Any]:
         name, params, value = str(prop[0]).lower(), prop[1], prop[3]
         if name == "fn" and isinstance(value, str):
             out["fn"] = value.strip() or None
+        elif name == "org":
+            text = value if isinstance(value, str) else (
+                next((v for v in value if isinstance(v, str) and v.strip()), "")
+                if isinstance(value, list) else "")
+            out["org"] = out["org"] or (text.strip() or None)
         elif name == "kind" and isinstance(value, str):
             out["kind"] = value.strip().lower()
         elif name == "email" and isinstance(value, str) and "@" in value:
@@ -178,11 +190,52 @@ def vcard_fields(vcard_array: Any) -> dict[str, Any]:
         elif name == "tel" and isinstance(value, str):
             # "tel:+31-20-555-0100;ext=12" → "+31-20-555-0100;ext=12"
             out["phones"].append(value.strip().removeprefix("tel:"))
-        elif name == "adr" and isinstance(params, dict):
-            cc = params.get("cc")
-            if isinstance(cc, str) and len(cc) == 2 and cc.isalpha():
-                out["country"] = cc.upper()
+        elif name == "adr" and out["country"] is None:
+            out["country"] = _adr_country(params if isinstance(params, dict) else {}, value)
     return out
+
+
+def _adr_country(params: Mapping[str, Any], value: Any) -> str | None:
+    cc = params.get("cc")
+    if isinstance(cc, str) and len(cc.strip()) == 2 and cc.strip().isalpha():
+        return cc.strip().upper()
+    if isinstance(value, list) and len(value) >= 7 and isinstance(value[6], str):
+        code = country_from_name(value[6])
+        if code:
+            return code
+    label = params.get("label")
+    if isinstance(label, str) and label.strip():
+        lines = [ln.strip() for ln in label.replace("\\n", "\n").splitlines() if ln.strip()]
+        if lines:
+            last = lines[-1]
+            # "Chiyoda-ku, Tokyo 101-0047,Japan", "London GB": the country is the last part.
+            for candidate in (last, last.rpartition(",")[2], last.rpartition(" ")[2]):
+                code = country_from_name(candidate)
+                if code:
+                    return code
+    return None
+
+
+def country_from_name(name: str) -> str | None:
+    """ISO 3166-1 alpha-2 code of a country written out ("UNITED STATES", "Japan", "GB")."""
+    text = name.strip().strip(".").strip()
+    if len(text) < 2:
+        return None
+    try:
+        country = pycountry.countries.lookup(text)
+    except LookupError:
+        country = None
+    if country is None:
+        alias = _COUNTRY_ALIASES.get(text.lower())
+        return alias
+    return str(country.alpha_2)
+
+
+# Names registries write that ISO 3166's names do not cover (pycountry knows the rest).
+_COUNTRY_ALIASES = {"usa": "US", "u.s.a": "US", "uk": "GB", "england": "GB",
+                    "great britain": "GB", "south korea": "KR", "korea": "KR",
+                    "russia": "RU", "czech republic": "CZ", "the netherlands": "NL",
+                    "holland": "NL", "iran": "IR", "vietnam": "VN", "taiwan": "TW"}
 
 
 def _iso2(value: Any) -> str | None:
@@ -239,10 +292,14 @@ class RewritingOpener(urllib.request.OpenerDirector):
     ipwhois's own exceptions do not carry.
     """
 
-    def __init__(self, *, base_url: str | None = None, proxy: str | None = None) -> None:
-        """Build an opener with urllib's standard handlers."""
+    def __init__(self, *, base_url: str | None = None, proxy: str | None = None,
+                 registry_base: str | None = None) -> None:
+        """Build an opener with urllib's standard handlers. ``registry_base`` (the RIR that
+        IANA's bootstrap names for the address) replaces the ARIN bootstrap base like
+        ``base_url`` does, but is still sent through ``proxy``."""
         super().__init__()
         self.base_url = base_url.rstrip("/") if base_url else None
+        self.registry_base = registry_base.rstrip("/") if registry_base else None
         self.proxy = proxy.rstrip("/") if proxy else None
         # Rewritten targets are explicit: never let http(s)_proxy variables reroute them.
         proxies: dict[str, str] | None = {} if (self.base_url or self.proxy) else None
@@ -265,6 +322,8 @@ class RewritingOpener(urllib.request.OpenerDirector):
         if self.base_url and url.startswith(IPWHOIS_BOOTSTRAP_URL):
             # The configured base is where bootstrap queries go: final, not proxied again.
             return self.base_url + url[len(IPWHOIS_BOOTSTRAP_URL):]
+        if self.registry_base and url.startswith(IPWHOIS_BOOTSTRAP_URL):
+            url = self.registry_base + url[len(IPWHOIS_BOOTSTRAP_URL):]
         if self.proxy and not url.startswith(self.proxy + "/"):
             parts = urlsplit(url)
             if parts.scheme in ("http", "https"):
@@ -366,6 +425,7 @@ class IpRdapClient:
         timeout: float = 10.0,
         asn_lookup: AsnLookup | None = None,
         clock: Callable[[], float] = time.monotonic,
+        ip_bootstrap: IpBootstrap | None = None,
     ) -> None:
         """``base_url``/``proxy``: see the module docstring; ``asn_lookup(ip)`` is optional and
         returns an object with ``asn``/``cidr``/``country`` (e.g. ``DnsResolver.origin_asn``) for
@@ -373,6 +433,8 @@ class IpRdapClient:
         in-memory expiry of cached ranges (injectable for tests)."""
         self.base_url = base_url
         self.proxy = proxy
+        # Without a configured base, IANA's bootstrap names the RIR (no ARIN redirect hop).
+        self.ip_bootstrap = ip_bootstrap
         self.cache: RdapCache = cache if cache is not None else MemoryRdapCache()
         self.retries = retries
         self.backoff_base = backoff_base
@@ -491,7 +553,9 @@ class IpRdapClient:
                     raise
                 last = exc
                 continue
-            if info.asn is None and self.asn_lookup is not None:
+            if (info.asn is None or info.country is None) and self.asn_lookup is not None:
+                # No origin AS in RDAP (all RIRs but ARIN), or no country anywhere in the
+                # answer: the origin lookup carries the country of the RIR delegation data.
                 info = await self._add_origin_asn(ip, info)
             return info, cidrs
         assert last is not None  # noqa: S101 - the loop ran at least once
@@ -503,13 +567,18 @@ class IpRdapClient:
         origin = await self.asn_lookup(ip)
         if origin is None:
             return info
+        if info.asn is not None:
+            return replace(info, country=info.country or _iso2(getattr(origin, "country", None)))
         return replace(info, asn=origin.asn, asn_cidr=origin.cidr,
-                       country=info.country or getattr(origin, "country", None))
+                       country=info.country or _iso2(getattr(origin, "country", None)))
 
     def _lookup_sync(self, ip: str) -> tuple[NetworkInfo, list[str]]:
         """One ipwhois lookup mapped to ntd errors (runs in a worker thread)."""
-        opener = RewritingOpener(base_url=self.base_url, proxy=self.proxy)
-        where = IPWHOIS_BOOTSTRAP_URL
+        registry = (self.ip_bootstrap.base_for(ip)
+                    if self.ip_bootstrap is not None and not self.base_url else None)
+        opener = RewritingOpener(base_url=self.base_url, proxy=self.proxy,
+                                 registry_base=registry)
+        where = registry or IPWHOIS_BOOTSTRAP_URL
         try:
             results = _ipwhois_rdap(ip, opener, self.timeout)
         except ipwhois.exceptions.IPDefinedError as exc:
@@ -549,6 +618,82 @@ class IpRdapClient:
                 reason="malformed_rdap") from exc
 
 
+# Registries and national registries (NIRs) whose own role addresses show up as "abuse"
+# contacts of networks they delegated (APNIC's IRT objects for KRNIC, JPNIC, ...): an abuse
+# address of the network's own organisation is preferred over theirs.
+REGISTRY_MAIL_DOMAINS = frozenset({
+    "apnic.net", "ripe.net", "arin.net", "lacnic.net", "afrinic.net", "nic.or.kr",
+    "krnic.or.kr", "kisa.or.kr", "nic.ad.jp", "jpnic.ad.jp", "twnic.net.tw", "twnic.tw",
+    "cnnic.cn", "cnnic.net.cn", "idnic.net", "apjii.or.id", "vnnic.vn", "vnnic.net.vn",
+    "irinn.in", "nic.br", "registro.br", "nic.mx"})
+
+
+def _is_registry_address(email: str) -> bool:
+    domain = email.rpartition("@")[2].lower()
+    return any(domain == d or domain.endswith("." + d) for d in REGISTRY_MAIL_DOMAINS)
+
+
+def _is_maintainer(ent: Mapping[str, Any]) -> bool:
+    """RIPE/AFRINIC maintainer objects (``*-MNT``) carry role ``registrant`` but are not
+    organisations: they say who may edit the object."""
+    handle = str(ent.get("handle") or "").upper()
+    return handle.endswith("-MNT") or handle.startswith("MNT-")
+
+
+def _network_org(entities: list[tuple[set[str], dict[str, Any]]]
+                 ) -> tuple[str | None, str | None]:
+    """(organisation, its country) from the ``registrant`` entity that is an organisation.
+
+    Order: a registrant whose vCard says ``kind: org``; else any registrant with a name that is
+    not a maintainer; else (registries that give entities no roles, e.g. AFRINIC) the one
+    entity of kind ``org``; else the handle of a registrant organisation object without vCard
+    (``ORG-...``). Maintainers never count.
+    """
+    registrants = [e for roles, e in entities if "registrant" in roles and not _is_maintainer(e)]
+    cards = [(e, vcard_fields(e["vcardArray"])) for e in registrants if "vcardArray" in e]
+    for _ent, card in cards:
+        if card["kind"] == "org" and (card["fn"] or card["org"]):
+            return card["fn"] or card["org"], card["country"]
+    for _ent, card in cards:
+        if card["kind"] != "individual" and (card["org"] or card["fn"]):
+            return card["org"] or card["fn"], card["country"]
+    if not any(roles for roles, _ in entities):
+        orgs = [vcard_fields(e["vcardArray"]) for _, e in entities if "vcardArray" in e]
+        orgs = [c for c in orgs if c["kind"] == "org" and (c["fn"] or c["org"])]
+        if len(orgs) == 1:
+            return orgs[0]["fn"] or orgs[0]["org"], orgs[0]["country"]
+    for ent in registrants:
+        handle = ent.get("handle")
+        if "vcardArray" not in ent and isinstance(handle, str) and handle.upper().startswith(
+                "ORG-"):
+            return handle, None
+    return None, None
+
+
+def _network_abuse(entities: list[tuple[set[str], dict[str, Any]]]
+                   ) -> tuple[list[str], list[str]]:
+    """Abuse e-mails and phones: entities with role ``abuse`` at any depth, the network's own
+    before a registry's (when the only abuse entity is a registry's, an ``abuse@`` address on
+    the network's other entities comes first)."""
+    own: list[str] = []
+    registry: list[str] = []
+    phones: list[str] = []
+    for roles, ent in entities:
+        if "abuse" not in roles or "vcardArray" not in ent:
+            continue
+        card = vcard_fields(ent["vcardArray"])
+        for address in card["emails"]:
+            (registry if _is_registry_address(address) else own).append(address)
+        phones.extend(card["phones"])
+    if not own and registry:
+        for roles, ent in entities:
+            if "abuse" in roles or "vcardArray" not in ent:
+                continue
+            own.extend(e for e in vcard_fields(ent["vcardArray"])["emails"]
+                       if e.split("@")[0].startswith("abuse") and not _is_registry_address(e))
+    return _dedupe([*own, *registry]), _dedupe(phones)
+
+
 def _network_info(ip: str, results: Mapping[str, Any], source: str) -> tuple[NetworkInfo,
                                                                              list[str]]:
     """Build :class:`NetworkInfo` (and all CIDRs of the range) from ipwhois results."""
@@ -564,20 +709,10 @@ def _network_info(ip: str, results: Mapping[str, Any], source: str) -> tuple[Net
     if not any(address in ipaddress.ip_network(c) for c in cidrs):
         raise ValueError(f"RDAP network {', '.join(cidrs)} does not contain {ip}")
     fetched = {h: o.get("raw") for h, o in (results.get("objects") or {}).items()
-               if isinstance(o, dict)}
-    org: str | None = None
-    org_country: str | None = None
-    emails: list[str] = []
-    phones: list[str] = []
-    for roles, ent in _walk_entities(raw.get("entities"), fetched):
-        if "vcardArray" not in ent:
-            continue
-        card = vcard_fields(ent["vcardArray"])
-        if "abuse" in roles:
-            emails.extend(card["emails"])
-            phones.extend(card["phones"])
-        if "registrant" in roles and org is None:
-            org, org_country = card["fn"], card["country"]
+                if isinstance(o, dict)}
+    entities = _walk_entities(raw.get("entities"), fetched)
+    org, org_country = _network_org(entities)
+    emails, phones = _network_abuse(entities)
     asn: int | None = None
     origins = raw.get("arin_originas0_originautnums")
     if isinstance(origins, list) and origins and str(origins[0]).isdigit():
@@ -589,7 +724,7 @@ def _network_info(ip: str, results: Mapping[str, Any], source: str) -> tuple[Net
         network_name=network.get("name"),
         cidr=containing,
         org=org,
-        country=_iso2(network.get("country")) or org_country,
+        country=_iso2(network.get("country")) or _iso2(raw.get("country")) or org_country,
         abuse_emails=_dedupe(emails),
         abuse_phones=_dedupe(phones),
         raw_source=source,
@@ -608,7 +743,34 @@ def load_bootstrap(path: str | os.PathLike[str]) -> dict[str, str]:
     except (OSError, ValueError) as exc:
         raise ResolutionError(f"cannot read RDAP bootstrap file {path}: {exc}",
                               reason="bad_bootstrap") from exc
+    if isinstance(data, dict) and "source" in data and isinstance(data.get("data"), dict):
+        data = data["data"]  # an `ntd data update` snapshot wraps IANA's document
     return parse_bootstrap(data, where=str(path))
+
+
+class IpBootstrap:
+    """IANA's IPv4/IPv6 RDAP bootstrap: which RIR's RDAP server answers for an address."""
+
+    def __init__(self, ipv4: Mapping[str, Any], ipv6: Mapping[str, Any]) -> None:
+        """Build from the two bootstrap documents (``ipv4.json``, ``ipv6.json``)."""
+        self._table: RangeTable[str] = RangeTable()
+        for doc in (ipv4, ipv6):
+            for cidrs, urls in doc.get("services") or []:
+                good = sorted((u for u in urls if isinstance(u, str)),
+                              key=lambda u: not u.startswith("https://"))
+                for cidr in cidrs:
+                    self._table.add(cidr, good[0].rstrip("/"))
+
+    @classmethod
+    def from_snapshots(cls, directory: str | os.PathLike[str] | None = None) -> IpBootstrap:
+        """From the ``iana-ipv4``/``iana-ipv6`` snapshots (``[resolve] snapshot_dir``)."""
+        folder = Path(directory) if directory else None
+        return cls(bootstrap_document("ipv4", folder), bootstrap_document("ipv6", folder))
+
+    def base_for(self, ip: str) -> str | None:
+        """RDAP base URL of the RIR for ``ip`` (e.g. ``https://rdap.db.ripe.net``), or None."""
+        hit = self._table.lookup(ipaddress.ip_address(ip))
+        return hit[1] if hit else None
 
 
 def parse_bootstrap(data: Any, *, where: str = "bootstrap") -> dict[str, str]:
@@ -790,7 +952,8 @@ class DomainRdapClient:
                 last = exc
             else:
                 if status == 200:
-                    return _registrar_info(name, body, base, final_url)
+                    return await self._complete(name, _parse_domain(name, body, base,
+                                                                    final_url), base)
                 if status == 404:
                     return None
                 if status < 500 and status != 429:
@@ -807,6 +970,60 @@ class DomainRdapClient:
         assert last is not None  # noqa: S101
         raise ResolutionError(f"{last.message} (gave up after {self.retries + 1} attempts)",
                               reason=last.reason) from last
+
+    async def _complete(self, name: str, answer: _DomainAnswer, base: str) -> RegistrarInfo:
+        """Fill what the registry's answer lacks, one hop each, bounded and cached:
+
+        * a registrar entity without vCard is fetched (its ``self`` link, else
+          ``{base}/entity/<handle>``) for its name and abuse contact;
+        * a thin registry's answer without a registrar abuse contact: its ``related`` link,
+          the registrar's own RDAP server, is asked once (no further links are followed).
+
+        A hop that fails leaves the registry's answer as it was.
+        """
+        info = answer.info
+        if answer.entity_handle is not None:
+            url = answer.entity_url or f"{base.rstrip('/')}/entity/{answer.entity_handle}"
+            ent = await self._hop_json(url)
+            if isinstance(ent, dict) and "vcardArray" in ent:
+                try:
+                    email, phone = _abuse_card(_walk_entities(ent.get("entities"), {}))
+                    info = replace(info, name=_registrar_name(ent) or info.name,
+                                   abuse_email=info.abuse_email or email,
+                                   abuse_phone=info.abuse_phone or phone)
+                except (ValueError, TypeError, AttributeError, KeyError):
+                    pass  # an unreadable entity: keep the handle
+        if info.abuse_email is None and answer.related is not None:
+            raw = await self._hop_json(answer.related)
+            if isinstance(raw, dict):
+                try:
+                    theirs = _parse_domain(name, json.dumps(raw).encode(), base,
+                                           answer.related).info
+                except ResolutionError:
+                    theirs = None
+                if theirs is not None:
+                    info = replace(info, name=info.name or theirs.name,
+                                   abuse_email=theirs.abuse_email,
+                                   abuse_phone=info.abuse_phone or theirs.abuse_phone,
+                                   registrar_rdap=answer.related)
+        return info
+
+    async def _hop_json(self, url: str) -> Any:
+        """One GET of a linked RDAP object (cached; None on any failure)."""
+        key = f"rdap:hop:{url}"
+        hit = self.cache.get(key)
+        if hit is not None:
+            return hit.get("body")
+        body: Any = None
+        try:
+            status, raw, _final, _retry = await self._get(url)
+            if status == 200:
+                body = json.loads(raw)
+        except (ResolutionError, ValueError):
+            body = None
+        self.cache.put(key, {"body": body},
+                       self.ttl_seconds if body is not None else NEGATIVE_TTL_SECONDS)
+        return body
 
     async def _get(self, url: str) -> tuple[int, bytes, str, float | None]:
         """GET with manual redirects (so every hop is rewritten) → status, body, url, retry."""
@@ -842,35 +1059,92 @@ def _retry_after(value: str | None) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
-def _registrar_info(name: str, body: bytes, base: str, url: str) -> RegistrarInfo:
-    """Parse a domain RDAP answer; anything unexpected is ``malformed_rdap``."""
+@dataclass(frozen=True, kw_only=True)
+class _DomainAnswer:
+    """One parsed domain RDAP answer, before any registrar hop."""
+
+    info: RegistrarInfo
+    related: str | None  # the registrar's own RDAP URL for this domain (``rel: related``)
+    entity_url: str | None  # where the registrar entity can be fetched (it had no vCard)
+    entity_handle: str | None
+
+
+def _registrar_name(ent: Mapping[str, Any]) -> str | None:
+    """Registrar name: vCard ``fn``, else ``org``, else a public id, else the handle."""
+    if "vcardArray" in ent:
+        card = vcard_fields(ent["vcardArray"])
+        if card["fn"] or card["org"]:
+            return card["fn"] or card["org"]
+    for pid in ent.get("publicIds") or []:
+        if (isinstance(pid, dict) and isinstance(pid.get("identifier"), str)
+                and pid.get("type") != "IANA Registrar ID" and pid["identifier"].strip()):
+            return pid["identifier"].strip()
+    handle = ent.get("handle")
+    return handle.strip() if isinstance(handle, str) and handle.strip() else None
+
+
+def _abuse_card(entities: list[tuple[set[str], dict[str, Any]]]
+                ) -> tuple[str | None, str | None]:
+    for roles, ent in entities:
+        if "abuse" in roles and "vcardArray" in ent:
+            card = vcard_fields(ent["vcardArray"])
+            if card["emails"] or card["phones"]:
+                return next(iter(card["emails"]), None), next(iter(card["phones"]), None)
+    return None, None
+
+
+def _parse_domain(name: str, body: bytes, base: str, url: str) -> _DomainAnswer:
+    """Parse a domain RDAP answer; anything unexpected is ``malformed_rdap``.
+
+    The registrar is the entity with role ``registrar`` (any depth); its abuse contact is an
+    ``abuse`` entity under it, else one at the top level of the answer (Namecheap's own RDAP
+    server puts it there).
+    """
     try:
         data = json.loads(body)
         if not isinstance(data, dict) or data.get("objectClassName") != "domain":
             raise ValueError("not an RDAP domain object")
+        entities = _walk_entities(data.get("entities"), {})
+        registrar = next((ent for roles, ent in entities if "registrar" in roles), None)
         registrar_name = iana_id = abuse_email = abuse_phone = None
-        for roles, ent in _walk_entities(data.get("entities"), {}):
-            if "registrar" not in roles:
-                continue
-            if "vcardArray" in ent:
-                registrar_name = vcard_fields(ent["vcardArray"])["fn"]
-            for pid in ent.get("publicIds") or []:
+        entity_url = entity_handle = None
+        if registrar is not None:
+            registrar_name = _registrar_name(registrar)
+            for pid in registrar.get("publicIds") or []:
                 if isinstance(pid, dict) and pid.get("type") == "IANA Registrar ID":
                     iana_id = str(pid.get("identifier")) or None
-            for sub_roles, sub in _walk_entities(ent.get("entities"), {}):
-                if "abuse" in sub_roles and "vcardArray" in sub:
-                    card = vcard_fields(sub["vcardArray"])
-                    abuse_email = abuse_email or next(iter(card["emails"]), None)
-                    abuse_phone = abuse_phone or next(iter(card["phones"]), None)
-            break
+            abuse_email, abuse_phone = _abuse_card(_walk_entities(registrar.get("entities"),
+                                                                  {}))
+            handle = registrar.get("handle")
+            if "vcardArray" not in registrar and isinstance(handle, str) and handle:
+                entity_handle = handle
+                entity_url = next((lk.get("href") for lk in registrar.get("links") or []
+                                   if isinstance(lk, dict) and lk.get("rel") == "self"
+                                   and isinstance(lk.get("href"), str)), None)
+        if abuse_email is None and abuse_phone is None:
+            top = [(roles, ent) for roles, ent in entities if "abuse" in roles]
+            abuse_email, abuse_phone = _abuse_card(top)
         created = None
         for event in data.get("events") or []:
             if isinstance(event, dict) and event.get("eventAction") == "registration":
                 created = event.get("eventDate")
         status = [str(s) for s in data.get("status") or []]
+        related = next((lk.get("href") for lk in data.get("links") or []
+                        if isinstance(lk, dict) and lk.get("rel") == "related"
+                        and isinstance(lk.get("href"), str)
+                        and "/domain/" in lk["href"]
+                        and lk.get("type", "application/rdap+json") == "application/rdap+json"),
+                       None)
     except (ValueError, TypeError, AttributeError, KeyError) as exc:
         raise ResolutionError(f"malformed RDAP answer for {name} from {url}: {exc}",
                               reason="malformed_rdap") from exc
-    return RegistrarInfo(name=registrar_name, iana_id=iana_id, abuse_email=abuse_email,
+    info = RegistrarInfo(name=registrar_name, iana_id=iana_id, abuse_email=abuse_email,
                          abuse_phone=abuse_phone, registry=base, created=created,
                          status=status, domain=name)
+    return _DomainAnswer(info=info, related=related, entity_url=entity_url,
+                         entity_handle=entity_handle)
+
+
+def _registrar_info(name: str, body: bytes, base: str, url: str) -> RegistrarInfo:
+    """Parse a domain RDAP answer (no hops); anything unexpected is ``malformed_rdap``."""
+    return _parse_domain(name, body, base, url).info

@@ -44,7 +44,13 @@ from engine.models import StageResult
 from engine.plugin_manager import call_all
 from plugins.resolve.dns import DnsResolver, DnsResult, parse_dns_server
 from plugins.resolve.hosting_rules import HostingRules
-from plugins.resolve.rdap import DomainRdapClient, IpRdapClient, NetworkInfo, RegistrarInfo
+from plugins.resolve.rdap import (
+    DomainRdapClient,
+    IpBootstrap,
+    IpRdapClient,
+    NetworkInfo,
+    RegistrarInfo,
+)
 
 log = logging.getLogger("ntd.resolve")
 
@@ -165,7 +171,8 @@ class ResolveService:
         self.dns = DnsResolver(dns_server=res.get("dns_server"),
                                timeout=res.get("timeout", 5.0), hosts=hosts)
         extra = res.get("extra_rules_file")
-        self.rules = HostingRules.builtin(*([extra] if extra else []))
+        self.rules = HostingRules.builtin(*([extra] if extra else []),
+                                          snapshot_dir=res.get("snapshot_dir"))
         ttl = float(res.get("cache_ttl", 86400))
         self.ip_cache = StoreRdapCache(IP_NAMESPACE, clock)
         self.domain_cache = StoreRdapCache(DOMAIN_NAMESPACE, clock)
@@ -174,9 +181,12 @@ class ResolveService:
             max_in_flight=rdap.get("max_in_flight", 4), retries=rdap.get("retries", 3),
             backoff_base=rdap.get("backoff_base", 1.0), ttl_seconds=ttl,
             timeout=rdap.get("timeout", 10.0),
-            asn_lookup=self.dns.origin_asn if res.get("origin_asn", True) else None)
+            asn_lookup=self.dns.origin_asn if res.get("origin_asn", True) else None,
+            ip_bootstrap=IpBootstrap.from_snapshots(res.get("snapshot_dir")))
+        snapshots = res.get("snapshot_dir")
         self.domain = DomainRdapClient(
-            bootstrap_file=rdap.get("bootstrap_file"),
+            bootstrap_file=rdap.get("bootstrap_file") or (
+                f"{snapshots}/iana-dns.json" if snapshots else None),
             base_url_override=rdap.get("domain_base_urls") or None, cache=self.domain_cache,
             retries=rdap.get("retries", 3), backoff_base=rdap.get("backoff_base", 1.0),
             ttl_seconds=ttl, timeout=rdap.get("timeout", 10.0), proxy=rdap.get("proxy"))

@@ -89,6 +89,23 @@ def parse_contact(spec: str) -> dict[str, Any]:
             "confidence": 1.0}
 
 
+def _warn_stale_directory(rt: Any, routes: list[dict[str, Any]]) -> None:
+    """Warn (stderr) when a route comes from a directory entry checked over a year ago."""
+    # deferred: keeps `ntd` start-up fast (loaded when the command runs)
+    from engine.directory import DIRECTORY_MAX_AGE_DAYS, load_directory
+
+    directory = load_directory(rt.config.get("routing", "directory_file") or None)
+    today = rt.clock.now().date()
+    for route, entry, age in directory.stale_entries(routes, today):
+        when = (f"last checked {entry.checked} ({age} days ago)" if age is not None
+                else "never checked")
+        click.echo(f"warning: {route['recipient_kind']} {route['country']} is routed by the "
+                   f"directory entry {entry.name!r}, {when} against "
+                   f"{entry.source or 'no recorded source'}: older than "
+                   f"{DIRECTORY_MAX_AGE_DAYS} days, verify it before relying on it",
+                   err=True)
+
+
 def register(cli: click.Group) -> None:
     """Add this plugin's commands to ``cli``."""
     if "route" in cli.commands:
@@ -138,6 +155,7 @@ def register(cli: click.Group) -> None:
                                 expect=list(MANUAL_FROM))
             found = rt.store.get_case(case_id, events=False)
         routes = found.get("routes") or []
+        _warn_stale_directory(rt, routes)
         if as_json:
             _emit(routes)
             return
