@@ -20,7 +20,8 @@ import click
 from engine.pipeline import Pipeline, RunSummary, Stage
 from engine.plugin_manager import call_all
 
-COUNT_KEYS = ("checked", "removed", "still_online", "escalated", "reappeared", "errors")
+COUNT_KEYS = ("checked", "removed", "still_online", "escalated", "reappeared", "moved",
+              "errors")
 
 
 def recheck_stage() -> Stage:
@@ -54,6 +55,7 @@ def sweep_counts(summary: RunSummary, counts: Any) -> dict[str, int]:
             "still_online": int(counts.get("still_online", 0)),
             "escalated": int(counts.get("escalated", 0)),
             "reappeared": int(counts.get("reappeared", 0)),
+            "moved": int(counts.get("moved", 0)),
             "errors": int(summary.errors.get("recheck", 0))}
 
 
