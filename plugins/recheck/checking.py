@@ -179,6 +179,7 @@ class _RunState:
     authority: tuple[str, frozenset[str], dict[str, tuple[str | None, str]]] | None = None
     seen: dict[str, set[str]] = field(default_factory=dict)
     located: dict[str, tuple[float, Any]] = field(default_factory=dict)  # host -> (t, facts)
+    reresolved: dict[str, tuple[float, Any]] = field(default_factory=dict)  # host -> (t, res)
 
     def count(self, outcome: str, case_id: str) -> None:
         """Count ``case_id`` once under ``outcome`` however often a sweep checks it (a removal
@@ -499,15 +500,17 @@ class Located:
     note: str | None = None  # why nothing changed, for the trail
 
 
-async def _host_now(host: str, ctx: StageContext, state: _RunState) -> Mapping[str, Any] | None:
-    """The host's DNS facts now (``ntd_host_addresses``), shared by the cases of one host."""
+async def _shared(cache: dict[str, tuple[float, Any]], key: str, hook: str,
+                  **kwargs: Any) -> Any:
+    """A hook's answer for host ``key``, shared by the cases of one host for a minute (a sweep
+    checks many cases of one host within seconds: one answer serves them all)."""
     now = Clock.monotonic()
-    hit = state.located.get(host)
+    hit = cache.get(key)
     if hit is not None and now - hit[0] < LOCATE_CACHE_SECONDS:
         return hit[1]
-    facts, _plugin = await call_first(ctx.pm, "ntd_host_addresses", host=host, ctx=ctx)
-    state.located[host] = (now, facts)
-    return facts if isinstance(facts, Mapping) else None
+    answer, _plugin = await call_first(kwargs["ctx"].pm, hook, **kwargs)
+    cache[key] = (now, answer)
+    return answer
 
 
 async def locate(case: Case, ctx: StageContext, state: _RunState) -> Located | None:
@@ -516,11 +519,12 @@ async def locate(case: Case, ctx: StageContext, state: _RunState) -> Located | N
     old = case.data.get("resolution")
     if not isinstance(old, Mapping) or not (old.get("ips") or old.get("network")):
         return None
-    facts = await _host_now(case.host, ctx, state)
-    ips = [str(ip) for ip in (facts or {}).get("ips") or ()]
+    facts = await _shared(state.located, case.host, "ntd_host_addresses", host=case.host,
+                          ctx=ctx)
+    ips = [str(ip) for ip in (facts.get("ips") or () if isinstance(facts, Mapping) else ())]
     if not ips or not left_network(ips, old):
         return None  # no answer (the fetch tells whether it is gone) or still there
-    result, _plugin = await call_first(ctx.pm, "ntd_resolve", case=case, ctx=ctx)
+    result = await _shared(state.reresolved, case.host, "ntd_resolve", case=case, ctx=ctx)
     new = result.data.get("resolution") if isinstance(result, StageResult) else None
     if not isinstance(new, dict):
         why = getattr(result, "reason", None) or "no resolve plugin"
