@@ -26,6 +26,7 @@ import pytest
 
 import plugins.recheck
 import plugins.recheck.checking as recheck
+from engine import stats
 from engine.clock import Clock, parse
 from engine.context import fetch_policy
 from engine.errors import ConfigError
@@ -261,6 +262,12 @@ async def test_host_moving_from_nl_to_de_is_rerouted_and_the_clock_kept(
         assert mon["seconds_to_removal_from_notice"] == int(
             (parse(mon["removed_at"]) - parse(first_notice)).total_seconds())
         assert parse(mon["removed_at"]) == misses_at[0]  # the first miss is the removal time
+        # Statistics count the moved case once, for the network it was last resolved to.
+        summary = stats.compute(rt.store, stats.Period(), min_count=0).summary
+        assert (summary["cases"], summary["cases_noticed"], summary["removed"]) == (1, 1, 1)
+        assert summary["top_networks"] == {"AS64502": {"org": summary["top_networks"][
+            "AS64502"]["org"], "country": "DE", "cases": 1}}
+        assert summary["removal_by_hoster"]["AS64502"]["noticed"] == 1
         rt.close()
 
 

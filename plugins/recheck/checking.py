@@ -172,14 +172,34 @@ class RecheckSettings:
 
 
 @dataclass
+class SharedAnswers:
+    """A hook's answer per host, shared by the cases of one host for ``LOCATE_CACHE_SECONDS``
+    (a sweep checks many cases of one host within seconds: one answer serves them all), with
+    one lookup in flight per host (the others wait for it rather than ask themselves)."""
+
+    answers: dict[str, tuple[float, Any]] = field(default_factory=dict)
+    locks: dict[str, asyncio.Lock] = field(default_factory=dict)
+
+    async def get(self, key: str, hook: str, **kwargs: Any) -> Any:
+        """The answer of ``hook`` for host ``key`` (called with ``kwargs``, incl. ``ctx``)."""
+        async with self.locks.setdefault(key, asyncio.Lock()):
+            hit = self.answers.get(key)
+            if hit is not None and Clock.monotonic() - hit[0] < LOCATE_CACHE_SECONDS:
+                return hit[1]
+            answer, _plugin = await call_first(kwargs["ctx"].pm, hook, **kwargs)
+            self.answers[key] = (Clock.monotonic(), answer)
+            return answer
+
+
+@dataclass
 class _RunState:
     settings: RecheckSettings
     counts: Counter[str] = field(default_factory=Counter)
     hosts: dict[str, asyncio.Semaphore] = field(default_factory=dict)
     authority: tuple[str, frozenset[str], dict[str, tuple[str | None, str]]] | None = None
     seen: dict[str, set[str]] = field(default_factory=dict)
-    located: dict[str, tuple[float, Any]] = field(default_factory=dict)  # host -> (t, facts)
-    reresolved: dict[str, tuple[float, Any]] = field(default_factory=dict)  # host -> (t, res)
+    located: SharedAnswers = field(default_factory=SharedAnswers)  # DNS per host
+    reresolved: SharedAnswers = field(default_factory=SharedAnswers)  # ntd_resolve
 
     def count(self, outcome: str, case_id: str) -> None:
         """Count ``case_id`` once under ``outcome`` however often a sweep checks it (a removal
@@ -500,31 +520,17 @@ class Located:
     note: str | None = None  # why nothing changed, for the trail
 
 
-async def _shared(cache: dict[str, tuple[float, Any]], key: str, hook: str,
-                  **kwargs: Any) -> Any:
-    """A hook's answer for host ``key``, shared by the cases of one host for a minute (a sweep
-    checks many cases of one host within seconds: one answer serves them all)."""
-    now = Clock.monotonic()
-    hit = cache.get(key)
-    if hit is not None and now - hit[0] < LOCATE_CACHE_SECONDS:
-        return hit[1]
-    answer, _plugin = await call_first(kwargs["ctx"].pm, hook, **kwargs)
-    cache[key] = (now, answer)
-    return answer
-
-
 async def locate(case: Case, ctx: StageContext, state: _RunState) -> Located | None:
     """Resolve the host again; a full re-resolution (``ntd_resolve``) only when its addresses
     left the noticed network. None: nothing to compare or nothing changed."""
     old = case.data.get("resolution")
     if not isinstance(old, Mapping) or not (old.get("ips") or old.get("network")):
         return None
-    facts = await _shared(state.located, case.host, "ntd_host_addresses", host=case.host,
-                          ctx=ctx)
+    facts = await state.located.get(case.host, "ntd_host_addresses", host=case.host, ctx=ctx)
     ips = [str(ip) for ip in (facts.get("ips") or () if isinstance(facts, Mapping) else ())]
     if not ips or not left_network(ips, old):
         return None  # no answer (the fetch tells whether it is gone) or still there
-    result = await _shared(state.reresolved, case.host, "ntd_resolve", case=case, ctx=ctx)
+    result = await state.reresolved.get(case.host, "ntd_resolve", case=case, ctx=ctx)
     new = result.data.get("resolution") if isinstance(result, StageResult) else None
     if not isinstance(new, dict):
         why = getattr(result, "reason", None) or "no resolve plugin"
