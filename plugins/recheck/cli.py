@@ -85,7 +85,13 @@ async def run_sweep(rt: Any, *, limit: int | None = None, workers: int | None = 
             counts["notices_sent"] = sum(int(n or 0) for n, _plugin in sent)
         return counts, summary
     finally:
-        await ctx.aclose()
+        # Not ``ntd_startup`` (that would start e.g. the notice sender's service in a sweep),
+        # but ``ntd_shutdown``: plugins whose hooks the sweep called (the resolve plugin when a
+        # host is resolved again) close what they opened on first use.
+        try:
+            await call_all(ctx.pm, "ntd_shutdown", ctx=ctx)
+        finally:
+            await ctx.aclose()
 
 
 def _progress() -> Callable[[RunSummary], None]:
