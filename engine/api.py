@@ -86,7 +86,7 @@ ContactScope: TypeAlias = Literal["hosting", "registrar", "cdn", "platform", "up
 ContactChannel: TypeAlias = Literal["email", "form", "api"]
 #: The steps of the re-check stage's escalation (``deferred``: a step of the routing plan).
 EscalationStepName: TypeAlias = Literal["deferred", "reminder", "upstream", "authority",
-                                        "reappeared"]
+                                        "reappeared", "moved"]
 #: An analyst's verdict (``ntd verdict``).
 Verdict: TypeAlias = Literal["illegal", "not_illegal"]
 
@@ -422,7 +422,8 @@ class Monitoring(TypedDict, total=False):
     escalation_level: int
     first_check_at: str
     last_check_at: str
-    last_outcome: Literal["online", "removed", "unreachable", "reappeared"]
+    last_outcome: Literal["online", "removed", "unreachable", "reappeared", "missing",
+                          "moved"]
     noticed_at: str
     first_notice_at: str | None
     first_notice_source: Literal["notice_sent", "noticed"]
@@ -430,6 +431,9 @@ class Monitoring(TypedDict, total=False):
     next_escalation_at: str | None
     plan_done: list[int]
     reappearances: int
+    misses: list[str]  # checks that found every confirmed item gone (removal confirmation)
+    moves: int  # how often the host moved to another network while monitored
+    last_move_at: str | None
     steps: list[MonitoringStep]
     items: dict[str, MonitoredItem]
 
@@ -450,6 +454,7 @@ class CaseData(TypedDict, total=False):
     routes: list[Route]
     escalation: list[PlanStep]
     monitoring: Monitoring
+    resolution_history: list[dict[str, Any]]  # resolutions replaced when the host moved
     match: dict[str, Any]  # the match stage's summary of a confirmed case
     assessment: Assessment
     mirror_hashes: Any  # hashes of mirrors of the matched media (the fetch stage)

@@ -8,6 +8,7 @@ schedules; code takes its time from ``Clock.now()``, never from ``datetime.now()
 from __future__ import annotations
 
 import os
+import re
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -25,6 +26,19 @@ def parse(text: str) -> datetime:
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
     return value.astimezone(UTC)
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(m|h|d)\s*$")
+_UNIT_SECONDS = {"m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: object) -> timedelta:
+    """``"30m"``, ``"4h"``, ``"1.5d"`` as a positive ``timedelta``; ``ValueError`` otherwise."""
+    match = _DURATION.match(text) if isinstance(text, str) else None
+    if match is None or float(match.group(1)) <= 0:
+        raise ValueError(f"{text!r} is not a duration (a positive number and m, h or d, "
+                         "e.g. \"30m\", \"4h\", \"1d\")")
+    return timedelta(seconds=float(match.group(1)) * _UNIT_SECONDS[match.group(2)])
 
 
 class Clock:

@@ -62,6 +62,7 @@ if TYPE_CHECKING:
         Case,
         ConfigSchema,
         ContactCandidate,
+        DnsFacts,
         EscalationAnswer,
         EscalationStep,
         FeedbackOutcome,
@@ -261,6 +262,23 @@ def ntd_contact_sources(host: str, resolution: Resolution,
     :param ctx: the run's context.
     :returns: a list of contacts shaped like ``{"scope": "hosting", "channel": "email",
         "address": "...", "source": "<your source>", "confidence": 0.0-1.0}``, or ``None``.
+    """
+
+
+@hookspec
+def ntd_host_addresses(host: str, ctx: StageContext) -> MaybeAwaitable[DnsFacts | None]:
+    """Resolve a host's addresses again, now (DNS only: no registry lookups).
+
+    Called by the re-check stage at every check that finds the material online, to notice
+    content whose host moved to another network (``docs/rechecks.md``); the built-in resolve
+    plugin answers with its DNS resolver (``[resolve.hosts]`` first, then ``[resolve]
+    dns_server`` or the system's). First non-None answer wins; may return an awaitable. Must
+    not raise for DNS failures: they are answers (``dns_outcome``).
+
+    :param host: the case's host name (or IP literal).
+    :param ctx: the run's context.
+    :returns: the DNS part of a resolution (``host``, ``ips``, ``cnames``, ``dns_outcome``,
+        ``dns_source``), or ``None`` for "no opinion".
     """
 
 

@@ -144,9 +144,12 @@ def removal_summary(hours: Sequence[float], min_count: int) -> dict[str, Any]:
             "n": n, "suppressed": bool(hidden and n > 0)}
 
 
-def within_shares(hours: Sequence[float], min_count: int) -> dict[str, float | None]:
-    """Share of removals done within 24 h / 72 h / 7 days (of removals measured by that clock)."""
-    return {label: _share(sum(1 for h in hours if h <= limit), len(hours), min_count)
+def within_shares(hours: Sequence[float], min_count: int,
+                  of: int | None = None) -> dict[str, float | None]:
+    """Share removed within 24 h / 72 h / 7 days: of ``of`` cases (the noticed ones), or of the
+    removals measured by that clock when ``of`` is None (the "of removed" figures)."""
+    whole = len(hours) if of is None else of
+    return {label: _share(sum(1 for h in hours if h <= limit), whole, min_count)
             for label, limit in WINDOWS.items()}
 
 
@@ -161,6 +164,7 @@ class CaseFacts:
     category: str | None
     country: str | None
     asn: str | None
+    network: str | None  # the hosting prefix (CIDR), when the resolution had one
     org: str | None
     noticed: bool
     escalations: int
@@ -198,6 +202,7 @@ class CaseFacts:
             category=str(category) if category else None,
             country=str(row["country"]).upper() if row["country"] else None,
             asn=f"AS{int(asn)}" if asn is not None else None,
+            network=str(row["network"]) if row.get("network") else None,
             org=str(row["org"]) if row["org"] else None,
             noticed=bool(first_notice), escalations=int(row["escalations"] or 0),
             removed=bool(removed_at),
@@ -206,6 +211,12 @@ class CaseFacts:
                                else max(from_report, 0.0) / 3600.0),
             hours_from_notice=(None if from_notice is None
                                else max(from_notice, 0.0) / 3600.0))
+
+
+def network_key(f: CaseFacts) -> str:
+    """The network a case is credited to: its ASN, else its prefix, else ``unknown`` — never
+    its organisation's name (one company name can stand for networks in many countries)."""
+    return f.asn or f.network or "unknown"
 
 
 # -- INHOPE's figures (ICCAM) -------------------------------------------------------------------
@@ -289,24 +300,30 @@ def _bucket(day: str, granularity: str) -> str:
 
 
 def _removal_group(facts: list[CaseFacts], min_count: int) -> dict[str, Any]:
-    report = [f.hours_from_report for f in facts if f.hours_from_report is not None]
-    notice = [f.hours_from_notice for f in facts if f.hours_from_notice is not None]
+    """Removal figures of a group of noticed cases: shares ``within`` are of the noticed
+    cases, ``within_of_removed`` of the removed ones."""
+    removed = [f for f in facts if f.removed]
+    report = [f.hours_from_report for f in removed if f.hours_from_report is not None]
+    notice = [f.hours_from_notice for f in removed if f.hours_from_notice is not None]
     rep = removal_summary(report, min_count)
     noti = removal_summary(notice, min_count)
-    return {"removed": len(facts),
+    return {"noticed": len(facts), "removed": len(removed),
             "p50_hours": rep["p50"], "p90_hours": rep["p90"],
-            "within": within_shares(report, min_count),
+            "within": within_shares(report, min_count, of=len(facts)),
+            "within_of_removed": within_shares(report, min_count),
             "p50_hours_from_notice": noti["p50"], "p90_hours_from_notice": noti["p90"],
-            "within_from_notice": within_shares(notice, min_count)}
+            "within_from_notice": within_shares(notice, min_count, of=len(facts)),
+            "within_from_notice_of_removed": within_shares(notice, min_count)}
 
 
 def _removal_by(facts: list[CaseFacts], key: Any, min_count: int,
                 label: Any = None) -> dict[str, Any]:
-    """Removal figures per group; groups under ``min_count`` removals merge into ``other``."""
+    """Removal figures per group of noticed cases; groups under ``min_count`` removals merge
+    into ``other``."""
     groups: dict[str, list[CaseFacts]] = defaultdict(list)
     for f in facts:
         groups[key(f) or "unknown"].append(f)
-    kept = suppress({k: len(v) for k, v in groups.items()}, min_count)
+    kept = suppress({k: sum(1 for f in v if f.removed) for k, v in groups.items()}, min_count)
     out: dict[str, Any] = {}
     folded: list[CaseFacts] = []
     for k, v in groups.items():
@@ -317,17 +334,24 @@ def _removal_by(facts: list[CaseFacts], key: Any, min_count: int,
             continue
         entry = _removal_group(groups[k], min_count)
         if label is not None:
-            entry = {"org": label(groups[k]), **entry}
+            entry = {**label(k, groups[k]), **entry}
         out[k] = entry
     if folded:
         entry = _removal_group(folded, min_count)
-        out[OTHER] = {"org": None, **entry} if label is not None else entry
+        out[OTHER] = {"org": None, "country": None, **entry} if label is not None else entry
     return out
 
 
-def _org_label(facts: Iterable[CaseFacts]) -> str | None:
-    names = Counter(f.org for f in facts if f.org)
-    return names.most_common(1)[0][0] if names else None
+def _network_label(key: str, facts: Iterable[CaseFacts]) -> dict[str, str | None]:
+    """The organisation and country most often seen on a network (a label beside its key);
+    none for ``unknown`` and ``other``, which are no one network."""
+    if key in ("unknown", OTHER):
+        return {"org": None, "country": None}
+    members = list(facts)
+    names = Counter(f.org for f in members if f.org)
+    countries = Counter(f.country for f in members if f.country)
+    return {"org": names.most_common(1)[0][0] if names else None,
+            "country": countries.most_common(1)[0][0] if countries else None}
 
 
 def compute(store: Any, period: Period, *, min_count: int = DEFAULT_MIN_COUNT,
@@ -365,16 +389,12 @@ def compute(store: Any, period: Period, *, min_count: int = DEFAULT_MIN_COUNT,
     escalated = [f for f in facts if f.escalations]
     by_country = Counter(f.country or "unknown" for f in confirmed)
     by_category = Counter(f.category or "unspecified" for f in confirmed)
-    networks = Counter(f.asn or "unknown" for f in confirmed)
-    top = suppress(networks, min_count, limit=TOP_NETWORKS)
-    orgs: dict[str, Counter[str]] = defaultdict(Counter)
+    members: dict[str, list[CaseFacts]] = defaultdict(list)
     for f in confirmed:
-        if f.org:
-            orgs[f.asn or "unknown"][f.org] += 1
-    top_networks = {
-        k: {"org": orgs[k].most_common(1)[0][0] if k != OTHER and orgs[k] else None,
-            "cases": n}
-        for k, n in top.items()}
+        members[network_key(f)].append(f)
+    top = suppress({k: len(v) for k, v in members.items()}, min_count, limit=TOP_NETWORKS)
+    top_networks = {k: {**_network_label(k, members.get(k, ())), "cases": n}
+                    for k, n in top.items()}
 
     notices_by_kind = store.stats_notices_sent(lo, hi)
     from_report = [f.hours_from_report for f in removed if f.hours_from_report is not None]
@@ -407,12 +427,17 @@ def compute(store: Any, period: Period, *, min_count: int = DEFAULT_MIN_COUNT,
         "removed": len(removed),
         "removed_share": _share(len(removed), len(noticed), min_count),
         "removal_hours": removal_summary(from_report, min_count),
-        "removed_within": within_shares(from_report, min_count),
+        # Shares of the NOTICED cases removed within 24 h / 72 h / 7 days; the shares of the
+        # removed cases only are the ``..._of_removed`` figures (and say so).
+        "removed_within": within_shares(from_report, min_count, of=len(noticed)),
+        "removed_within_of_removed": within_shares(from_report, min_count),
         "removal_hours_from_notice": removal_summary(from_notice, min_count),
-        "removed_within_from_notice": within_shares(from_notice, min_count),
-        "removal_by_country": _removal_by(removed, lambda f: f.country, min_count),
-        "removal_by_hoster": _removal_by(removed, lambda f: f.asn, min_count,
-                                         label=_org_label),
+        "removed_within_from_notice": within_shares(from_notice, min_count,
+                                                    of=len(noticed)),
+        "removed_within_from_notice_of_removed": within_shares(from_notice, min_count),
+        "removal_by_country": _removal_by(noticed, lambda f: f.country, min_count),
+        "removal_by_hoster": _removal_by(noticed, network_key, min_count,
+                                         label=_network_label),
         "clocks": {"removal_hours": CLOCKS["report"],
                    "removal_hours_from_notice": CLOCKS["notice"]},
         "inhope": inhope_summary(store.stats_iccam_facts(lo, hi), min_count),
@@ -624,10 +649,11 @@ def _chart_within(stats: Stats, path: Path) -> None:
         ax.set_xticks([x + width / 2 for x in range(len(WINDOWS))],
                       [f"within {w}" for w in WINDOWS])
         ax.set_ylim(0, 110)
-        ax.set_ylabel("% of removed cases")
+        ax.set_ylabel("% of noticed cases")
         ax.legend(fontsize=8, loc="upper left")
         ax.grid(axis="y", alpha=0.3)
-    ax.set_title(_title(stats, "Share removed within 24 h / 72 h / 7 days"), fontsize=10)
+    ax.set_title(_title(stats, "Share of noticed cases removed within 24 h / 72 h / 7 days"),
+                 fontsize=10)
     fig.savefig(path)
 
 

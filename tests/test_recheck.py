@@ -142,7 +142,7 @@ def outbox(rt: Runtime, case_id: str) -> list[dict[str, Any]]:
 
 def counts(**kw: int) -> dict[str, int]:
     return {"checked": 0, "removed": 0, "still_online": 0, "escalated": 0, "reappeared": 0,
-            "errors": 0, **kw}
+            "moved": 0, "errors": 0, **kw}
 
 
 # -- pure parts -------------------------------------------------------------------------------

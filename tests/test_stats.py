@@ -235,9 +235,9 @@ def test_cases_confirmed_categories_countries_networks(november: stats.Stats) ->
     assert s["by_category"] == {"baseline": 12, "national": 6, "other": 2}
     assert s["by_country"] == {"NL": 12, "DE": 6, "other": 2}
     assert s["top_networks"] == {
-        "AS64500": {"org": "Example Hosting B.V.", "cases": 9},
-        "AS64510": {"org": "Beispiel Hosting GmbH", "cases": 6},
-        "other": {"org": None, "cases": 5}}
+        "AS64500": {"org": "Example Hosting B.V.", "country": "NL", "cases": 9},
+        "AS64510": {"org": "Beispiel Hosting GmbH", "country": "DE", "cases": 6},
+        "other": {"org": None, "country": None, "cases": 5}}
 
 
 def test_notices_and_escalations(november: stats.Stats) -> None:
@@ -255,14 +255,18 @@ def test_time_to_removal_both_clocks(november: stats.Stats) -> None:
     assert s["removed"] == 15  # the reappeared case is not removed
     assert s["removed_share"] == 0.75
     assert s["removal_hours"] == {"p50": 50.0, "p90": 184.0, "n": 15, "suppressed": False}
-    assert s["removed_within"] == {"24h": round(5 / 15, 4), "72h": round(10 / 15, 4),
-                                   "7d": round(13 / 15, 4)}
+    # "Removed within" is a share of the 20 noticed cases; of the 15 removed ones it is the
+    # figure labelled "of removed".
+    assert s["removed_within"] == {"24h": 0.25, "72h": 0.5, "7d": 0.65}
+    assert s["removed_within_of_removed"] == {"24h": round(5 / 15, 4), "72h": round(10 / 15, 4),
+                                              "7d": round(13 / 15, 4)}
     # From notice: one hour less, except case 5 whose first notice went out after 3 h.
     notice = sorted([h - 1 for i, h in enumerate(HOURS) if i != 5] + [27])
     assert s["removal_hours_from_notice"] == {
         "p50": stats.percentile(notice, 50), "p90": round(stats.percentile(notice, 90) or 0, 2),
         "n": 15, "suppressed": False}
     assert s["removed_within_from_notice"] == s["removed_within"]
+    assert s["removed_within_from_notice_of_removed"] == s["removed_within_of_removed"]
     assert set(s["clocks"]) == {"removal_hours", "removal_hours_from_notice"}
     assert november.removal_hours["report"] == sorted(float(h) for h in HOURS)
 
@@ -271,13 +275,15 @@ def test_removal_by_country_and_hoster(november: stats.Stats) -> None:
     s = november.summary
     by_country = s["removal_by_country"]
     assert list(by_country) == ["NL", "other"]
-    assert by_country["NL"]["removed"] == 12
+    assert (by_country["NL"]["noticed"], by_country["NL"]["removed"]) == (12, 12)
     assert by_country["NL"]["p50_hours"] == 35.0
     assert by_country["NL"]["within"]["24h"] == round(5 / 12, 4)
-    # DE has only 3 removals: folded into other, whose own figures are suppressed (< 5).
-    assert by_country["other"]["removed"] == 3
+    # DE has only 3 removals: folded into other (DE 6 + FR 2 noticed), whose removal times
+    # are suppressed (< 5 removed); its shares are of its 8 noticed cases.
+    assert (by_country["other"]["noticed"], by_country["other"]["removed"]) == (8, 3)
     assert by_country["other"]["p50_hours"] is None
-    assert by_country["other"]["within"] == {"24h": None, "72h": None, "7d": None}
+    assert by_country["other"]["within"] == {"24h": 0.0, "72h": 0.0, "7d": 0.125}
+    assert by_country["other"]["within_of_removed"] == {"24h": None, "72h": None, "7d": None}
     by_hoster = s["removal_by_hoster"]
     assert list(by_hoster) == ["AS64500", "other"]
     assert by_hoster["AS64500"]["org"] == "Example Hosting B.V."
@@ -371,7 +377,8 @@ def test_csv_is_flat_and_matches_json(november: stats.Stats) -> None:
     assert index[("reports", "")] == "28"
     assert index[("by_country", "NL")] == "12"
     assert index[("removal_hours", "p90")] == "184.0"
-    assert index[("removed_within", "72h")] == str(round(10 / 15, 4))
+    assert index[("removed_within", "72h")] == "0.5"
+    assert index[("removed_within_of_removed", "72h")] == str(round(10 / 15, 4))
     assert index[("top_networks", "AS64500/org")] == "Example Hosting B.V."
     assert index[("reports_by_period", "counts/2026-11-03/partner")] == "6"
     assert index[("removal_by_country", "other/p50_hours")] == ""  # suppressed
@@ -475,3 +482,32 @@ def test_cli_plot(built: tuple[Path, Store], tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["reports"] == 28
     assert sorted(p.name for p in out.iterdir()) == sorted(stats.CHART_FILES)
+
+
+def test_networks_are_keyed_by_asn_or_prefix_not_by_name(tmp_path: Path) -> None:
+    """Cases on three networks in three countries, all under one company name, are three
+    networks; a network without an ASN is keyed by its prefix."""
+    store = open_store(str(tmp_path / "nets.db"))
+    ids = _submit(store, tmp_path, "n", [f"https://{MARKER}-n{i}.example/x" for i in range(6)],
+                  "webform", T0)
+    nets = [("NL", 64600, None), ("NL", 64600, None), ("DE", 64601, None),
+            ("DE", 64601, None), ("FR", None, "203.0.113.0/24"), ("FR", None, None)]
+    for case_id, (country, asn, prefix) in zip(ids, nets, strict=True):
+        _event(store, case_id, T0 + timedelta(minutes=5), "matched", "match")
+        _data(store, case_id, "match", {"category": "baseline"})
+        _data(store, case_id, "resolution", {"country": country, "asn": asn,
+                                             "network": prefix, "org": "OneCo Ltd"})
+        _event(store, case_id, T0 + timedelta(hours=1), "noticed", "notify")
+    _event(store, ids[0], T0 + timedelta(hours=5), "removed", "recheck")
+    s = stats.compute(store, NOVEMBER, min_count=0).summary
+    assert s["top_networks"] == {
+        "AS64600": {"org": "OneCo Ltd", "country": "NL", "cases": 2},
+        "AS64601": {"org": "OneCo Ltd", "country": "DE", "cases": 2},
+        "203.0.113.0/24": {"org": "OneCo Ltd", "country": "FR", "cases": 1},
+        "unknown": {"org": None, "country": None, "cases": 1}}
+    hoster = s["removal_by_hoster"]
+    assert (hoster["AS64600"]["noticed"], hoster["AS64600"]["removed"]) == (2, 1)
+    assert hoster["AS64600"]["within"]["24h"] == 0.5  # of noticed: 1 of 2
+    assert hoster["AS64600"]["within_of_removed"]["24h"] == 1.0
+    assert s["removed_within"]["24h"] == round(1 / 6, 4)
+    store.close()

@@ -753,6 +753,7 @@ async def test_console_batch_and_stats_charts(world: World) -> None:
     assert resp.status_code == 200 and "1 accepted" in resp.text and "line 2" in resp.text
     stats = await world.client.get("/console/stats")
     assert stats.status_code == 200
+    assert "removed cases only" in stats.text and "noticed cases" in stats.text
     srcs = re.findall(r'<img src="([^"]+)"', stats.text)
     assert len(srcs) == 4
     png = await world.client.get(srcs[0])

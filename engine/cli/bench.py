@@ -181,13 +181,15 @@ def bench_notify(count: int, connections: int, as_json: bool) -> None:
 @bench.command("recheck")
 @click.option("--cases", type=click.IntRange(min=1), default=100_000, show_default=True)
 @click.option("--workers", type=click.IntRange(min=1), default=64, show_default=True)
+@click.option("--re-resolve/--no-re-resolve", default=True, show_default=True,
+              help="Resolve the host again at each online check (moved hosts re-routed).")
 @JSON_OPT
-def bench_recheck(cases: int, workers: int, as_json: bool) -> None:
+def bench_recheck(cases: int, workers: int, re_resolve: bool, as_json: bool) -> None:
     """Re-checks/s for N due cases against a loopback web server."""
     # deferred: keeps `ntd` start-up fast (loaded when the command runs)
     from engine.bench.recheck import bench_recheck as run
 
-    result = run(cases, workers=workers)
+    result = run(cases, workers=workers, re_resolve=re_resolve)
     emit_json(result) if as_json else _print_flat(result)
 
 

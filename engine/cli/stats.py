@@ -37,19 +37,25 @@ def _echo_text(s: dict[str, Any]) -> None:
                f"(share: {_fmt(s['confirmed_share'], '%')}), dismissed: {s['dismissed']}")
     _breakdown("by category", s["by_category"])
     _breakdown("by hosting country", s["by_country"])
-    _breakdown("top networks", {f"{k} {v['org'] or ''}".strip(): v["cases"]
-                                for k, v in s["top_networks"].items()})
+    _breakdown("top networks (by ASN, else prefix)",
+               {" ".join(x for x in (k, v.get("org"), v.get("country") and f"({v['country']})")
+                         if x): v["cases"] for k, v in s["top_networks"].items()})
     click.echo(f"noticed cases: {s['cases_noticed']}, notices sent: {s['notices_sent']}, "
                f"escalated cases: {s['escalated']} ({s['escalations']} steps)")
     click.echo(f"removed: {s['removed']} (share of noticed cases: "
                f"{_fmt(s['removed_share'], '%')})")
-    for label, hours, within in (
-            ("from report (INHOPE)", s["removal_hours"], s["removed_within"]),
+    for label, hours, within, of_removed in (
+            ("from report (INHOPE)", s["removal_hours"], s["removed_within"],
+             s["removed_within_of_removed"]),
             ("from notice (IWF)", s["removal_hours_from_notice"],
-             s["removed_within_from_notice"])):
+             s["removed_within_from_notice"], s["removed_within_from_notice_of_removed"])):
         click.echo(f"time to removal {label}: p50 {_fmt(hours['p50'], ' h')}, "
-                   f"p90 {_fmt(hours['p90'], ' h')}; within 24h {_fmt(within['24h'], '%')}, "
-                   f"72h {_fmt(within['72h'], '%')}, 7d {_fmt(within['7d'], '%')}")
+                   f"p90 {_fmt(hours['p90'], ' h')}")
+        click.echo(f"  removed within 24h / 72h / 7d, of noticed cases: "
+                   f"{_fmt(within['24h'], '%')} / {_fmt(within['72h'], '%')} / "
+                   f"{_fmt(within['7d'], '%')}; of removed cases only: "
+                   f"{_fmt(of_removed['24h'], '%')} / {_fmt(of_removed['72h'], '%')} / "
+                   f"{_fmt(of_removed['7d'], '%')}")
     inhope = s.get("inhope")
     if inhope and inhope["all"]["cases"]:
         click.echo("INHOPE (hours from receipt, p50): country  cases  to ICCAM report  "

@@ -103,9 +103,12 @@ class LabWebServer:
         bind: str = "127.0.0.1",
         default_host: str = "hoster-1.test",
         ssl_context: ssl.SSLContext | None = None,
+        port: int = 0,
     ) -> None:
         self.latency = latency_ms / 1000
         self.bind = bind
+        self.bind_port = port  # 0: a free port (a second server on another loopback address
+        #                        may take the first one's port: one host "moving" between them)
         self.default_host = default_host
         self.ssl_context = ssl_context
         self._routes: dict[RouteKey, Route] = {}
@@ -183,12 +186,12 @@ class LabWebServer:
     # -- lifecycle (async) ----------------------------------------------------------------
 
     async def start(self) -> LabWebServer:
-        """Bind 127.0.0.1 on a free port and start serving."""
+        """Bind ``bind`` (127.0.0.1) on ``port`` (a free one) and start serving."""
         server = _CountingServer(self, handler=self._handle, handler_cancellation=True)
         self._runner = web.ServerRunner(server, shutdown_timeout=1.0)
         await self._runner.setup()
         site = web.TCPSite(
-            self._runner, self.bind, 0, backlog=1024, ssl_context=self.ssl_context
+            self._runner, self.bind, self.bind_port, backlog=1024, ssl_context=self.ssl_context
         )
         await site.start()
         self._port = int(self._runner.addresses[0][1])

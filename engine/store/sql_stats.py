@@ -54,6 +54,7 @@ SELECT c.created_at, c.state,
        {a_category} AS assessment_category,
        {r_country} AS country,
        {r_asn} AS asn,
+       {r_network} AS network,
        {r_org} AS org,
        CASE WHEN mo.value IS NOT NULL THEN 1 ELSE 0 END AS has_monitoring,
        {mo_removed_at} AS removed_at,
@@ -82,7 +83,7 @@ def _case_facts_sql(dialect: Dialect, *, with_notices: bool) -> str:
     fields = {"verdict": dialect.json_text("e.detail", "verdict"),
               "category": dialect.json_text("e.detail", "category")}
     for alias, key in (("m", "category"), ("a", "verdict"), ("a", "category"), ("r", "country"),
-                       ("r", "asn"), ("r", "org"), ("mo", "removed_at"),
+                       ("r", "asn"), ("r", "network"), ("r", "org"), ("mo", "removed_at"),
                        ("mo", "seconds_to_removal_from_report"),
                        ("mo", "seconds_to_removal_from_notice")):
         fields[f"{alias}_{key}"] = dialect.json_value(f"{alias}.value", key)
@@ -124,7 +125,8 @@ class SQLStatsMixin:
 
         Columns: created_at, state, matched, verdict_illegal, verdict_not_illegal, suppressed,
         verdict_category, noticed_at, removed_event_at, escalations, has_match, match_category,
-        assessment_verdict, assessment_category, country, asn, org, has_monitoring, removed_at,
+        assessment_verdict, assessment_category, country, asn, network, org, has_monitoring,
+        removed_at,
         seconds_from_report, seconds_from_notice, first_notice_sent_at.
         """
         sql = _case_facts_sql(self.dialect, with_notices=self.stats_notices_available())

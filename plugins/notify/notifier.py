@@ -21,6 +21,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from engine.api import Case, StageContext
+from engine.clock import parse_duration
 from engine.ids import new_id
 from engine.models import StageResult
 from engine.notice_content import build_action
@@ -64,8 +65,12 @@ async def notify_case(case: Case, ctx: StageContext) -> StageResult:
 
 
 def first_recheck(actions: list[dict[str, Any]], config: Any, now: datetime) -> datetime:
-    """The first re-check of noticed ``actions`` (or routes): the earliest deadline, else
-    ``[notices] recheck_hours`` after ``now``."""
+    """The first re-check of noticed ``actions`` (or routes): the first step of ``[recheck]
+    schedule`` when one is set (validated by the re-check plugin), else the earliest deadline,
+    else ``[notices] recheck_hours`` after ``now``."""
+    schedule = config.get("recheck", "schedule") or []
+    if schedule:
+        return now + parse_duration(schedule[0])
     hours = [a["deadline_hours"] for a in actions
              if isinstance(a.get("deadline_hours"), int | float) and a["deadline_hours"] > 0]
     first_check = min(hours) if hours else notice_settings(config).recheck_hours

@@ -24,7 +24,9 @@ The case's ``monitoring`` field holds the contract keys (``next_check_at``, ``ch
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
+import ipaddress
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -33,7 +35,7 @@ from typing import Any
 
 from engine import pipeline
 from engine.api import StageContext
-from engine.clock import fmt, parse
+from engine.clock import Clock, fmt, parse, parse_duration
 from engine.config import Option, non_negative, positive
 from engine.directory import load_directory, settings_from_config
 from engine.errors import FetchError, WorkerError
@@ -42,22 +44,63 @@ from engine.media.items import IMAGE_TYPES, hash_bytes
 from engine.media.signals import PERCEPTUAL_TYPES, SHA256, default_radii
 from engine.models import Case, Item, StageResult
 from engine.notice_content import build_action
-from engine.plugin_manager import call_all
+from engine.plugin_manager import call_all, call_first
 from engine.routes import split_sendable
 from plugins.recheck.escalation import LADDER_STEPS, Step, check_ladder, next_step, reappeared_step
 
 PLUGIN = "recheck"
 GONE_STATUSES = frozenset({404, 410, 451})
+DEFAULT_CONFIRM = {"misses": 1, "apart_minutes": 5.0}
+# A host's addresses are asked once a minute at most per run: a sweep checks many cases of one
+# host within seconds, and one DNS answer serves them all.
+LOCATE_CACHE_SECONDS = 60.0
 
 
 def _fraction(value: Any) -> str | None:
     return None if 0 <= value < 1 else "must be at least 0 and below 1"
 
 
+def check_schedule(value: Any) -> str | None:
+    """Config check of ``[recheck] schedule``: a list of durations (``"1h"``, ``"30m"``)."""
+    if not isinstance(value, list):
+        return 'must be a list of durations, e.g. ["1h", "4h", "12h", "24h"]'
+    for n, step in enumerate(value, 1):
+        try:
+            parse_duration(step)
+        except ValueError as exc:
+            return f"step {n}: {exc}"
+    return None
+
+
+def check_confirm(value: Any) -> str | None:
+    """Config check of ``[recheck] confirm``: ``{misses = N, apart_minutes = M}``."""
+    if not isinstance(value, dict):
+        return "must be a table, e.g. {misses = 3, apart_minutes = 5}"
+    unknown = sorted(set(value) - set(DEFAULT_CONFIRM))
+    if unknown:
+        return f"unknown key(s) {unknown} (known: misses, apart_minutes)"
+    misses = value.get("misses", 1)
+    if isinstance(misses, bool) or not isinstance(misses, int) or misses < 1:
+        return f"misses must be a whole number of at least 1 (got {misses!r})"
+    apart = value.get("apart_minutes", 0)
+    if isinstance(apart, bool) or not isinstance(apart, int | float) or apart < 0:
+        return f"apart_minutes must be a number of at least 0 (got {apart!r})"
+    return None
+
+
 SCHEMA: dict[str, dict[str, Option]] = {
     "recheck": {
         "interval_hours": Option(type=float, default=24.0, check=positive,
-                                 help="time between two checks of a case"),
+                                 help="time between two checks of a case (when no schedule)"),
+        "schedule": Option(type=list, default=[], check=check_schedule,
+                           help='gaps between checks from the notice on, e.g. ["1h", "4h", '
+                                '"12h", "24h"]; the last one repeats; empty = interval_hours'),
+        "confirm": Option(type=dict, default=dict(DEFAULT_CONFIRM), check=check_confirm,
+                          help="removed only after `misses` checks find it gone, at least "
+                               "`apart_minutes` apart"),
+        "re_resolve": Option(type=bool, default=True,
+                             help="resolve the host again at each check that finds the "
+                                  "material online; re-route it when it left the network"),
         "jitter": Option(type=float, default=0.1, check=_fraction,
                          help="spread checks by ± this fraction of the interval"),
         "escalation_interval_hours": Option(type=float, default=24.0, check=positive,
@@ -96,6 +139,18 @@ class RecheckSettings:
     radii: Mapping[str, int] = field(default_factory=default_radii)
     max_media_per_page: int = 50
     per_host_concurrency: int = 2
+    #: ``[recheck] schedule`` in hours (empty: ``interval_hours`` after every check).
+    schedule_hours: tuple[float, ...] = ()
+    confirm_misses: int = 1
+    confirm_apart_minutes: float = 5.0
+    re_resolve: bool = True
+
+    def gap_hours(self, checks: int) -> float:
+        """Hours from check number ``checks`` (1 = the first) to the next one: the schedule's
+        step ``checks`` (its step 0 is notice → first check), the last step repeating."""
+        if self.schedule_hours:
+            return self.schedule_hours[min(checks, len(self.schedule_hours) - 1)]
+        return self.interval_hours
 
     @classmethod
     def from_config(cls, config: Any) -> RecheckSettings:
@@ -107,9 +162,33 @@ class RecheckSettings:
         for name in radii:
             if sect.get(f"{name}_radius") is not None:
                 radii[name] = sect[f"{name}_radius"]
+        schedule = tuple(parse_duration(step).total_seconds() / 3600
+                         for step in sect.pop("schedule", None) or ())
+        confirm = {**DEFAULT_CONFIRM, **(sect.pop("confirm", None) or {})}
         known = set(cls.__dataclass_fields__) - {"radii"}
-        return cls(radii=radii,
+        return cls(radii=radii, schedule_hours=schedule, confirm_misses=int(confirm["misses"]),
+                   confirm_apart_minutes=float(confirm["apart_minutes"]),
                    **{k: v for k, v in sect.items() if k in known and v is not None})
+
+
+@dataclass
+class SharedAnswers:
+    """A hook's answer per host, shared by the cases of one host for ``LOCATE_CACHE_SECONDS``
+    (a sweep checks many cases of one host within seconds: one answer serves them all), with
+    one lookup in flight per host (the others wait for it rather than ask themselves)."""
+
+    answers: dict[str, tuple[float, Any]] = field(default_factory=dict)
+    locks: dict[str, asyncio.Lock] = field(default_factory=dict)
+
+    async def get(self, key: str, hook: str, **kwargs: Any) -> Any:
+        """The answer of ``hook`` for host ``key`` (called with ``kwargs``, incl. ``ctx``)."""
+        async with self.locks.setdefault(key, asyncio.Lock()):
+            hit = self.answers.get(key)
+            if hit is not None and Clock.monotonic() - hit[0] < LOCATE_CACHE_SECONDS:
+                return hit[1]
+            answer, _plugin = await call_first(kwargs["ctx"].pm, hook, **kwargs)
+            self.answers[key] = (Clock.monotonic(), answer)
+            return answer
 
 
 @dataclass
@@ -119,6 +198,8 @@ class _RunState:
     hosts: dict[str, asyncio.Semaphore] = field(default_factory=dict)
     authority: tuple[str, frozenset[str], dict[str, tuple[str | None, str]]] | None = None
     seen: dict[str, set[str]] = field(default_factory=dict)
+    located: SharedAnswers = field(default_factory=SharedAnswers)  # DNS per host
+    reresolved: SharedAnswers = field(default_factory=SharedAnswers)  # ntd_resolve
 
     def count(self, outcome: str, case_id: str) -> None:
         """Count ``case_id`` once under ``outcome`` however often a sweep checks it (a removal
@@ -346,6 +427,17 @@ def _authority_context(ctx: StageContext, state: _RunState
     return state.authority
 
 
+def _first_escalation(case: Case, mon: Mapping[str, Any], routes: list[dict[str, Any]],
+                      s: RecheckSettings, now_text: str) -> str:
+    """When the first ladder step is due: the first check (the deadline, as the notify stage
+    schedules it) — with a ``schedule``, checks come sooner, so the route deadline after the
+    notice."""
+    deadline = _deadline_hours(routes)
+    if s.schedule_hours and deadline and mon.get("noticed_at"):
+        return fmt(parse(mon["noticed_at"]) + timedelta(hours=deadline))
+    return case.retry_at or now_text
+
+
 # -- escalation hook (optional hookspec ntd_escalate) ------------------------------------------
 async def _plugin_step(case: Case, step: Step, level: int, ctx: StageContext) -> Step:
     """Let ``ntd_escalate`` implementations add routes to, or veto kinds of, a step."""
@@ -384,16 +476,139 @@ def _outbox(case: Case, step: Step, level: int, ctx: StageContext) -> list[dict[
              "escalation": {"level": level, "step": step.name}} for route in step.routes]
 
 
+# -- moved content -----------------------------------------------------------------------------
+BRIEF_KEYS = ("ips", "asn", "network", "org", "country")
+
+
+def brief(resolution: Mapping[str, Any]) -> dict[str, Any]:
+    """Where a resolution places the host (addresses, network, country), for the trail."""
+    return {k: resolution.get(k) for k in BRIEF_KEYS}
+
+
+def left_network(ips: list[str], old: Mapping[str, Any]) -> bool:
+    """True when none of ``ips`` is an address or inside the prefix of the noticed resolution
+    ``old`` (a candidate move: only a registry lookup can tell the new network)."""
+    if set(ips) & {str(ip) for ip in old.get("ips") or ()}:
+        return False
+    try:
+        net = ipaddress.ip_network(str(old.get("network")), strict=False)
+    except ValueError:  # no or no usable prefix: the registry lookup decides
+        return True
+    for ip in ips:
+        try:
+            if ipaddress.ip_address(ip) in net:
+                return False
+        except ValueError:
+            continue
+    return True
+
+
+def same_network(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
+    """Same ASN and prefix (a value missing on either side does not tell them apart)."""
+    for key in ("asn", "network"):
+        if old.get(key) and new.get(key) and str(old[key]) != str(new[key]):
+            return False
+    return True
+
+
+@dataclass(frozen=True, kw_only=True)
+class Located:
+    """What re-resolving a case's host found: nothing to do, a new resolution, or a move."""
+
+    resolution: dict[str, Any] | None = None  # the new resolution, when there is one
+    moved: bool = False
+    note: str | None = None  # why nothing changed, for the trail
+
+
+async def locate(case: Case, ctx: StageContext, state: _RunState) -> Located | None:
+    """Resolve the host again; a full re-resolution (``ntd_resolve``) only when its addresses
+    left the noticed network. None: nothing to compare or nothing changed."""
+    old = case.data.get("resolution")
+    if not isinstance(old, Mapping) or not (old.get("ips") or old.get("network")):
+        return None
+    facts = await state.located.get(case.host, "ntd_host_addresses", host=case.host, ctx=ctx)
+    ips = [str(ip) for ip in (facts.get("ips") or () if isinstance(facts, Mapping) else ())]
+    if not ips or not left_network(ips, old):
+        return None  # no answer (the fetch tells whether it is gone) or still there
+    result = await state.reresolved.get(case.host, "ntd_resolve", case=case, ctx=ctx)
+    new = result.data.get("resolution") if isinstance(result, StageResult) else None
+    if not isinstance(new, dict):
+        why = getattr(result, "reason", None) or "no resolve plugin"
+        return Located(note=f"addresses {', '.join(ips)} left the noticed network; "
+                            f"re-resolution failed ({why})")
+    if same_network(old, new):
+        return Located(resolution=new, note="addresses changed within the noticed network")
+    return Located(resolution=new, moved=True)
+
+
+def _shifted_plan(plan: list[Any], hours: float) -> list[Any]:
+    """A routing plan made at a move: its ``after_hours`` count from the move, while the
+    re-check stage counts them from the first notice (the takedown clock)."""
+    out = []
+    for step in plan:
+        if isinstance(step, Mapping) and isinstance(step.get("after_hours"), int | float):
+            step = {**step, "after_hours": round(float(step["after_hours"]) + hours, 4)}
+        out.append(step)
+    return out
+
+
+async def _move(case: Case, ctx: StageContext, located: Located, mon: dict[str, Any],
+                now: datetime, routes: list[dict[str, Any]], s: RecheckSettings
+                ) -> tuple[dict[str, Any], dict[str, Any], Step | None, Case]:
+    """Record a move and route the new hoster: ``(data, detail, step, moved case)``.
+
+    The old resolution and routes go to ``resolution_history``; routing (``ntd_route``) runs
+    on the new resolution; recipients noticed before are not noticed again; the takedown
+    clock (``first_notice_at``) is kept and the ladder restarts for the new recipients.
+    """
+    old = case.data.get("resolution") or {}
+    new = located.resolution or {}
+    now_text = fmt(now)
+    moved = dataclasses.replace(case, data={**case.data, "resolution": new})
+    history = [*(case.data.get("resolution_history") or []),
+               {"at": now_text, "resolution": old, "routes": routes}]
+    data: dict[str, Any] = {"resolution": new, "resolution_history": history}
+    detail: dict[str, Any] = {"moved": {"from": brief(old), "to": brief(new)}}
+    mon.update(moves=int(mon.get("moves") or 0) + 1, last_move_at=now_text,
+               last_outcome="moved")
+    answer, _plugin = await call_first(ctx.pm, "ntd_route", case=moved, ctx=ctx)
+    if not isinstance(answer, StageResult) or answer.state != "routed":
+        why = getattr(answer, "reason", None) or "no route plugin"
+        mon["move_unrouted"] = why
+        detail["routing"] = f"not routed ({why}): the old routes stay; route it by hand"
+        return data, detail, None, moved
+    mon.pop("move_unrouted", None)
+    new_routes = [r for r in answer.data.get("routes") or [] if isinstance(r, dict)]
+    before = {(r.get("recipient_kind"), str(r.get("target") or "").lower()) for r in routes}
+    fresh = [r for r in new_routes
+             if (r.get("recipient_kind"), str(r.get("target") or "").lower()) not in before]
+    sendable, skipped = split_sendable(fresh)
+    skipped += [{"target": r.get("target"), "recipient_kind": r.get("recipient_kind"),
+                 "why": "noticed before the move"} for r in new_routes if r not in fresh]
+    noticed_at = parse(mon.get("noticed_at") or case.updated_at)
+    elapsed = max(0.0, (now - noticed_at).total_seconds() / 3600)
+    data.update(routes=new_routes,
+                escalation=_shifted_plan(list(answer.data.get("escalation") or []), elapsed))
+    deadline = _deadline_hours(new_routes) or s.escalation_interval_hours
+    mon.update(ladder_position=0, plan_done=[],
+               next_escalation_at=fmt(now + timedelta(hours=deadline)))
+    detail["routing"] = answer.detail.get("policy") if isinstance(answer.detail, dict) else None
+    return data, detail, Step(name="moved", routes=sendable, skipped=skipped,
+                              advances_ladder=False), moved
+
+
 # -- the stage ---------------------------------------------------------------------------------
 
 
 def _result(mon: dict[str, Any], state: str, action: str, retry_at: datetime | None,
             detail: dict[str, Any], *, reason: str | None = None,
-            outbox: list[dict[str, Any]] | None = None) -> StageResult:
+            outbox: list[dict[str, Any]] | None = None,
+            data: dict[str, Any] | None = None) -> StageResult:
     mon["next_check_at"] = fmt(retry_at) if retry_at is not None else None
     detail["next_check_at"] = mon["next_check_at"]
     return StageResult(state=state, action=action, reason=reason, detail=detail,
-                       data={"monitoring": mon}, retry_at=retry_at, outbox=outbox or [])
+                       data={**(data or {}), "monitoring": mon}, retry_at=retry_at,
+                       outbox=outbox or [])
 
 
 async def recheck_case(case: Case, ctx: StageContext) -> StageResult:
@@ -452,6 +667,20 @@ async def recheck_case(case: Case, ctx: StageContext) -> StageResult:
                                         for u, r in items_mon.items() if u in seen}}
 
     if all(st == "removed" for st in states):
+        if not removed_before and s.confirm_misses > 1:
+            # Removed only after N checks found it gone, at least M minutes apart (a check
+            # sooner than that after the last miss does not count).
+            misses = list(mon.get("misses") or [])
+            apart = timedelta(minutes=s.confirm_apart_minutes)
+            if not misses or now - parse(misses[-1]) >= apart:
+                misses.append(now_text)
+            mon["misses"] = misses
+            if len(misses) < s.confirm_misses:
+                mon["last_outcome"] = "missing"
+                state.count("missing", case.id)
+                detail.update(misses=len(misses), misses_needed=s.confirm_misses)
+                return _result(mon, "monitoring", "missing", max(now, parse(misses[-1])
+                                                                  + apart), detail)
         removed_at = max(items_mon[i.url]["removed_at"] for i in items)
         mon.update(removed_at=removed_at, last_outcome="removed",
                    seconds_to_removal_from_report=_seconds(parse(removed_at), case.created_at),
@@ -470,8 +699,8 @@ async def recheck_case(case: Case, ctx: StageContext) -> StageResult:
         return _result(mon, "closed", "removed", None, detail)
 
     mon.update(removed_at=None, seconds_to_removal_from_report=None,
-               seconds_to_removal_from_notice=None)
-    interval = jittered_hours(case.id, checks, s.interval_hours, s.jitter)
+               seconds_to_removal_from_notice=None, misses=[])
+    interval = jittered_hours(case.id, checks, s.gap_hours(checks), s.jitter)
     next_check = now + timedelta(hours=interval)
     if "online" not in states:
         mon["last_outcome"] = "unreachable"
@@ -479,6 +708,26 @@ async def recheck_case(case: Case, ctx: StageContext) -> StageResult:
         return _result(mon, "monitoring", "unreachable", next_check, detail)
 
     state.count("still_online", case.id)
+    located = await locate(case, ctx, state) if s.re_resolve and not removed_before else None
+    if located is not None and located.note:
+        detail["location"] = located.note
+    if located is not None and located.moved:
+        data, more, move_step, moved = await _move(case, ctx, located, mon, now, routes, s)
+        detail.update(more)
+        outbox: list[dict[str, Any]] = []
+        if move_step is not None:
+            level = mon["escalation_level"]
+            move_step = await _plugin_step(moved, move_step, level, ctx)
+            mon["steps"] = [*mon["steps"], {**move_step.detail(level), "at": now_text}]
+            detail["step"] = move_step.detail(level)
+            outbox = _outbox(moved, move_step, level, ctx)
+        state.count("moved", case.id)
+        return _result(mon, "monitoring", "moved", next_check, detail, outbox=outbox,
+                       data=data)
+    if located is not None and located.resolution is not None:
+        extra_data: dict[str, Any] = {"resolution": located.resolution}
+    else:
+        extra_data = {}
     if removed_before:
         # Back after removal: the original recipients hear again and the ladder restarts.
         step = await _plugin_step(case, reappeared_step(routes), 0, ctx)
@@ -490,10 +739,10 @@ async def recheck_case(case: Case, ctx: StageContext) -> StageResult:
         state.count("reappeared", case.id)
         detail["step"] = step.detail(0)
         return _result(mon, "reappeared", "reappeared", now + timedelta(hours=deadline),
-                       detail, outbox=_outbox(case, step, 0, ctx))
+                       detail, outbox=_outbox(case, step, 0, ctx), data=extra_data)
 
     mon["last_outcome"] = "online"
-    due_at = mon.get("next_escalation_at") or case.retry_at or now_text
+    due_at = mon.get("next_escalation_at") or _first_escalation(case, mon, routes, s, now_text)
     ladder_due = now >= parse(due_at)
     home, members, contacts = _authority_context(ctx, state)
     noticed_at = parse(mon.get("noticed_at") or case.updated_at)
@@ -507,7 +756,7 @@ async def recheck_case(case: Case, ctx: StageContext) -> StageResult:
     if found is None:
         if ladder_due and position >= len(s.ladder):
             detail["ladder"] = "exhausted"
-        return _result(mon, "monitoring", "still_online", next_check, detail)
+        return _result(mon, "monitoring", "still_online", next_check, detail, data=extra_data)
     level = mon["escalation_level"] + 1
     step = await _plugin_step(case, found, level, ctx)
     record = {**step.detail(level), "at": now_text}
@@ -520,4 +769,4 @@ async def recheck_case(case: Case, ctx: StageContext) -> StageResult:
     state.count("escalated", case.id)
     detail["step"] = step.detail(level)
     return _result(mon, "escalated", f"escalated_{step.name}", next_check, detail,
-                   outbox=_outbox(case, step, level, ctx))
+                   outbox=_outbox(case, step, level, ctx), data=extra_data)

@@ -20,7 +20,8 @@ import click
 from engine.pipeline import Pipeline, RunSummary, Stage
 from engine.plugin_manager import call_all
 
-COUNT_KEYS = ("checked", "removed", "still_online", "escalated", "reappeared", "errors")
+COUNT_KEYS = ("checked", "removed", "still_online", "escalated", "reappeared", "moved",
+              "errors")
 
 
 def recheck_stage() -> Stage:
@@ -54,6 +55,7 @@ def sweep_counts(summary: RunSummary, counts: Any) -> dict[str, int]:
             "still_online": int(counts.get("still_online", 0)),
             "escalated": int(counts.get("escalated", 0)),
             "reappeared": int(counts.get("reappeared", 0)),
+            "moved": int(counts.get("moved", 0)),
             "errors": int(summary.errors.get("recheck", 0))}
 
 
@@ -83,7 +85,13 @@ async def run_sweep(rt: Any, *, limit: int | None = None, workers: int | None = 
             counts["notices_sent"] = sum(int(n or 0) for n, _plugin in sent)
         return counts, summary
     finally:
-        await ctx.aclose()
+        # Not ``ntd_startup`` (that would start e.g. the notice sender's service in a sweep),
+        # but ``ntd_shutdown``: plugins whose hooks the sweep called (the resolve plugin when a
+        # host is resolved again) close what they opened on first use.
+        try:
+            await call_all(ctx.pm, "ntd_shutdown", ctx=ctx)
+        finally:
+            await ctx.aclose()
 
 
 def _progress() -> Callable[[RunSummary], None]:

@@ -17,6 +17,7 @@ from plugins.resolve.service import (
     _RunState,
     _url_check,
     _url_table_check,
+    host_addresses,
     resolve_case,
 )
 
@@ -25,7 +26,8 @@ from plugins.resolve.service import (
 def ntd_config_schema() -> dict[str, dict[str, Option]]:
     return {
         "lab.rdap_addresses": {
-            "*": Option(type=str, help="lab only: public-looking RDAP key for a loopback host"),
+            "*": Option(type=str, help="lab only: public-looking RDAP key for a loopback host "
+                                       "(or a loopback address)"),
         },
         "resolve": {
             "dns_server": Option(type=str, default=None, check=_dns_server_check,
@@ -102,3 +104,8 @@ def ntd_register_commands(cli: Any) -> None:
 @hookimpl
 async def ntd_resolve(case: Case, ctx: StageContext) -> StageResult:
     return await resolve_case(case, ctx)
+
+
+@hookimpl
+async def ntd_host_addresses(host: str, ctx: StageContext) -> dict[str, Any]:
+    return await host_addresses(host, ctx)

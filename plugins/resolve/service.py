@@ -265,7 +265,10 @@ class ResolveService:
             if dns_result.error:
                 message += f" ({dns_result.error})"
             return Outcome(reason=f"dns_{dns_result.outcome}", message=message, partial=partial)
-        ip = self.lab_rdap.get(dns_result.host, dns_result.addresses[0])
+        # Lab: the host's RDAP key, else its loopback address's (a lab host can move between
+        # loopback servers standing for different networks).
+        ip = (self.lab_rdap.get(dns_result.host) or self.lab_rdap.get(dns_result.addresses[0])
+              or dns_result.addresses[0])
         is_ip_host = dns_result.source == "literal"
         reg_domain = None if is_ip_host else (domain or _registered(dns_result.host))
         ip_task = asyncio.ensure_future(self.ip.lookup(ip))
@@ -412,6 +415,16 @@ async def service_for(ctx: StageContext) -> ResolveService:
             if state.service is None:
                 state.service = await ResolveService.open(ctx)
     return state.service
+
+
+async def host_addresses(host: str, ctx: StageContext) -> dict[str, Any]:
+    """The host's DNS facts now (the ``ntd_host_addresses`` hook): no registry lookups."""
+    service = await service_for(ctx)
+    try:
+        return _dns_facts(await service.dns.resolve(host))
+    except ResolutionError as exc:  # an unusable host name
+        return {"host": host, "ips": [], "cnames": [], "dns_outcome": exc.reason or "error",
+                "dns_source": "dns"}
 
 
 def retry_delay(settings: dict[str, Any], attempts: int) -> timedelta:
