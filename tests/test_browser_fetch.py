@@ -16,8 +16,10 @@ Drives Debian's ``chromium`` through Playwright; skips with a reason where eithe
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 
+import psutil
 import pytest
 
 from engine import safe_fetch
@@ -28,7 +30,8 @@ from engine.lab.webserver import LabWebServer, Route
 from engine.media.hashing import hash_media
 from engine.media.html_media import scan_page
 from engine.runtime import Runtime
-from plugins.fetch.browser import SHM_ROOT, BrowserSettings, browser_available
+from engine.safe_fetch import FetchPolicy, SafeFetcher
+from plugins.fetch.browser import SHM_ROOT, BrowserPool, BrowserSettings, browser_available
 from tests.conftest import run_ntd
 
 HOST = "gallery.test"
@@ -360,3 +363,69 @@ async def test_hostile_page_reaches_no_canary_and_every_refusal_is_recorded(
 
 def gallery_png() -> bytes:
     return png_bytes(make_image(901, (120, 90)))
+
+
+# ---------------------------------------------------------------------------------------------
+# Bounds: memory, deadline, a dead browser
+# ---------------------------------------------------------------------------------------------
+
+
+def lab_fetcher(server: LabWebServer) -> SafeFetcher:
+    return SafeFetcher(FetchPolicy(allow_private_networks=True,
+                                   allowed_ports=frozenset({server.port}),
+                                   static_hosts={HOST: ["127.0.0.1"]}))
+
+
+async def test_page_over_memory_is_killed_recorded_and_the_browser_restarted(
+        gallery: LabWebServer) -> None:
+    url = gallery.url("/gallery/index.html", host=HOST)
+    # Any browser is over 64 MiB: the first page is killed with its browser.
+    pool = BrowserPool(BrowserSettings(max_rss_mb=64, page_seconds=30))
+    try:
+        async with lab_fetcher(gallery) as fetcher:
+            killed = await pool.render(url, fetcher, max_images=50)
+            assert killed.stopped == "browser_memory" and killed.peak_rss_mb > 64
+            assert pool.killed == 1
+            pool.settings = replace(pool.settings, max_rss_mb=65536)
+            again = await pool.render(url, fetcher, max_images=50)
+    finally:
+        await pool.aclose()
+    assert again.stopped is None and len(again.network_images) == 4
+    assert pool.restarts == 1 and shm_dirs() == set()
+
+
+async def test_page_past_its_deadline_is_stopped_and_the_next_one_renders(
+        gallery: LabWebServer) -> None:
+    gallery.set(HOST, "/spin.html", (b"<html><body><img src='/gallery/img/js.png'>"
+                                     b"<script>while (true) {}</script></body></html>",
+                                     "text/html"))
+    pool = BrowserPool(BrowserSettings(page_seconds=3))
+    try:
+        async with lab_fetcher(gallery) as fetcher:
+            spun = await pool.render(gallery.url("/spin.html", host=HOST), fetcher,
+                                     max_images=50)
+            assert spun.stopped == "deadline"
+            pool.settings = replace(pool.settings, page_seconds=30)
+            after = await pool.render(gallery.url("/gallery/index.html", host=HOST), fetcher,
+                                      max_images=50)
+    finally:
+        await pool.aclose()
+    assert after.stopped is None and len(after.network_images) == 4
+
+
+async def test_browser_that_died_is_started_again(gallery: LabWebServer) -> None:
+    url = gallery.url("/gallery/index.html", host=HOST)
+    pool = BrowserPool(BrowserSettings(page_seconds=30))
+    try:
+        async with lab_fetcher(gallery) as fetcher:
+            first = await pool.render(url, fetcher, max_images=2)
+            assert len(first.network_images) == 2 and first.aborted.get("max_media")
+            [slot] = pool._slots
+            browser = psutil.Process(slot.pid)
+            browser.kill()
+            second = await pool.render(url, fetcher, max_images=50)
+    finally:
+        await pool.aclose()
+    assert not browser.is_running() or browser.status() == psutil.STATUS_ZOMBIE
+    assert second.stopped is None and len(second.network_images) == 4
+    assert pool.restarts == 1

@@ -165,6 +165,8 @@ class BrowserPage:
     network_images: list[str] = field(default_factory=list)
     refused: list[dict[str, str]] = field(default_factory=list)
     refused_count: int = 0
+    # every URL the page asked for and ntd fetched or refused (not fetched again for the DOM)
+    asked: set[str] = field(default_factory=set)
     requests: int = 0
     aborted: dict[str, int] = field(default_factory=dict)  # reason -> count (not refusals)
     websockets: int = 0
@@ -308,6 +310,7 @@ class _PageRun:
         self.inflight += 1
         self.last_activity = time.monotonic()
         try:
+            self.result.asked.add(url)
             reason = self._gate(request, url)
             if reason is not None:
                 await _quietly(route.abort("blockedbyclient"))
@@ -465,7 +468,14 @@ class _Slot:
 
     @property
     def alive(self) -> bool:
-        return self.browser is not None and self.browser.is_connected()
+        """Connected, and its process still running (a kill is seen before the driver
+        reports the disconnection)."""
+        if self.browser is None or not self.browser.is_connected() or self.pid is None:
+            return False
+        try:
+            return psutil.Process(self.pid).status() != psutil.STATUS_ZOMBIE
+        except psutil.Error:
+            return False
 
     async def ensure(self) -> None:
         """Start the browser if it is not running (first use, or after it died)."""
@@ -609,10 +619,16 @@ class BrowserPool:
         """
         slot = await self._free.get()
         try:
-            run = _PageRun(fetcher=fetcher, result=BrowserPage(url=url),
-                           max_requests=self.settings.max_requests, max_images=max_images,
-                           on_image=on_image, document=document)
-            return await self._render_in(slot, url, run, max_images)
+            for attempt in (1, 2):
+                run = _PageRun(fetcher=fetcher, result=BrowserPage(url=url),
+                               max_requests=self.settings.max_requests, max_images=max_images,
+                               on_image=on_image, document=document)
+                result = await self._render_in(slot, url, run, max_images)
+                # A browser found dead before the page asked for anything (it died between
+                # pages): the page is not to blame; it gets one fresh browser.
+                if result.stopped != "browser_crashed" or result.requests or attempt == 2:
+                    return result
+            raise AssertionError("unreachable")
         finally:
             self._free.put_nowait(slot)
 

@@ -341,8 +341,9 @@ async def _render(ctx: StageContext, page_url: str, doc: FetchResponse, mode: st
     page = await browser_pool(ctx).render(page_url, ctx.fetcher, max_images=limit,
                                           on_image=on_image, document=doc)
     items = list(found.values())
+    asked = set(filter(None, map(_canonical, page.asked)))  # answered (or refused) already
     shown = [u for u in dict.fromkeys(filter(None, map(_canonical, page.dom_urls)))
-             if u not in known and u not in found and u != page_url]
+             if u not in known and u not in found and u not in asked and u != page_url]
     room = max(0, limit - len(known | found.keys()))
     gate = asyncio.Semaphore(ctx.config.get("fetch", "media_concurrency", 8))
 
