@@ -318,7 +318,8 @@ async def _render(ctx: StageContext, page_url: str, doc: FetchResponse, mode: st
                   ) -> tuple[list[Item], dict[str, Any]]:
     """Render the page; returns the items of the images it loaded (those of ``media`` among
     them are not fetched again) or shows (those the DOM names but the page never loaded are
-    fetched here, unless in ``media``) and the event detail: ``browser`` (counters) and ``refused`` (each refused request)."""
+    fetched here, unless in ``media``) and the event detail: ``browser`` (counters) and
+    ``refused`` (each refused request)."""
     settings = browser_settings(ctx)
     why_not = browser_available(settings)
     if why_not is not None:
