@@ -14,7 +14,7 @@ from engine.lab.script_gallery import add_script_gallery
 from engine.lab.webserver import LabWebServer
 from engine.runtime import Runtime
 from engine.testing import make_context
-from plugins.fetch.browser import BrowserPage, BrowserSettings, browser_available
+from plugins.fetch.browser import BrowserPage, BrowserPool, BrowserSettings, browser_available
 from plugins.fetch.fetcher import browser_mode
 
 HOST = "gallery.test"
@@ -85,3 +85,15 @@ async def test_without_chromium_the_static_result_stands_and_says_why(tmp_path: 
         rt.close()
     finally:
         await server.close()
+
+
+async def test_a_page_waits_for_a_browser_only_so_long() -> None:
+    pool = BrowserPool(BrowserSettings(pool=1))
+    held = await pool._free.get()  # the one browser is busy with another page
+    try:
+        page = await pool.render("http://a.test/", None, max_images=5,  # type: ignore[arg-type]
+                                 wait=0.05)
+    finally:
+        pool._free.put_nowait(held)
+        await pool.aclose()
+    assert page.stopped == "pool_busy" and pool.pages == 0

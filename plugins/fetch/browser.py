@@ -608,16 +608,22 @@ class BrowserPool:
 
     async def render(self, url: str, fetcher: SafeFetcher, *, max_images: int,
                      on_image: ImageSink | None = None,
-                     document: FetchResponse | None = None) -> BrowserPage:
+                     document: FetchResponse | None = None,
+                     wait: float | None = None) -> BrowserPage:
         """Load ``url`` in a fresh incognito context, scroll, and collect its media.
 
         ``document``: the page as the stage already fetched it (served to the browser from
         memory when it asks for its ``final_url``). Images the page loads go to ``on_image``
         (at most ``max_images``). Never raises for what the page does: a deadline, a killed
         or crashed browser or a Playwright error is the result's ``stopped``. Waits for a free
-        slot first.
+        slot first, at most ``wait`` seconds (then ``stopped`` is ``pool_busy``: the caller
+        should try later rather than hold its case's lease).
         """
-        slot = await self._free.get()
+        try:
+            async with asyncio.timeout(wait):
+                slot = await self._free.get()
+        except TimeoutError:
+            return BrowserPage(url=url, stopped="pool_busy")
         try:
             for attempt in (1, 2):
                 run = _PageRun(fetcher=fetcher, result=BrowserPage(url=url),

@@ -248,6 +248,13 @@ async def fetch_case(case: Case, ctx: StageContext, *, browser: bool = False) ->
         mode = browser_mode(ctx, page_url, doc.body, media, forced=browser)
         if mode is not None:
             found, browser_detail = await _render(ctx, page_url, doc, mode, media, mirrors)
+            if browser_detail["browser"].get("stopped") == "pool_busy":
+                # Every browser was busy for a third of the lease: try again soon rather than
+                # hold the case past its lease (the static fetch is repeated then).
+                wait = browser_settings(ctx).page_seconds * 3
+                return StageResult(state=case.state, action="deferred", reason="browser_busy",
+                                   retry_at=ctx.clock.now() + timedelta(seconds=wait),
+                                   detail={"browser": browser_detail["browser"]})
             scan_detail.update(browser_detail)
             items += found
             media += [i.url for i in found if i.url not in media]
@@ -339,8 +346,9 @@ async def _render(ctx: StageContext, page_url: str, doc: FetchResponse, mode: st
         if mirror:
             mirrors[item.hashes["sha256"]] = mirror
 
+    wait = ctx.config.get("pipeline", "lease_seconds", 300) / 3
     page = await browser_pool(ctx).render(page_url, ctx.fetcher, max_images=limit,
-                                          on_image=on_image, document=doc)
+                                          on_image=on_image, document=doc, wait=wait)
     items = list(found.values())
     asked = set(filter(None, map(_canonical, page.asked)))  # answered (or refused) already
     shown = [u for u in dict.fromkeys(filter(None, map(_canonical, page.dom_urls)))
