@@ -302,6 +302,7 @@ class _PageRun:
         self.last_activity = time.monotonic()
         self.sinks: set[asyncio.Task[None]] = set()
         self._images: set[str] = set()
+        self.closed = False  # the page is over: a fetch that finishes late is dropped
 
     async def handle(self, route: Any) -> None:
         """Answer one request of the page through the safe fetcher (or refuse it)."""
@@ -321,6 +322,8 @@ class _PageRun:
                 if resp is None:
                     resp = await self.fetcher.fetch(url, method=request.method)
             except FetchError as exc:
+                if self.closed:
+                    return
                 self.result.refuse(url, exc.reason)
                 await _quietly(route.abort("blockedbyclient" if exc.reason.startswith(
                     "blocked_") else "failed"))
@@ -356,7 +359,7 @@ class _PageRun:
         return None
 
     def _image_seen(self, url: str, resp: FetchResponse) -> None:
-        if not (200 <= resp.status < 300 and resp.content_type.startswith("image/")):
+        if self.closed or not (200 <= resp.status < 300 and resp.content_type.startswith("image/")):
             return
         if url in self._images or len(self._images) >= self.max_images:
             return
@@ -744,6 +747,7 @@ class BrowserPool:
                 await slot.close()
         if not slot.alive:
             await slot.close()
+        run.closed = True
         if run.sinks:
             await asyncio.gather(*list(run.sinks), return_exceptions=True)
 
