@@ -82,6 +82,14 @@ def test_non_utf8_config_is_a_clear_error(tmp_path: Path) -> None:
     ("[pipeline]\ncpu_workers = 100000\n", "[pipeline] cpu_workers: must be between 0 and 512"),
     ('[fetch]\nuser_agent = "a\\r\\nX-Injected: 1"\n', "must not contain control characters"),
     ('[logging]\nfile = "/nonexistent-folder/ntd.log"\n', "[logging] file: cannot write"),
+    ("[fetch.browser]\npool = 0\n", "[fetch.browser] pool: must be between 1 and 16"),
+    ('[fetch.browser]\nexecutable = "chromium"\n',
+     "[fetch.browser] executable: must be an absolute path to a chromium binary"),
+    ('[fetch.browser]\ndomains = ["https://g.example/"]\n',
+     """[fetch.browser] domains: 'https://g.example/' is not a host or domain name"""),
+    ("[fetch.browser]\nmax_rss_mb = 10\n", "[fetch.browser] max_rss_mb: must be between 64"),
+    ("[fetch.browser]\npage_seconds = 0\n", "[fetch.browser] page_seconds: must be between"),
+    ("[fetch.browser]\nheadless = false\n", "[fetch.browser] headless: unknown key"),
 ])
 def test_config_check_and_start_up_refuse_bad_values(tmp_path: Path, text: str,
                                                      message: str) -> None:

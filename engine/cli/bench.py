@@ -193,6 +193,20 @@ def bench_recheck(cases: int, workers: int, re_resolve: bool, as_json: bool) -> 
     emit_json(result) if as_json else _print_flat(result)
 
 
+@bench.command("browser")
+@click.option("--pages", type=click.IntRange(min=1), default=100, show_default=True)
+@click.option("--pool", type=click.IntRange(1, 16), default=1, show_default=True,
+              help="Browsers rendering at once ([fetch.browser] pool).")
+@JSON_OPT
+def bench_browser_cmd(pages: int, pool: int, as_json: bool) -> None:
+    """Pages/s and peak memory for N script-built pages through the fetch stage's browser."""
+    # deferred: keeps `ntd` start-up fast (loaded when the command runs)
+    from engine.bench.browser import bench_browser
+
+    result = bench_browser(pages, pool=pool)
+    emit_json(result) if as_json else _print_nested(result)
+
+
 @bench.command("iccam")
 @click.option("--reports", type=click.IntRange(min=1), default=500, show_default=True,
               help="Partner reports to import, and as many of our cases to export.")

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from engine.models import Case, Event
+from engine.models import Case, Event, Item
 
 if TYPE_CHECKING:
     from engine.store.records import Commit, IntakeOutcome, IntakeRow
@@ -116,9 +116,10 @@ class CaseStore(ABC):
     def transition(self, case_id: str, *, state: str, stage: str, actor: str, action: str,
                    now: str, reason: str | None = None, detail: dict[str, Any] | None = None,
                    data: dict[str, Any] | None = None, expect: Iterable[str] | None = None,
-                   retry_at: str | None = None) -> None:
+                   retry_at: str | None = None, items: Sequence[Item] = ()) -> None:
         """Move one case (analyst actions); ``expect`` lists the states it may move from;
-        ``retry_at`` is when its next stage is due (default: at once).
+        ``retry_at`` is when its next stage is due (default: at once); ``items`` are stored
+        with the move (an analyst's re-fetch, ``ntd fetch``).
 
         The analyst's move wins over work in flight: a lease on the case is released, so a
         worker's later commit of that case counts as lost (``apply``) instead of undoing it."""

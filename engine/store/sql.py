@@ -492,7 +492,7 @@ class SQLStore(SQLNoticeMixin, SQLStatsMixin, SQLUsersMixin, SQLIccamMixin, Stor
     def transition(self, case_id: str, *, state: str, stage: str, actor: str, action: str,
                    now: str, reason: str | None = None, detail: dict[str, Any] | None = None,
                    data: dict[str, Any] | None = None, expect: Iterable[str] | None = None,
-                   retry_at: str | None = None) -> None:
+                   retry_at: str | None = None, items: Sequence[Item] = ()) -> None:
         allowed = list(expect) if expect is not None else None
 
         def run(conn: Any) -> None:
@@ -508,7 +508,7 @@ class SQLStore(SQLNoticeMixin, SQLStatsMixin, SQLUsersMixin, SQLIccamMixin, Stor
                 " is_open = ?, lease_owner = NULL, lease_until = NULL WHERE id = ?",
                 (state, reason, retry_at, now, 0 if state in CLOSED_STATES else 1, case_id))
             self._write_effects(conn, case_id, now, stage=stage, actor=actor, action=action,
-                                reason=reason, detail=detail or {}, data=data)
+                                reason=reason, detail=detail or {}, items=items, data=data)
 
         self._transact(run)
 
@@ -745,7 +745,7 @@ class SQLStore(SQLNoticeMixin, SQLStatsMixin, SQLUsersMixin, SQLIccamMixin, Stor
         events = conn.execute("SELECT at, stage, actor, action, detail FROM events"
                               " WHERE case_id = ? ORDER BY id", (case_id,)).fetchall()
         conn.execute("DELETE FROM events WHERE case_id = ?", (case_id,))
-        drop = {"note", "item", "url", "urls", "input"}
+        drop = {"note", "item", "url", "urls", "input", "refused"}
         rows = []
         for e in events:
             clean = {k: v for k, v in json.loads(e["detail"] or "{}").items() if k not in drop}

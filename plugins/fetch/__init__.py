@@ -1,15 +1,25 @@
-"""Fetch stage (entry point fetch): the hook implementations; the logic is in fetcher.
+"""Fetch stage (entry point fetch): the hook implementations; the logic is in fetcher, the
+browser mode in browser, ``ntd fetch`` in cli.
 
 Every request goes through ctx.fetcher (the SSRF-safe fetcher); bytes live only in memory.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 from engine import hookimpl
 from engine.api import Case, StageContext
 from engine.config import Option, header_value, port_list, positive
 from engine.models import StageResult
-from plugins.fetch.fetcher import HOSTILE_INPUT_OPTIONS, configure_cpu_pool, fetch_case
+from plugins.fetch.browser import BROWSER_OPTIONS
+from plugins.fetch.cli import register
+from plugins.fetch.fetcher import (
+    HOSTILE_INPUT_OPTIONS,
+    close_browser_pool,
+    configure_cpu_pool,
+    fetch_case,
+)
 
 
 @hookimpl
@@ -37,12 +47,22 @@ def ntd_config_schema() -> dict[str, dict[str, Option]]:
             help="perceptual hashes remembered by SHA-256 (the same file at many URLs is "
                  "decoded once); 0 disables"),
         **HOSTILE_INPUT_OPTIONS,
-    }}
+    }, "fetch.browser": dict(BROWSER_OPTIONS)}
 
 
 @hookimpl
 def ntd_startup(ctx: StageContext) -> None:
     configure_cpu_pool(ctx)
+
+
+@hookimpl
+async def ntd_shutdown(ctx: StageContext) -> None:
+    await close_browser_pool(ctx)
+
+
+@hookimpl
+def ntd_register_commands(cli: Any) -> None:
+    register(cli)
 
 
 @hookimpl

@@ -18,21 +18,28 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import re
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from engine.api import Case, StageContext
 from engine.config import Option, non_negative, positive
-from engine.errors import FetchError, WorkerError
+from engine.errors import FetchError, InputError, WorkerError
 from engine.media.decode_budget import set_max_decode_mb
 from engine.media.digests import crypto_hashes
 from engine.media.html_media import scan_page_off_loop  # here, not at the first page: no stall
 from engine.media.items import IMAGE_TYPES, MIRROR_KEYS, hash_bytes
 from engine.media.signals import perceptually_hashed
 from engine.models import Item, StageResult
+from engine.urls import canonicalize
+from plugins.fetch.browser import BrowserPool, BrowserSettings, browser_available
+
+if TYPE_CHECKING:
+    from engine.safe_fetch import FetchResponse
 
 # What one page or image may cost (docs/hostile-input.md): name -> (type, default, check, help).
 _HOSTILE_INPUT: dict[str, tuple[type, float, Callable[[Any], str | None], str]] = {
@@ -165,13 +172,19 @@ async def _hash_in_pool(ctx: StageContext, body: bytes, content_type: str) -> di
 
 
 async def _fetch_item(ctx: StageContext, url: str,
-                      kind: str) -> tuple[Item, bytes | None, dict[str, str]]:
-    """Fetch and hash one URL; returns the item, the body when it is an HTML page, and the
+                      kind: str) -> tuple[Item, FetchResponse | None, dict[str, str]]:
+    """Fetch and hash one URL; returns the item, the response when it is an HTML page, and the
     perceptual hashes of the mirror image (``{"pdq": ..}``; empty if none)."""
     try:
         resp = await ctx.fetcher.fetch(url)
     except FetchError as exc:
         return Item(url=url, kind=kind, error=exc.reason), None, {}
+    return await _item_from_response(ctx, url, kind, resp)
+
+
+async def _item_from_response(ctx: StageContext, url: str, kind: str, resp: FetchResponse,
+                              ) -> tuple[Item, FetchResponse | None, dict[str, str]]:
+    """:func:`_fetch_item` for a response in hand (the browser mode's network images)."""
     html = None
     hashes: dict[str, Any] = {}
     mirror: dict[str, str] = {}
@@ -184,7 +197,7 @@ async def _fetch_item(ctx: StageContext, url: str,
             if value:
                 mirror[hash_type] = value
         if resp.content_type == "text/html" and kind == "url":
-            html = resp.body  # scanned for media off the loop (decoded there too)
+            html = resp  # its body is scanned for media off the loop (decoded there too)
     else:
         error = f"http_{resp.status}"
     item = Item(url=url, kind=kind, status=resp.status, content_type=resp.content_type,
@@ -192,10 +205,14 @@ async def _fetch_item(ctx: StageContext, url: str,
     return item, html, mirror  # resp.body goes out of scope here: media bytes are never kept
 
 
-async def fetch_case(case: Case, ctx: StageContext) -> StageResult:
-    """Fetch one case and hash what it serves (the ``ntd_fetch`` hook)."""
+async def fetch_case(case: Case, ctx: StageContext, *, browser: bool = False) -> StageResult:
+    """Fetch one case and hash what it serves (the ``ntd_fetch`` hook).
+
+    ``browser``: render the page in the browser whatever its HTML holds (``ntd fetch CASE
+    --browser``); otherwise browser mode runs for ``[fetch.browser] domains`` and for pages
+    whose HTML names no media but has scripts (``plugins.fetch.browser``)."""
     settings = ctx.config.section("fetch")
-    page, html, page_mirror = await _fetch_item(ctx, case.canonical_url, "url")
+    page, doc, page_mirror = await _fetch_item(ctx, case.canonical_url, "url")
     if page.status is None or page.status >= 400:
         reason = page.error or "error"
         attempts = case.attempts + 1
@@ -210,10 +227,10 @@ async def fetch_case(case: Case, ctx: StageContext) -> StageResult:
     mirrors = {page.hashes["sha256"]: page_mirror} if page_mirror else {}
     media: list[str] = []
     scan_detail: dict[str, Any] = {}
-    if html is not None:
-        scan = await scan_page_off_loop(ctx, html, page.final_url or case.canonical_url,
-                                        limit=settings["max_media_per_page"])
-        del html  # the page's bytes are not kept a moment longer than needed
+    if doc is not None:
+        page_url = page.final_url or case.canonical_url
+        limit = settings["max_media_per_page"]
+        scan = await scan_page_off_loop(ctx, doc.body, page_url, limit=limit)
         media = scan.urls
         if scan.stopped is not None and scan.stopped != "enough":
             scan_detail = {"page_scan": scan.to_detail()}
@@ -228,7 +245,22 @@ async def fetch_case(case: Case, ctx: StageContext) -> StageResult:
                     mirrors[item.hashes["sha256"]] = mirror
                 return item
 
-        items += await asyncio.gather(*(one(u) for u in media))
+        mode = browser_mode(ctx, page_url, doc.body, media, forced=browser)
+        if mode is not None:
+            found, browser_detail = await _render(ctx, page_url, doc, mode, media, mirrors)
+            if browser_detail["browser"].get("stopped") == "pool_busy":
+                # Every browser was busy for a third of the lease: try again soon rather than
+                # hold the case past its lease (the static fetch is repeated then).
+                wait = browser_settings(ctx).page_seconds * 3
+                return StageResult(state=case.state, action="deferred", reason="browser_busy",
+                                   retry_at=ctx.clock.now() + timedelta(seconds=wait),
+                                   detail={"browser": browser_detail["browser"]})
+            scan_detail.update(browser_detail)
+            items += found
+            media += [i.url for i in found if i.url not in media]
+        del doc  # the page's bytes are not kept a moment longer than needed
+        rendered = {i.url for i in items[1:]}
+        items += await asyncio.gather(*(one(u) for u in media if u not in rendered))
     detail = {"status": page.status, "content_type": page.content_type, "size": page.size,
               "media_found": len(media),
               "media_hashed": sum(1 for i in items[1:] if perceptually_hashed(i.hashes)),
@@ -238,3 +270,108 @@ async def fetch_case(case: Case, ctx: StageContext) -> StageResult:
     return StageResult(state="fetched", action="fetched", items=items, detail=detail,
                        data={"mirror_hashes": mirrors}
                        if mirrors or "mirror_hashes" in case.data else {})
+
+
+# ---------------------------------------------------------------------------------------------
+# Browser mode (the browser itself is in plugins.fetch.browser)
+# ---------------------------------------------------------------------------------------------
+
+_SCRIPT_TAG = re.compile(rb"<script[\s>/]", re.IGNORECASE)
+POOL_KEY = "fetch.browser_pool"
+
+
+def browser_settings(ctx: StageContext) -> BrowserSettings:
+    """``[fetch.browser]`` of this run."""
+    found = ctx.state.get("fetch.browser_settings")
+    if found is None:
+        found = ctx.state["fetch.browser_settings"] = BrowserSettings.from_config(
+            ctx.config.section("fetch.browser"))
+    return found
+
+
+def browser_mode(ctx: StageContext, page_url: str, body: bytes, media: list[str], *,
+                 forced: bool = False) -> str | None:
+    """Why this page is rendered in the browser (``forced``, ``domain``, ``scripts``), or
+    None: asked for, listed in ``[fetch.browser] domains``, or (when ``enabled``) a page
+    whose HTML names no media but has a ``<script>`` in the part the parser reads."""
+    settings = browser_settings(ctx)
+    if forced:
+        return "forced"
+    if settings.always_for(urlsplit(page_url).hostname or ""):
+        return "domain"
+    max_parse = int(ctx.config.get("fetch", "max_parse_bytes", 4 * 1024 * 1024))
+    if settings.enabled and not media and _SCRIPT_TAG.search(body, 0, max_parse):
+        return "scripts"
+    return None
+
+
+def browser_pool(ctx: StageContext) -> BrowserPool:
+    """The run's browser pool (created on first use; ``ntd_shutdown`` closes it)."""
+    pool = ctx.state.get(POOL_KEY)
+    if pool is None:
+        pool = ctx.state[POOL_KEY] = BrowserPool(browser_settings(ctx))
+    return pool
+
+
+async def close_browser_pool(ctx: StageContext) -> None:
+    """Stop the run's browsers, if any were started (``ntd_shutdown``)."""
+    pool = ctx.state.pop(POOL_KEY, None)
+    if pool is not None:
+        await pool.aclose()
+
+
+async def _render(ctx: StageContext, page_url: str, doc: FetchResponse, mode: str,
+                  media: list[str], mirrors: dict[str, dict[str, str]],
+                  ) -> tuple[list[Item], dict[str, Any]]:
+    """Render the page; returns the items of the images it loaded (those of ``media`` among
+    them are not fetched again) or shows (those the DOM names but the page never loaded are
+    fetched here, unless in ``media``) and the event detail: ``browser`` (counters) and
+    ``refused`` (each refused request)."""
+    settings = browser_settings(ctx)
+    why_not = browser_available(settings)
+    if why_not is not None:
+        return [], {"browser": {"mode": mode, "unavailable": why_not}}
+    limit = ctx.config.get("fetch", "max_media_per_page", 50)
+    known = set(media)
+    found: dict[str, Item] = {}
+
+    async def on_image(url: str, resp: FetchResponse) -> None:
+        canon = _canonical(url)
+        if canon is None or canon in found or canon == page_url:
+            return
+        if canon not in known and len(known | found.keys()) >= limit:
+            return  # (an image the HTML named is taken from the browser, not fetched again)
+        item, _, mirror = await _item_from_response(ctx, canon, "media", resp)
+        found[canon] = item
+        if mirror:
+            mirrors[item.hashes["sha256"]] = mirror
+
+    wait = ctx.config.get("pipeline", "lease_seconds", 300) / 3
+    page = await browser_pool(ctx).render(page_url, ctx.fetcher, max_images=limit,
+                                          on_image=on_image, document=doc, wait=wait)
+    items = list(found.values())
+    asked = set(filter(None, map(_canonical, page.asked)))  # answered (or refused) already
+    shown = [u for u in dict.fromkeys(filter(None, map(_canonical, page.dom_urls)))
+             if u not in known and u not in found and u not in asked and u != page_url]
+    room = max(0, limit - len(known | found.keys()))
+    gate = asyncio.Semaphore(ctx.config.get("fetch", "media_concurrency", 8))
+
+    async def shown_only(url: str) -> Item:
+        async with gate:
+            item, _, mirror = await _fetch_item(ctx, url, "media")
+            if mirror:
+                mirrors[item.hashes["sha256"]] = mirror
+            return item
+
+    items += await asyncio.gather(*(shown_only(u) for u in shown[:room]))
+    detail: dict[str, Any] = {"browser": {"mode": mode, **page.to_detail()}}
+    if page.refused:
+        detail["refused"] = page.refused
+    return items, detail
+
+
+def _canonical(url: str) -> str | None:
+    try:
+        return canonicalize(url).url
+    except (InputError, ValueError):
+        return None
