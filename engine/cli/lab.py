@@ -42,6 +42,15 @@ DIR_OPT = click.option("--dir", "folder", type=click.Path(file_okay=False), defa
 
 
 def _alive(pid: int) -> bool:
+    """Whether ``pid`` is a running lab process (not a zombie, not a reused pid)."""
+    proc = Path(f"/proc/{pid}")
+    if proc.is_dir():  # Linux: look closer than kill(0) can
+        try:
+            stat = (proc / "stat").read_text()
+            cmdline = (proc / "cmdline").read_bytes()
+        except OSError:
+            return False
+        return stat.rpartition(")")[2].split()[0] != "Z" and b"engine.lab.daemon" in cmdline
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

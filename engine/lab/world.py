@@ -67,8 +67,9 @@ def build_world(*, urls: int, hosters: int = 20, planted: int = 20, image_share:
                 hostile_share: float = 0.0, planted_share: float = 0.1) -> LabWorld:
     """Plan a world of ``urls`` report URLs over ``hosters`` hosts (server not yet started).
 
-    A ``planted_share`` (default 0.1) of images are from the synthetic list (seeds ``0..planted-1``); the rest
-    are unrelated seeds. ``faulty_share`` of URLs are missing, slow or oversized.
+    A ``planted_share`` (default 0.1) of images are from the synthetic list (seeds
+    ``0..planted-1``); the rest are unrelated seeds. ``faulty_share`` of URLs are missing,
+    slow or oversized.
     ``hostile_share`` of URLs are replaced by hostile ones (``HOSTILE_KINDS``: a ``'<a' * 65536``
     page, a page with a 1.5 MB ``<img src>``, a 194 KB PNG of 7071x7071 RGBA, a page with
     eight of those), each file distinct; the others are the same as in a world without them.
