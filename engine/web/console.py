@@ -77,7 +77,8 @@ def page(*roles: str) -> Callable[[Handler], Callable[[Request], Awaitable[Respo
                     raise Problem("unauthorized", "sign in again (your session has ended)")
                 target = quote(request.url.path, safe="/")
                 return RedirectResponse(f"{PREFIX}/login?next={target}", status_code=303)
-            if roles and user.role not in roles:
+            # The police liaison sees the police page only (``engine.web.police``).
+            if (roles and user.role not in roles) or (not roles and user.role == "police"):
                 raise Problem("forbidden", f"role {user.role} may not open this page")
             return await handler(request, user)
         endpoint.__name__ = handler.__name__
@@ -211,7 +212,7 @@ async def login_submit(request: Request) -> Response:
     return response
 
 
-@page()
+@page("analyst", "admin", "partner", "police")
 async def logout(request: Request, user: User) -> Response:
     """POST /console/logout: the session ends at once, for every server process."""
     st = state(request)
@@ -224,9 +225,11 @@ async def logout(request: Request, user: User) -> Response:
     return response
 
 
-@page()
+@page("analyst", "admin", "partner", "police")
 async def home(request: Request, user: User) -> Response:
-    """GET /console: the queue (partners: their cases)."""
+    """GET /console: the queue (partners: their cases; police: cases held for them)."""
+    if user.role == "police":
+        return _redirect(f"{PREFIX}/police")
     return _redirect(f"{PREFIX}/cases" if user.role == "partner" else f"{PREFIX}/queue")
 
 
