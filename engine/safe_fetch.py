@@ -576,9 +576,6 @@ class SafeFetcher:
             raise ValueError(f"unsupported method {method!r}")
         session = self._ensure_session()
         with self._counted():
-            if too_long(url):  # length first: yarl never sees an over-long candidate
-                raise FetchError(f"URL of {len(url)} characters (limit {MAX_RAW_CHARS})",
-                                 reason="url_too_long")
             async with self._global:
                 return await self._fetch(session, url, method)
 
@@ -674,7 +671,10 @@ class SafeFetcher:
             )
 
     def _parse(self, url: str) -> URL:
-        """Check scheme, host syntax and port of one hop (no I/O)."""
+        """Check length, scheme, host syntax and port of one hop (no I/O)."""
+        if too_long(url):  # length first: yarl never sees an over-long candidate
+            raise FetchError(f"URL of {len(url)} characters (limit {MAX_RAW_CHARS})",
+                             reason="url_too_long")
         try:
             parsed = URL(url)
         except (ValueError, TypeError) as exc:

@@ -234,6 +234,14 @@ async def test_the_fetcher_refuses_an_over_long_url_before_parsing_it() -> None:
     assert info.value.reason == "url_too_long"
 
 
+async def test_the_api_channel_post_refuses_an_over_long_url_by_length() -> None:
+    async with SafeFetcher(FetchPolicy(allow_private_networks=True)) as fetcher:
+        with pytest.raises(FetchError) as info:
+            await fetcher.post("http://127.0.0.1/" + "a" * (4 * 1024 * 1024), body=b"{}",
+                               headers={})
+    assert info.value.reason == "url_too_long"
+
+
 async def test_an_over_long_redirect_location_is_refused_by_length() -> None:
     from yarl import URL
 
