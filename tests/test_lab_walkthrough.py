@@ -72,7 +72,7 @@ def test_readme_walkthrough_has_the_whole_chain() -> None:
     starts = [c.split()[:3] for c in commands]
     assert starts[0] == ["ntd", "lab", "up"] and starts[-1] == ["ntd", "lab", "down"]
     for needed in ("ntd submit lab-urls.txt", "ntd run --until-idle", "ntd lab mail",
-                   "recheck --due"):
+                   "ntd iccam sync", "recheck --due"):
         assert any(needed in c for c in commands), needed
 
 
@@ -123,6 +123,9 @@ def check_after(shell: Shell, command: str, done: subprocess.CompletedProcess[st
         assert "tbkk@police.example.test" in to
         mail = ntd_json(shell, "lab", "mail")
         assert isinstance(mail, list) and len(mail) == len(to)
+    elif command.startswith("ntd iccam sync"):
+        synced = json.loads(done.stdout)
+        assert synced["reports_created"] >= 1 and synced["errors"] == [], synced
     elif command.startswith("ntd lab takedown"):
         assert re.match(r"[1-9]\d* URL\(s\) taken down", done.stdout), done.stdout
     elif "recheck --due" in command:

@@ -85,6 +85,8 @@ def lab_config(lab: FullLab, iccam: dict[str, Any]) -> dict[str, dict[str, Any]]
     out = lab.config_overrides()
     out["notices"]["mode"] = "send"
     out["iccam"] = iccam
+    # Forwards to the German hotline go through ICCAM (the directory's channel), as in the demo.
+    out["routing.contacts"].pop("hotline:DE", None)
     order = ("lab", "lab.rdap_addresses", "resolve", "resolve.hosts", "fetch", "rdap", "smtp",
              "notices", "routing.contacts", "iccam")
     return {name: out[name] for name in order if name in out}
