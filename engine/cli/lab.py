@@ -8,8 +8,6 @@
 
 from __future__ import annotations
 
-import email
-import email.policy
 import json
 import os
 import shutil
@@ -17,7 +15,6 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -217,6 +214,9 @@ def _quote(text: str) -> str:
 @JSON_OPT
 def lab_mail(folder: str, as_json: bool) -> None:
     """The notices the lab's SMTP sink received (oldest first)."""
+    # deferred: keeps `ntd` start-up fast (loaded when the command runs)
+    import email.policy
+
     info = _info(Path(folder).resolve())
     rows = []
     for path in sorted(Path(info["smtp"]["spool"]).glob("*.eml")):
@@ -240,6 +240,9 @@ def lab_mail(folder: str, as_json: bool) -> None:
 @JSON_OPT
 def lab_takedown(share: float, folder: str, as_json: bool) -> None:
     """Hosters act on the notices: a share of the lab's URLs answer 404 from now on."""
+    # deferred: keeps `ntd` start-up fast (loaded when the command runs)
+    import urllib.request
+
     info = _info(Path(folder).resolve())
     request = urllib.request.Request(
         info["control"]["url"] + "/takedown", data=json.dumps({"share": share}).encode(),
