@@ -2,7 +2,9 @@
 
 Every timestamp ntd stores is ``YYYY-MM-DDTHH:MM:SS.ffffffZ`` so that text order is time order in
 both SQLite and PostgreSQL. ``NTD_FAKE_NOW`` (ISO-8601) pins the clock for demos and tests of
-schedules; code takes its time from ``Clock.now()``, never from ``datetime.now()`` directly.
+schedules; ``NTD_FAKE_NOW=+25h`` (``+N`` with ``m``, ``h`` or ``d``) runs it that far ahead of
+the wall clock instead (the lab's "a day later"). Code takes its time from ``Clock.now()``,
+never from ``datetime.now()`` directly.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ import time
 from datetime import UTC, datetime, timedelta
 
 _FMT = "%Y-%m-%dT%H:%M:%S.%fZ"
+_AHEAD = re.compile(r"\+(\d+(?:\.\d+)?)([mhd])")
+_UNIT_SECONDS = {"m": 60, "h": 3600, "d": 86400}
 
 
 def fmt(moment: datetime) -> str:
@@ -45,10 +49,13 @@ class Clock:
     """Wall clock, or a fixed/advanceable one for tests (``advance``)."""
 
     def __init__(self, fixed: datetime | None = None) -> None:
-        env = os.environ.get("NTD_FAKE_NOW")
-        if fixed is None and env:
-            fixed = parse(env)
+        env = (os.environ.get("NTD_FAKE_NOW") or "").strip()
         self._offset = timedelta(0)
+        ahead = _AHEAD.fullmatch(env)
+        if fixed is None and ahead:
+            self._offset = timedelta(seconds=float(ahead[1]) * _UNIT_SECONDS[ahead[2]])
+        elif fixed is None and env:
+            fixed = parse(env)
         self._fixed = fixed
 
     def now(self) -> datetime:

@@ -35,17 +35,28 @@ from engine.runtime import Runtime
 
 
 def run_demo(*, urls: int = 300, keep: str | None = None) -> dict[str, Any]:
-    """Run the demo and print its summary; returns the figures shown."""
+    """Run the demo and print its summary; returns the figures shown.
+
+    ``keep`` is where the demo's database stays afterwards: a file path (its folder is
+    created), or an existing folder (then ``FOLDER/demo.db``). The demo's other files (hash
+    list, report batch, certificates) live in a temporary folder either way."""
     with tempfile.TemporaryDirectory(prefix="ntd-demo-") as tmp:
-        folder = Path(keep) if keep else Path(tmp)
-        folder.mkdir(parents=True, exist_ok=True)
-        return asyncio.run(_demo(urls, folder))
+        db = kept_database(keep) if keep else Path(tmp) / "demo.db"
+        return asyncio.run(_demo(urls, Path(tmp), db))
 
 
-async def _demo(urls: int, folder: Path) -> dict[str, Any]:
+def kept_database(keep: str) -> Path:
+    """The database path ``--keep PATH`` means (see ``run_demo``)."""
+    path = Path(keep)
+    if path.is_dir():
+        return path / "demo.db"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+async def _demo(urls: int, folder: Path, db: Path) -> dict[str, Any]:
     console = Console()
     console.rule("[bold]ntd demo[/bold] — synthetic data, loopback only")
-    db = folder / "demo.db"
     for suffix in ("", "-wal", "-shm"):
         Path(f"{db}{suffix}").unlink(missing_ok=True)
     # Dense planting so every stage has work: a fifth of the URLs carry listed images.

@@ -11,7 +11,8 @@ import pytest
 def test_demo_runs_every_stage(tmp_path: Path) -> None:
     from engine.demo import run_demo
 
-    out = run_demo(urls=80, keep=str(tmp_path / "demo"))
+    out = run_demo(urls=80, keep=str(tmp_path / "demo.db"))
+    assert (tmp_path / "demo.db").is_file()  # --keep PATH: the database file itself
     assert out["accepted"] == 80 and out["rejected"] == 3 and out["duplicates"] == 8
     assert out["planted"] > 0 and out["found"] == out["planted"]
     assert out["false_matches"] == 0

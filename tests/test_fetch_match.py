@@ -152,8 +152,9 @@ async def test_unreachable_non_image_and_bomb(db_path, tmp_path, site) -> None:
                  site.url("/bomb.png"))
     await rt.run_pipeline(until_idle=True, install_signal_handlers=False)
     gone, notes, bomb = (rt.store.get_case(i) for i in ids)
-    assert gone["state"] == "unreachable" and gone["state_reason"] == "http_404"
-    assert gone["retry_at"] > gone["updated_at"]
+    # A 404 is final (issue 21): failed at the first fetch, never retried.
+    assert gone["state"] == "failed" and gone["state_reason"] == "gone"
+    assert gone["retry_at"] is None and gone["items"][0]["error"] == "http_404"
     assert notes["state"] == "awaiting_assessment"
     assert notes["items"][0]["content_type"] == "application/octet-stream"  # sniffed
     assert bomb["state"] == "awaiting_assessment"

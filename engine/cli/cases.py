@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from engine.cli.common import JSON_OPT, Obj, console, emit_json
+from engine.cli.common import JSON_OPT, Obj, console, emit_json, id_table
 from engine.cli.root import cli
 from engine.errors import InputError, NtdError
 from engine.models import CHANNELS
@@ -26,11 +26,16 @@ from engine.models import CHANNELS
               help="Where the reports came from.")
 @click.option("--format", "fmt", type=click.Choice(["text", "csv", "json", "ndjson"]),
               default=None, help="Input format (default: from the file name or content).")
+@click.option("--strict", is_flag=True,
+              help="Exit 2 when any line was rejected (the good lines are stored anyway).")
 @JSON_OPT
 @click.pass_obj
-def submit(obj: Obj, files: tuple[str, ...], channel: str, fmt: str | None,
+def submit(obj: Obj, files: tuple[str, ...], channel: str, fmt: str | None, strict: bool,
            as_json: bool) -> None:
-    """Submit URLs from FILES (text, CSV, JSON, NDJSON; '-' reads stdin)."""
+    """Submit URLs from FILES (text, CSV, JSON, NDJSON; '-' reads stdin).
+
+    Exits 2 when the input holds no URL at all (an empty file), and with --strict when any
+    line was rejected."""
     # deferred: keeps `ntd` start-up fast (loaded when the command runs)
     from engine.intake import submit_files
 
@@ -40,14 +45,20 @@ def submit(obj: Obj, files: tuple[str, ...], channel: str, fmt: str | None,
                               progress=advance)
     if as_json:
         emit_json(result.to_dict())
-        return
-    click.echo(f"batch {result.batch}: {result.accepted} accepted, "
-               f"{result.duplicates} duplicates, {len(result.rejected)} rejected")
-    for rej in result.rejected[:50]:
-        where = f"{rej['file']}:" if "file" in rej else ""
-        click.echo(f"  {where}line {rej['line']}: {rej['reason']}: {rej['input']}", err=True)
-    if len(result.rejected) > 50:
-        click.echo(f"  … {len(result.rejected) - 50} more (use --json)", err=True)
+    else:
+        click.echo(f"batch {result.batch}: {result.accepted} accepted, "
+                   f"{result.duplicates} duplicates, {len(result.rejected)} rejected")
+        for rej in result.rejected[:50]:
+            where = f"{rej['file']}:" if "file" in rej else ""
+            click.echo(f"  {where}line {rej['line']}: {rej['reason']}: {rej['input']}",
+                       err=True)
+        if len(result.rejected) > 50:
+            click.echo(f"  … {len(result.rejected) - 50} more (use --json)", err=True)
+    if not (result.accepted or result.duplicates or result.rejected):
+        raise InputError(f"{', '.join(files)}: no URL in the input (an empty file?)")
+    if strict and result.rejected:
+        raise InputError(f"--strict: {len(result.rejected)} line(s) rejected "
+                         f"({result.accepted + result.duplicates} stored)")
 
 
 def _count_lines(files: tuple[str, ...]) -> int | None:
@@ -111,9 +122,13 @@ def run(obj: Obj, until_idle: bool, daemon: bool, workers: int | None, worker_id
         raise click.UsageError("--until-idle and --daemon exclude each other")
     rt = obj.runtime()
     on_progress = _run_progress() if sys.stderr.isatty() and not as_json else None
-    summary = rt.run_pipeline_sync(until_idle=until_idle, workers=workers,
-                                   on_progress=on_progress, owner=worker_id,
-                                   retention=daemon)
+    try:
+        summary = rt.run_pipeline_sync(until_idle=until_idle, workers=workers,
+                                       on_progress=on_progress, owner=worker_id,
+                                       retention=daemon)
+    finally:
+        if on_progress is not None:
+            on_progress.end()  # the progress line ends before the summary
     failure = summary.config_failure() if until_idle else None
     if as_json:
         emit_json(summary.to_dict())
@@ -136,18 +151,32 @@ def _print_run(summary: Any) -> None:
         click.echo(f"stopped by signal; {summary.released} queued cases released")
 
 
-def _run_progress() -> Callable[[Any], None]:
-    last = [0.0]
+class _RunProgress:
+    """One self-overwriting progress line on stderr (a terminal only); ``end()`` clears it, so
+    the summary that follows starts on a line of its own."""
 
-    def show(summary: Any) -> None:
+    def __init__(self) -> None:
+        self.last = 0.0
+        self.shown = False
+
+    def __call__(self, summary: Any) -> None:
         now = time.monotonic()
-        if now - last[0] < 0.5:
+        if now - self.last < 0.5:
             return
-        last[0] = now
+        self.last = now
         text = " ".join(f"{k}:{v}" for k, v in sorted(summary.processed.items()))
-        click.echo(f"\r\x1b[K{text}", nl=False, err=True)
+        click.echo(f"\r\x1b[K{text}", nl=False, err=True, color=True)
+        self.shown = True
 
-    return show
+    def end(self) -> None:
+        """Clear the progress line (if one was drawn)."""
+        if self.shown:
+            click.echo("\r\x1b[K", nl=False, err=True, color=True)
+            self.shown = False
+
+
+def _run_progress() -> _RunProgress:
+    return _RunProgress()
 
 
 # -- reading -----------------------------------------------------------------------------------
@@ -188,12 +217,7 @@ def cases(obj: Obj, state: str | None, limit: int | None, as_json: bool) -> None
     if as_json:
         emit_json(rows)
         return
-    # deferred: keeps `ntd` start-up fast (loaded when the command runs)
-    from rich.table import Table
-
-    table = Table()
-    for col in ("id", "state", "domain", "url", "created"):
-        table.add_column(col, overflow="fold")
+    table = id_table(("id", "state", "domain", "url", "created"))
     for c in rows:
         table.add_row(c["id"], c["state"], c["domain"], c["canonical_url"], c["created_at"])
     console().print(table)
@@ -244,12 +268,8 @@ def queue(obj: Obj, limit: int | None, as_json: bool) -> None:
     if as_json:
         emit_json(rows)
         return
-    # deferred: keeps `ntd` start-up fast (loaded when the command runs)
-    from rich.table import Table
-
-    table = Table(title=f"{len(rows)} cases awaiting assessment")
-    for col in ("id", "waiting since", "url", "items", "matches"):
-        table.add_column(col, overflow="fold")
+    table = id_table(("id", "waiting since", "url", "items", "matches"),
+                     title=f"{len(rows)} cases awaiting assessment")
     for c in rows:
         matches = [f"{m['list']}:{m['hash_type']}@{m['distance']}"
                    for item in c["items"] for m in item.get("matches", [])]
@@ -342,8 +362,9 @@ def config_check(obj: Obj, as_json: bool) -> None:
 
 @cli.command()
 @click.option("--urls", type=click.IntRange(min=1), default=300, show_default=True)
-@click.option("--keep", type=click.Path(), default=None,
-              help="Keep the demo database at this path (default: a temporary folder).")
+@click.option("--keep", type=click.Path(), default=None, metavar="PATH",
+              help="Keep the demo database at this file path, e.g. demo.db (an existing "
+                   "folder: FOLDER/demo.db; default: nothing is kept).")
 def demo(urls: int, keep: str | None) -> None:
     """Run a synthetic, offline demonstration of what ntd does so far."""
     # deferred: keeps `ntd` start-up fast (loaded when the command runs)

@@ -27,6 +27,22 @@ def console() -> Any:
     return Console(stderr=False, highlight=False)
 
 
+def id_table(columns: tuple[str, ...], *, title: str | None = None,
+             ids: tuple[str, ...] = ("id",)) -> Any:
+    """A rich table whose ID columns never wrap (a case or notice ID is copied whole: a
+    terminal too narrow for everything folds the other columns, never an ID)."""
+    # deferred: keeps `ntd` start-up fast (loaded when the command runs)
+    from rich.table import Table
+
+    table = Table(title=title)
+    for col in columns:
+        if col in ids:
+            table.add_column(col, no_wrap=True, overflow="ignore", min_width=17)
+        else:
+            table.add_column(col, overflow="fold")
+    return table
+
+
 class Obj:
     """Lazily opened runtime shared by the subcommands of one invocation."""
 

@@ -49,7 +49,7 @@ def serve(obj: Obj, host: str, port: int, https: bool, form_rate: float, per_url
 
 @cli.group()
 def users() -> None:
-    """Web console accounts (analyst, admin, partner) and API tokens."""
+    """Web console accounts (analyst, admin, partner, police) and API tokens."""
 
 
 def _accounts(obj: Obj):  # type: ignore[no-untyped-def]
@@ -67,7 +67,8 @@ def _read_password(from_stdin: bool) -> str:
 
 @users.command("add")
 @click.argument("name")
-@click.option("--role", type=click.Choice(["analyst", "admin", "partner"]), required=True)
+@click.option("--role", type=click.Choice(["analyst", "admin", "partner", "police"]),
+              required=True)
 @click.option("--country", default=None, metavar="CC",
               help="Partner accounts: the hosting country whose cases they may read.")
 @click.option("--password-stdin", is_flag=True, help="Read the password from stdin.")

@@ -67,9 +67,12 @@ class _Handler:
             if answer:
                 sink.refused.append((message_id, answer))
                 return answer
-        sink.messages.append(ReceivedMessage(
-            mail_from=envelope.mail_from, rcpt_tos=tuple(envelope.rcpt_tos), data=data,
-            message_id=message_id))
+        received = ReceivedMessage(mail_from=envelope.mail_from,
+                                   rcpt_tos=tuple(envelope.rcpt_tos), data=data,
+                                   message_id=message_id)
+        sink.messages.append(received)
+        if sink.on_message is not None:
+            sink.on_message(received)
         return "250 2.0.0 OK queued"
 
 
@@ -79,6 +82,7 @@ class SMTPSink:
 
     delay: float = 0.0
     reply: Callable[[str | None, int], str | None] | None = None
+    on_message: Callable[[ReceivedMessage], None] | None = None  # e.g. the lab's mail spool
     host: str = "127.0.0.1"
     port: int = 0
     messages: list[ReceivedMessage] = field(default_factory=list)

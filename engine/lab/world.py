@@ -64,11 +64,13 @@ GALLERY_BOMBS = 8
 def build_world(*, urls: int, hosters: int = 20, planted: int = 20, image_share: float = 0.7,
                 latency_ms: float = 0, seed: int = 7, faulty_share: float = 0.03,
                 image_pool: int = 200, plan_only: bool = False,
-                hostile_share: float = 0.0, distinct_share: float | None = None) -> LabWorld:
+                hostile_share: float = 0.0, distinct_share: float | None = None,
+                planted_share: float = 0.1) -> LabWorld:
     """Plan a world of ``urls`` report URLs over ``hosters`` hosts (server not yet started).
 
-    A ``planted_share`` of images are from the synthetic list (seeds ``0..planted-1``); the rest
-    are unrelated seeds. ``faulty_share`` of URLs are missing, slow or oversized.
+    A ``planted_share`` (default 0.1) of images are from the synthetic list (seeds
+    ``0..planted-1``); the rest are unrelated seeds. ``faulty_share`` of URLs are missing,
+    slow or oversized.
     ``hostile_share`` of URLs are replaced by hostile ones (``HOSTILE_KINDS``: a ``'<a' * 65536``
     page, a page with a 1.5 MB ``<img src>``, a 194 KB PNG of 7071x7071 RGBA, a page with
     eight of those), each file distinct; the others are the same as in a world without them.
@@ -144,7 +146,7 @@ def build_world(*, urls: int, hosters: int = 20, planted: int = 20, image_share:
             elif fault == "oversized":
                 server.set(host, path, Route.oversized(3 * 1024 * 1024))
             return PlannedURL(f"http://{host}:PORT{path}", fault, False)
-        is_planted = rng.random() < 0.1
+        is_planted = rng.random() < planted_share
         seed_ = rng.randrange(planted) if is_planted else planted + rng.randrange(image_pool)
         if rng.random() < image_share:
             path = f"/media/{i}.jpg"

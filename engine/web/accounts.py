@@ -12,7 +12,7 @@ if TYPE_CHECKING:
     from engine.store import Store
     from engine.store.roles import UserStore
 
-ROLES = ("analyst", "admin", "partner")
+ROLES = ("analyst", "admin", "partner", "police")
 
 
 def accounts(store: Store) -> UserStore:

@@ -42,6 +42,8 @@ async def api_user(request: Request, *, assess: bool = False, partner_ok: bool =
         raise Problem("unauthorized", "the token is not valid (mistyped or revoked)",
                       headers=_BEARER)
     user = User.from_row(row)
+    if user.role == "police":
+        raise Problem("forbidden", "police accounts use the console's police page only")
     if user.role == "partner" and not partner_ok:
         raise Problem("forbidden", "partner accounts may read their country's cases and the "
                                    "statistics only")

@@ -14,7 +14,8 @@
 - CSRF: every console form carries ``csrf`` = HMAC(secret, session nonce); the sign-in form uses a
   short-lived pre-session cookie the same way. Cross-origin ``Origin`` headers are refused too.
 - Roles: ``analyst`` (read, assess, upload), ``admin`` (analyst + audit log), ``partner``
-  (read-only, only cases whose resolution country is the account's country).
+  (read-only, only cases whose resolution country is the account's country), ``police`` (the
+  police liaison: only the police page, ``engine.web.police``; no API access).
 """
 
 from __future__ import annotations
@@ -60,8 +61,10 @@ class User:
 
     @property
     def actor(self) -> str:
-        """Trail and audit name: ``analyst:NAME`` (admins are analysts) or ``partner:NAME``."""
-        return f"{'partner' if self.role == 'partner' else 'analyst'}:{self.name}"
+        """Trail and audit name: ``analyst:NAME`` (admins are analysts), ``partner:NAME`` or
+        ``police:NAME``."""
+        kind = self.role if self.role in ("partner", "police") else "analyst"
+        return f"{kind}:{self.name}"
 
     @property
     def can_assess(self) -> bool:
@@ -69,7 +72,10 @@ class User:
         return self.role in ("analyst", "admin")
 
     def may_see(self, case: dict[str, Any]) -> bool:
-        """Whether this account may read ``case`` (partners: their country only)."""
+        """Whether this account may read ``case`` (partners: their country only; the police
+        liaison: cases held for the police)."""
+        if self.role == "police":
+            return case.get("state") == "held_for_police"
         if self.role != "partner":
             return True
         return bool(self.country) and case_country(case) == self.country

@@ -77,7 +77,8 @@ def page(*roles: str) -> Callable[[Handler], Callable[[Request], Awaitable[Respo
                     raise Problem("unauthorized", "sign in again (your session has ended)")
                 target = quote(request.url.path, safe="/")
                 return RedirectResponse(f"{PREFIX}/login?next={target}", status_code=303)
-            if roles and user.role not in roles:
+            # The police liaison sees the police page only (``engine.web.police``).
+            if (roles and user.role not in roles) or (not roles and user.role == "police"):
                 raise Problem("forbidden", f"role {user.role} may not open this page")
             return await handler(request, user)
         endpoint.__name__ = handler.__name__
@@ -133,9 +134,10 @@ def _redirect(path: str) -> Response:
 
 
 # -- sign-in -------------------------------------------------------------------------------------
-async def login_form(request: Request, *, error: str | None = None,
-                     status: int = 200) -> Response:
-    """GET /console/login (also re-shown after a failed attempt)."""
+async def login_form(request: Request, *, error: str | None = None, status: int = 200,
+                     name: str = "", nxt: str | None = None) -> Response:
+    """GET /console/login (also re-shown after a failed attempt, keeping the account name and
+    where to go next)."""
     st = state(request)
     # The pre-session nonce stays the same across attempts, so it can key the per-client
     # sign-in throttle (engine.web.signin); a missing or odd one is replaced.
@@ -143,8 +145,10 @@ async def login_form(request: Request, *, error: str | None = None,
     if not _NONCE.fullmatch(nonce):
         nonce = secrets.token_urlsafe(16)
     request.state.nonce = nonce
-    nxt = request.query_params.get("next", "")
+    if nxt is None:
+        nxt = request.query_params.get("next", "")
     response = render(request, "login.html", None, status=status, error=error,
+                      account=name[:64],
                       next=nxt if nxt.startswith(PREFIX + "/") else "")
     response.set_cookie(LOGIN_COOKIE, nonce, max_age=900, path=f"{PREFIX}/login",
                         httponly=True, samesite="strict", secure=_secure(request, st))
@@ -166,7 +170,7 @@ async def login_submit(request: Request) -> Response:
     password = fields.get("password", "")
     if not name or not password:
         return await login_form(request, error="Enter your account name and password.",
-                                status=422)
+                                status=422, name=name, nxt=fields.get("next", ""))
     row = await run_sync(st.accounts.get_user, name, with_hash=True)
     opened = st.signer.open_device(request.cookies.get(DEVICE_COOKIE))
     # The device cookie counts only for the account it was left by.
@@ -175,7 +179,8 @@ async def login_submit(request: Request) -> Response:
     plan = st.signin.plan(name, device=device, client=client)
     if plan.refused:
         response = await login_form(
-            request, status=429, error="Many failed sign-ins for this account came from "
+            request, status=429, name=name, nxt=fields.get("next", ""),
+            error="Many failed sign-ins for this account came from "
             f"other browsers just now; try again in {math.ceil(plan.retry_after)} seconds.")
         response.headers.update(retry_after_header(plan.retry_after))
         return response
@@ -186,13 +191,14 @@ async def login_submit(request: Request) -> Response:
             ok = await run_sync(verify_password, row["password_hash"] if row else None,
                                 password)
     except GateFull:
-        response = await login_form(request, status=503, error="Sign-in is busy right now; "
-                                                               "try again in a moment.")
+        response = await login_form(request, status=503, name=name, nxt=fields.get("next", ""),
+                                    error="Sign-in is busy right now; try again in a moment.")
         response.headers.update(retry_after_header(1))
         return response
     if not ok or row is None:
         st.signin.failed(name, device=device, client=client)
-        return await login_form(request, error="Wrong account name or password.", status=401)
+        return await login_form(request, error="Wrong account name or password.", status=401,
+                                name=name, nxt=fields.get("next", ""))
     st.signin.succeeded(name, device=device, client=client)
     await run_sync(st.store.audit, actor=User.from_row(row).actor, action="sign_in",
                    obj=f"user:{row['name']}", now=st.now())
@@ -211,7 +217,7 @@ async def login_submit(request: Request) -> Response:
     return response
 
 
-@page()
+@page("analyst", "admin", "partner", "police")
 async def logout(request: Request, user: User) -> Response:
     """POST /console/logout: the session ends at once, for every server process."""
     st = state(request)
@@ -224,9 +230,11 @@ async def logout(request: Request, user: User) -> Response:
     return response
 
 
-@page()
+@page("analyst", "admin", "partner", "police")
 async def home(request: Request, user: User) -> Response:
-    """GET /console: the queue (partners: their cases)."""
+    """GET /console: the queue (partners: their cases; police: cases held for them)."""
+    if user.role == "police":
+        return _redirect(f"{PREFIX}/police")
     return _redirect(f"{PREFIX}/cases" if user.role == "partner" else f"{PREFIX}/queue")
 
 

@@ -205,6 +205,12 @@ async def _item_from_response(ctx: StageContext, url: str, kind: str, resp: Fetc
     return item, html, mirror  # resp.body goes out of scope here: media bytes are never kept
 
 
+#: Fetch outcomes no retry can change: the URL's port is not allowed ([fetch] allowed_ports)
+#: or its scheme is not http(s), and a 404/410 answer (``gone``). The case fails at once.
+FINAL_REASONS = frozenset({"blocked_port", "blocked_scheme", "gone"})
+GONE_STATUSES = frozenset({404, 410})
+
+
 async def fetch_case(case: Case, ctx: StageContext, *, browser: bool = False) -> StageResult:
     """Fetch one case and hash what it serves (the ``ntd_fetch`` hook).
 
@@ -216,9 +222,13 @@ async def fetch_case(case: Case, ctx: StageContext, *, browser: bool = False) ->
     if page.status is None or page.status >= 400:
         reason = page.error or "error"
         attempts = case.attempts + 1
-        if attempts >= settings["max_attempts"]:
+        if page.status in GONE_STATUSES:
+            reason = "gone"  # the server says so: asking again five times changes nothing
+        if reason in FINAL_REASONS or attempts >= settings["max_attempts"]:
             return StageResult(state="failed", action="unreachable", reason=reason,
-                               items=[page], detail={"attempts": attempts, "final": True})
+                               items=[page], detail={"attempts": attempts, "final": True,
+                                                     **({"status": page.status}
+                                                        if page.status else {})})
         delay = settings["retry_minutes"] * 60 * 2 ** (attempts - 1)
         return StageResult(state="unreachable", action="unreachable", reason=reason,
                            items=[page], retry_at=ctx.clock.now() + timedelta(seconds=delay),

@@ -5,18 +5,48 @@ Hash lists are confidential: ``hashlist ls`` shows metadata and counts, never en
 
 from __future__ import annotations
 
+import csv
+import io
 import json
+from pathlib import Path
 from typing import Any
 
 import click
 
 from engine.errors import HashlistError, InputError
+from engine.media.hashlist_format import FIELDS, parse_hashlist
 from engine.media.items import HASH_KEYS
-from engine.media.signals import PERCEPTUAL_NAMES
+from engine.media.signals import HASH_TYPES, PERCEPTUAL_NAMES
 
 
 def _emit(value: Any) -> None:
     click.echo(json.dumps(value, indent=2, default=str))
+
+
+def _emit_entries(rows: list[dict[str, Any]], fmt: str, *, category: str, label: str | None,
+                  source: str | None) -> None:
+    """Hash-list entries (``hashlists/README.md``) for ``rows`` of ``ntd hash``, one per hash,
+    checked by the same parser ``ntd hashlist import`` uses before anything is printed."""
+    entries = [{"hash_type": key, "hash": str(row[key]).lower(), "category": category.lower(),
+                "label": label if label is not None else Path(row["file"]).name,
+                "source": source}
+               for row in rows for key in HASH_TYPES if row.get(key)]
+    buffer = io.StringIO()
+    if fmt == "csv":
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(FIELDS)
+        writer.writerows([[e[f] or "" for f in FIELDS] for e in entries])
+    else:
+        for entry in entries:
+            buffer.write(json.dumps({k: v for k, v in entry.items() if v is not None}) + "\n")
+    text = buffer.getvalue()
+    try:
+        for _ in parse_hashlist(text.splitlines(), fmt="csv" if fmt == "csv" else "ndjson",
+                                name="--format output"):
+            pass
+    except HashlistError as exc:  # e.g. a --category that is not [a-z][a-z0-9_]*
+        raise InputError(f"--category/--label/--source: {exc.message}") from exc
+    click.echo(text, nl=False)
 
 
 def _obj(ctx: click.Context) -> Any:
@@ -31,11 +61,21 @@ def register(cli: click.Group) -> None:
     @cli.command("hash")
     @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
     @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-    def hash_cmd(files: tuple[str, ...], as_json: bool) -> None:
+    @click.option("--format", "fmt", type=click.Choice(["csv", "ndjson"]), default=None,
+                  help="Print hash-list entries `ntd hashlist import` reads (one per hash).")
+    @click.option("--category", default="baseline", show_default=True,
+                  help="With --format: the entries' category (e.g. baseline, national).")
+    @click.option("--label", default=None,
+                  help="With --format: the entries' label (default: the file's name).")
+    @click.option("--source", default=None, help="With --format: who produced the entries.")
+    def hash_cmd(files: tuple[str, ...], as_json: bool, fmt: str | None, category: str,
+                 label: str | None, source: str | None) -> None:
         """Print the hashes of local image files (used to build lists)."""
         # deferred: keeps `ntd` start-up fast (loaded when the command runs)
         from engine.media.hashing import MediaError, hash_media
 
+        if fmt and as_json:
+            raise click.UsageError("--json and --format exclude each other")
         out = []
         for name in files:
             try:
@@ -48,6 +88,9 @@ def register(cli: click.Group) -> None:
             except MediaError as exc:
                 raise InputError(f"{name}: {exc.message}") from exc
             out.append({"file": name, **{key: h[key] for key in HASH_KEYS}})
+        if fmt:
+            _emit_entries(out, fmt, category=category, label=label, source=source)
+            return
         if as_json:
             _emit(out[0] if len(out) == 1 else out)
             return

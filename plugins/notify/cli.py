@@ -9,9 +9,11 @@ from typing import Any
 
 import click
 
-from engine import clock
 from engine.errors import InputError
 from engine.store.roles import NOTICE_STATES
+from engine.takedown import release_case
+
+__all__ = ["contract_row", "register", "release_case", "send_notices"]
 
 CONTRACT_KEYS = ("id", "case_ids", "recipient", "channel", "state", "attempts",
                  "idempotency_key", "sent_at", "error")
@@ -44,39 +46,6 @@ async def send_notices(rt: Any, *, flush: bool, until_idle: bool) -> dict[str, A
     finally:
         await ctx.aclose()
     return {"tried": tried, "sent": sender.sent, "notices": counts}
-
-
-def release_case(rt: Any, case_id: str, *, actor: str, note: str | None,
-                 decline: bool) -> dict[str, Any]:
-    """Release (or decline) a ``held_for_police`` case: what ``ntd release`` and the police
-    console page do. Returns the case's new state and how many actions were let go/dropped."""
-    from plugins.notify.notifier import POLICE_HOLD, first_recheck  # deferred: start-up
-
-    found = rt.store.get_case(case_id, events=False)
-    if found is None:
-        raise InputError(f"no case {case_id!r}")
-    if found["state"] != "held_for_police":
-        raise InputError(f"case {case_id} is {found['state']}; this needs one of: "
-                         "held_for_police")
-    now = rt.clock.now_text()
-    if decline:
-        if not note:
-            raise InputError("--decline needs --note (the reason is kept with the case)")
-        rt.store.transition(case_id, state="closed", stage="notify", actor=actor,
-                            action="police_declined", now=now, reason=f"police: {note}",
-                            detail={"note": note}, expect=["held_for_police"])
-        count = rt.store.drop_held(case_id, hold=POLICE_HOLD)
-        return {"state": "closed", "notices": count}
-    # Actions first: a crash between the two steps leaves notices going out and the case
-    # still held (released again harmlessly), never a released case whose notices stay held.
-    count = rt.store.release_held(case_id, hold=POLICE_HOLD)
-    routes = [r for r in found.get("routes") or [] if isinstance(r, dict)]
-    retry = first_recheck(routes, rt.config, rt.clock.now())
-    rt.store.transition(case_id, state="noticed", stage="notify", actor=actor,
-                        action="police_released", now=now, detail={"note": note,
-                                                                   "released": count},
-                        retry_at=clock.fmt(retry), expect=["held_for_police"])
-    return {"state": "noticed", "notices": count}
 
 
 def register(cli: click.Group) -> None:

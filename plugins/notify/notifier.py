@@ -17,19 +17,16 @@
 from __future__ import annotations
 
 from collections import Counter
-from datetime import datetime, timedelta
 from typing import Any
 
 from engine.api import Case, StageContext
-from engine.clock import parse_duration
 from engine.ids import new_id
 from engine.models import StageResult
 from engine.notice_content import build_action
 from engine.routes import is_placeholder
+from engine.takedown import POLICE_HOLD, first_recheck
 from plugins.notify.settings import notice_settings
 from plugins.notify.windows import AUTHORITY_KINDS
-
-POLICE_HOLD = "police"  # the ``held`` mark of actions waiting for the police liaison
 
 _STATE_KEY = "notify"
 
@@ -62,19 +59,6 @@ async def notify_case(case: Case, ctx: StageContext) -> StageResult:
                            detail=detail)
     return StageResult(state="noticed", action="noticed", outbox=actions, detail=detail,
                        retry_at=first_recheck(actions, ctx.config, ctx.clock.now()))
-
-
-def first_recheck(actions: list[dict[str, Any]], config: Any, now: datetime) -> datetime:
-    """The first re-check of noticed ``actions`` (or routes): the first step of ``[recheck]
-    schedule`` when one is set (validated by the re-check plugin), else the earliest deadline,
-    else ``[notices] recheck_hours`` after ``now``."""
-    schedule = config.get("recheck", "schedule") or []
-    if schedule:
-        return now + parse_duration(schedule[0])
-    hours = [a["deadline_hours"] for a in actions
-             if isinstance(a.get("deadline_hours"), int | float) and a["deadline_hours"] > 0]
-    first_check = min(hours) if hours else notice_settings(config).recheck_hours
-    return now + timedelta(hours=first_check)
 
 
 def police_first(case: Case, config: Any) -> bool:

@@ -161,13 +161,12 @@ def register(cli: click.Group) -> None:
         """Approve an address found by lookup for notices ([notices] require_approval)."""
         import getpass  # deferred: start-up
 
-        rt = _runtime()
-        now = rt.clock.now_text()
-        who = f"admin:{admin or getpass.getuser()}"
-        queued = rt.store.approve_contact(address, by=who, now=now, note=note)
-        rt.store.audit(actor=who, action="contact_approved", obj=address.lower(), now=now,
-                       detail={"queued": queued})
-        click.echo(f"approved {address.lower()}: {queued} waiting notice(s) queued")
+        # deferred: keeps `ntd` start-up fast (loaded when the command runs)
+        from engine.takedown import approve_contact
+
+        queued = approve_contact(_runtime(), address, actor=f"admin:{admin or getpass.getuser()}",
+                                 note=note)
+        click.echo(f"approved {address.strip().lower()}: {queued} waiting notice(s) queued")
 
     @contacts.command("pending")
     @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
