@@ -255,8 +255,9 @@ def hash_type(name: str) -> type[HashType]:
 
 
 def perceptually_hashed(hashes: Mapping[str, object]) -> bool:
-    """Whether an item's ``hashes`` hold a perceptual hash (its bytes decoded as an image)."""
-    return any(hashes.get(name) for name in PERCEPTUAL_NAMES)
+    """Whether an item's ``hashes`` hold a perceptual hash (its bytes decoded as an image or
+    a video)."""
+    return any(hashes.get(name) for name in (*PERCEPTUAL_NAMES, *VIDEO_TYPES))
 
 
 def default_radii() -> dict[str, int]:
