@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import zipfile
 from fractions import Fraction
+from typing import Any
 
 import av
 import numpy as np
@@ -49,7 +50,7 @@ def encode(frames: list[np.ndarray], *, fps: int | Fraction = 10, codec: str = "
     h0, w0 = frames[0].shape[:2]
     w, h = width or w0, height or h0
     with av.open(buf, "w", format=container) as out:
-        stream = out.add_stream(codec, rate=fps)
+        stream: Any = out.add_stream(codec, rate=fps)
         stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
         if crf is not None and codec == "libx264":
             stream.options = {"crf": str(crf)}
@@ -80,7 +81,7 @@ def one_frame_video(seconds: int = 36_000) -> bytes:
     frame = video_frames(1, 1, 1, 64, 48)[0]
     buf = io.BytesIO()
     with av.open(buf, "w", format="matroska") as out:
-        stream = out.add_stream("mpeg4", rate=Fraction(1, seconds))
+        stream: Any = out.add_stream("mpeg4", rate=Fraction(1, seconds))
         stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
         for _ in range(2):  # the second frame marks the end, `seconds` later
             for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):

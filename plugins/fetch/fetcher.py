@@ -27,10 +27,9 @@ from typing import Any
 from engine.api import Case, StageContext
 from engine.config import Option, non_negative, positive
 from engine.errors import FetchError, WorkerError
-from engine.media.decode_budget import set_max_decode_mb
+from engine.media.decode_budget import VideoLimits, set_max_decode_mb
 from engine.media.digests import crypto_hashes
 from engine.media.html_media import scan_page_off_loop  # here, not at the first page: no stall
-from engine.media.decode_budget import VideoLimits
 from engine.media.items import IMAGE_TYPES, MIRROR_KEYS, VIDEO_MEDIA_TYPES, hash_bytes
 from engine.media.signals import perceptually_hashed
 from engine.models import Item, StageResult

@@ -16,11 +16,7 @@ from engine.media.signals import (
     perceptually_hashed,
 )
 from engine.models import StageResult
-from plugins.match.matcher import VPDQ_INDEX_MATCH, VPDQ_QUERY_MATCH, current_matcher
-
-
-def _percent(value: float) -> str | None:
-    return None if 0 <= value <= 100 else "must be between 0 and 100"
+from plugins.match.matcher import VPDQ_INDEX_MATCH, VPDQ_QUERY_MATCH, current_matcher, percent
 
 
 @hookimpl
@@ -42,10 +38,10 @@ def ntd_config_schema() -> dict[str, dict[str, Option]]:
         type=int, default=VPDQ.default_min_quality, check=non_negative,
         help="video frames of lower PDQ quality are not compared (vPDQ)")
     options["vpdq_query_match"] = Option(
-        type=float, default=VPDQ_QUERY_MATCH, check=_percent,
+        type=float, default=VPDQ_QUERY_MATCH, check=percent,
         help="share (%) of a fetched video's frames that must be found in a listed video")
     options["vpdq_index_match"] = Option(
-        type=float, default=VPDQ_INDEX_MATCH, check=_percent,
+        type=float, default=VPDQ_INDEX_MATCH, check=percent,
         help="share (%) of a listed video's frames that must be found in the fetched one")
     options["reload_check_seconds"] = Option(
         type=float, default=0.0, check=non_negative,

@@ -28,6 +28,7 @@ def _video_row(data: bytes, as_json: bool) -> dict[str, Any]:
     JSON, as the canonical text otherwise)."""
     # deferred: pulls in PyAV (loaded when a video is hashed)
     from engine.media.video import hash_video
+
     # deferred: light, but only needed here
     from engine.media.vpdq_format import parse_features
 
@@ -54,6 +55,7 @@ def register(cli: click.Group) -> None:
         hash-list line."""
         # deferred: keeps `ntd` start-up fast (loaded when the command runs)
         from engine.media.hashing import MediaError, hash_media
+
         # deferred: keeps `ntd` start-up fast (loaded when the command runs)
         from engine.safe_fetch import VIDEO_TYPES, sniff_content_type
 

@@ -33,13 +33,18 @@ from engine.media.signals import (
     perceptually_hashed,
 )
 from engine.media.vpdq_format import parse_features
+from engine.models import Item
 
 # HMA's defaults (python-threatexchange VPDQ_QUERY/INDEX_MATCH_THRESHOLD_PERCENT): a video
 # matches a listed one when 80 % of its frames are found in it; how much of the listed video
 # is found is not required (0 %): a clip of a listed video matches.
 VPDQ_QUERY_MATCH = 80.0
 VPDQ_INDEX_MATCH = 0.0
-from engine.models import Item
+
+
+def percent(value: float) -> str | None:
+    """A configuration check: a share in per cent."""
+    return None if 0 <= value <= 100 else "must be between 0 and 100"
 
 
 @dataclass
