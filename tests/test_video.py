@@ -217,16 +217,21 @@ def test_ntd_hash_prints_a_video_s_vpdq(tmp_path: Path) -> None:
 def test_agreement_with_the_vpdq_reference(tmp_path: Path) -> None:
     vpdq = pytest.importorskip("vpdq", reason="the vpdq reference (cmake + FFmpeg dev "
                                               "libraries) is not installed here")
-    for seed, kw in ((1, {}), (7, {"container": "matroska", "codec": "mpeg4"})):
+    cases = ((1, {}), (7, {"container": "matroska", "codec": "mpeg4"}),
+             (9, {"container": "webm", "codec": "libvpx-vp9"}),
+             (11, {"width": 640, "height": 360, "fps": 25}))
+    for seed, kw in cases:
         data = make_video(seed, seconds=5, **kw)
-        path = tmp_path / f"ref{seed}.bin"  # the reference reads files only
+        path = tmp_path / f"ref{seed}.bin"  # the reference reads files only (a test fixture)
         path.write_bytes(data)
         ref = vpdq.computeHash(str(path))
         ours = video_features(data)[0]
-        assert [f.frame for f in ours] == [r.frame_number for r in ref]
+        assert [f.frame for f in ours] == [r.frame_number for r in ref], kw
+        # (bit-identical with PyAV's FFmpeg and Debian's; a few bits allowed for other builds'
+        # colour conversion)
         for f, r in zip(ours, ref, strict=True):
-            assert (int(f.pdq, 16) ^ int(r.hex, 16)).bit_count() <= 8
-            assert abs(f.quality - r.quality) <= 5 and abs(f.ts - r.timestamp) < 0.01
+            assert (int(f.pdq, 16) ^ int(r.hex, 16)).bit_count() <= 4, kw
+            assert abs(f.quality - r.quality) <= 2 and abs(f.ts - r.timestamp) < 0.01, kw
 
 
 def _runtime(db: Path, server: LabWebServer, **fetch: Any) -> Runtime:

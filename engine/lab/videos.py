@@ -9,7 +9,9 @@ goes through (re-encoded with another codec and quality, resized, trimmed) are i
 from __future__ import annotations
 
 import io
+import itertools
 import zipfile
+from collections.abc import Iterable, Iterator
 from fractions import Fraction
 from typing import Any
 
@@ -29,32 +31,35 @@ def _scene(rng: np.random.Generator, width: int, height: int) -> np.ndarray:
     return img
 
 
-def video_frames(seed: int, seconds: int, fps: int, width: int, height: int) -> list[np.ndarray]:
-    """The frames of the seeded video: a new scene each second, a gradient drifting within."""
+def video_frames(seed: int, seconds: int, fps: int, width: int, height: int,
+                 start: int = 0) -> Iterator[np.ndarray]:
+    """The frames of the seeded video from second ``start`` (one at a time: a long video is
+    never all in memory): a new scene each second, a gradient drifting within."""
     rng = np.random.default_rng(seed)
-    scenes = [_scene(rng, width, height) for _ in range(seconds)]
     ramp = np.linspace(0, 24, width, dtype=np.float32)[None, :, None]
-    frames = []
-    for i in range(seconds * fps):
-        shift = (i % fps) * 2
-        base = scenes[i // fps].astype(np.float32)
-        frames.append(np.clip(base + np.roll(ramp, shift, axis=1), 0, 255).astype(np.uint8))
-    return frames
+    for second in range(seconds):
+        scene = _scene(rng, width, height).astype(np.float32)  # (drawn even when skipped)
+        if second < start:
+            continue
+        for i in range(fps):
+            yield np.clip(scene + np.roll(ramp, i * 2, axis=1), 0, 255).astype(np.uint8)
 
 
-def encode(frames: list[np.ndarray], *, fps: int | Fraction = 10, codec: str = "libx264",
+def encode(frames: Iterable[np.ndarray], *, fps: int | Fraction = 10, codec: str = "libx264",
            container: str = "mp4", width: int | None = None, height: int | None = None,
            crf: int | None = None) -> bytes:
     """Encode RGB frames into a video in memory (``width``/``height``: scaled on encoding)."""
     buf = io.BytesIO()
-    h0, w0 = frames[0].shape[:2]
+    it = iter(frames)
+    first = next(it)
+    h0, w0 = first.shape[:2]
     w, h = width or w0, height or h0
     with av.open(buf, "w", format=container) as out:
         stream: Any = out.add_stream(codec, rate=fps)
         stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
-        if crf is not None and codec == "libx264":
-            stream.options = {"crf": str(crf)}
-        for img in frames:
+        if codec == "libx264":
+            stream.options = {"preset": "veryfast", **({"crf": str(crf)} if crf else {})}
+        for img in itertools.chain([first], it):
             frame = av.VideoFrame.from_ndarray(img, format="rgb24")
             if (w, h) != (w0, h0):
                 frame = frame.reformat(width=w, height=h)
@@ -70,7 +75,7 @@ def make_video(seed: int, *, seconds: int = 4, fps: int = 10, width: int = 320,
                start: int = 0, scale: float = 1.0, crf: int | None = None) -> bytes:
     """The seeded synthetic video, optionally from second ``start`` (trimmed), scaled by
     ``scale`` (even dimensions) and re-encoded with ``codec``/``crf``."""
-    frames = video_frames(seed, seconds, fps, width, height)[start * fps:]
+    frames = video_frames(seed, seconds, fps, width, height, start)
     w, h = (int(width * scale) // 2 * 2, int(height * scale) // 2 * 2)
     return encode(frames, fps=fps, codec=codec, container=container, width=w, height=h,
                   crf=crf)
@@ -78,7 +83,7 @@ def make_video(seed: int, *, seconds: int = 4, fps: int = 10, width: int = 320,
 
 def one_frame_video(seconds: int = 36_000) -> bytes:
     """A video of one frame that lasts ``seconds`` (10 hours by default): a few KB."""
-    frame = video_frames(1, 1, 1, 64, 48)[0]
+    frame = next(video_frames(1, 1, 1, 64, 48))
     buf = io.BytesIO()
     with av.open(buf, "w", format="matroska") as out:
         stream: Any = out.add_stream("mpeg4", rate=Fraction(1, seconds))
