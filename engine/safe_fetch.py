@@ -793,8 +793,9 @@ class SafeFetcher:
         """Stream the body, counting raw and decoded bytes against ``max_bytes``.
 
         A body whose first bytes sniff as video (``VIDEO_TYPES``) may grow to
-        ``max_video_bytes`` instead: the cap is chosen once ``max_bytes`` is passed, from what
-        was read by then (a Content-Length over the larger cap is refused at once)."""
+        ``max_video_bytes`` instead: the cap is chosen from what was read once ``max_bytes``
+        is passed, or at the first chunk when the Content-Length is over ``max_bytes`` (one
+        over the larger cap is refused before reading)."""
         cap = self.policy.max_bytes
         video_cap = max(cap, self.policy.max_video_bytes)
         declared = resp.content_length
@@ -818,7 +819,8 @@ class SafeFetcher:
                 for part in parts:
                     size += len(part)
                     chunks.append(part)
-                    if not chosen and (raw > cap or size > cap):
+                    if not chosen and (raw > cap or size > cap
+                                       or (declared is not None and declared > cap)):
                         chosen = True  # past max_bytes: only a video may go on
                         if sniff_content_type(b"".join(chunks)[:512]) in VIDEO_TYPES:
                             cap = video_cap
