@@ -102,10 +102,9 @@ def _lines_from_iterable(lines: Iterable[str], name: str) -> Iterator[tuple[int,
             raise HashlistFormatError(name, lineno, None, "line is not text")
         if lineno == 1:
             text = text.removeprefix("\ufeff")
-        size = len(text.encode("utf-8", "surrogatepass"))
-        if size > MAX_LINE_BYTES and size > _line_cap(text[:200].encode("utf-8", "replace")):
-            raise HashlistFormatError(name, lineno, None,
-                                      f"line longer than {_line_cap(text[:200].encode())}")
+        cap = _line_cap(text[:200].encode("utf-8", "replace"))
+        if len(text.encode("utf-8", "surrogatepass")) > cap:
+            raise HashlistFormatError(name, lineno, None, f"line longer than {cap}")
         # Lines from str.splitlines() have no terminator; a stray "\r" inside one would make
         # the csv module see two records, so treat any embedded line break as an error.
         stripped = text.rstrip("\r\n")
