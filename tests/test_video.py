@@ -204,10 +204,13 @@ def test_a_contact_sheet_is_rendered_in_memory() -> None:
 
 def test_ntd_hash_prints_a_video_s_vpdq(tmp_path: Path) -> None:
     from engine.cli import cli
+    from plugins.match.cli import register
 
+    register(cli)  # (what start-up does through ntd_register_commands; idempotent)
     path = tmp_path / "v.mp4"  # a generated test video, written here as a fixture
     path.write_bytes(listed())
-    result = CliRunner().invoke(cli, ["hash", "--json", str(path)])
+    result = CliRunner().invoke(cli, ["--db", str(tmp_path / "ntd.db"), "hash", "--json",
+                                      str(path)])
     assert result.exit_code == 0, result.output
     row = json.loads(result.output)
     assert VPDQ.validate(row["vpdq"]) == hash_video(listed())["vpdq"]
