@@ -195,7 +195,8 @@ def fetch_policy(config: Config) -> Any:
         "allow_private_networks": bool(config.get("lab", "allow_private_networks", False)),
         "per_host_limit": config.get("pipeline", "per_host_limit", 4),
     }
-    for key in ("max_bytes", "total_timeout", "connect_timeout", "max_redirects", "user_agent"):
+    for key in ("max_bytes", "max_video_bytes", "total_timeout", "connect_timeout",
+                "max_redirects", "user_agent"):
         if fetch.get(key) is not None:
             kwargs[key] = fetch[key]
     if fetch.get("allowed_ports"):

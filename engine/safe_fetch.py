@@ -68,6 +68,9 @@ class FetchPolicy:
     allow_private_networks: bool = False
     allowed_ports: frozenset[int] = frozenset({80, 443, 8080, 8443})
     max_bytes: int = 20 * 1024 * 1024
+    # Video bodies (sniffed from their first bytes: MP4, QuickTime, WebM, Matroska) may grow to
+    # this cap instead of ``max_bytes``; anything else stops at ``max_bytes`` as before.
+    max_video_bytes: int = 200 * 1024 * 1024
     total_timeout: float = 30.0
     connect_timeout: float = 10.0
     max_redirects: int = 5
@@ -80,7 +83,7 @@ class FetchPolicy:
     verify_tls: bool = True
 
     def __post_init__(self) -> None:
-        for name in ("max_bytes", "per_host_limit", "max_connections"):
+        for name in ("max_bytes", "max_video_bytes", "per_host_limit", "max_connections"):
             if getattr(self, name) < 1:
                 raise ValueError(f"FetchPolicy.{name} must be >= 1")
         for name in ("total_timeout", "connect_timeout"):
@@ -302,6 +305,10 @@ _HTML_TAGS = (
 _BMP_DIB_SIZES = frozenset({12, 40, 52, 56, 64, 108, 124})
 
 
+#: What :func:`sniff_content_type` calls a video (fetched within ``max_video_bytes``).
+VIDEO_TYPES = frozenset({"video/mp4", "video/quicktime", "video/webm", "video/x-matroska"})
+
+
 def sniff_content_type(data: bytes) -> str:
     """Guess a media type from magic bytes; headers are never trusted for this.
 
@@ -438,7 +445,7 @@ class _BoundedDecoder:
         self._raw_deflate_retry = encoding == "deflate"
         wbits = 47 if encoding in ("gzip", "x-gzip") else 15  # 47 = auto-detect gzip/zlib
         self._obj = zlib.decompressobj(wbits)
-        self._limit = limit
+        self.limit = limit
         self.produced = 0
         self._started = False
 
@@ -453,12 +460,12 @@ class _BoundedDecoder:
                 self._obj = zlib.decompressobj(-15)  # raw deflate, as some servers send
         pending = data
         while pending:
-            out = self._obj.decompress(pending, self._limit + 1 - self.produced)
+            out = self._obj.decompress(pending, self.limit + 1 - self.produced)
             pending = self._obj.unconsumed_tail
             self.produced += len(out)
             if out:
                 yield out
-            if self.produced > self._limit or not out:
+            if self.produced > self.limit or not out:
                 return
 
 
@@ -783,13 +790,19 @@ class SafeFetcher:
         return b"".join(chunks)
 
     async def _read_body(self, resp: aiohttp.ClientResponse, headers: Mapping[str, str]) -> bytes:
-        """Stream the body, counting raw and decoded bytes against ``max_bytes``."""
+        """Stream the body, counting raw and decoded bytes against ``max_bytes``.
+
+        A body whose first bytes sniff as video (``VIDEO_TYPES``) may grow to
+        ``max_video_bytes`` instead: the cap is chosen from what was read once ``max_bytes``
+        is passed, or at the first chunk when the Content-Length is over ``max_bytes`` (one
+        over the larger cap is refused before reading)."""
         cap = self.policy.max_bytes
+        video_cap = max(cap, self.policy.max_video_bytes)
         declared = resp.content_length
-        if declared is not None and declared > cap:
+        if declared is not None and declared > video_cap:
             resp.close()
             raise FetchError(
-                f"{resp.url}: Content-Length {declared} exceeds {cap}", reason="too_large"
+                f"{resp.url}: Content-Length {declared} exceeds {video_cap}", reason="too_large"
             )
         encoding = headers.get("content-encoding", "identity").strip().lower()
         decoder = (
@@ -797,6 +810,7 @@ class SafeFetcher:
         )
         chunks: list[bytes] = []
         raw = size = 0
+        chosen = False
         try:
             async for chunk in resp.content.iter_any():
                 raw += len(chunk)
@@ -805,6 +819,13 @@ class SafeFetcher:
                 for part in parts:
                     size += len(part)
                     chunks.append(part)
+                    if not chosen and (raw > cap or size > cap
+                                       or (declared is not None and declared > cap)):
+                        chosen = True  # past max_bytes: only a video may go on
+                        if sniff_content_type(b"".join(chunks)[:512]) in VIDEO_TYPES:
+                            cap = video_cap
+                            if decoder is not None:  # (read by the decoder as it resumes)
+                                decoder.limit = video_cap
                 if raw > cap or size > cap:
                     resp.close()  # drop the connection rather than drain the rest
                     raise FetchError(f"{resp.url}: body exceeds {cap} bytes", reason="too_large")

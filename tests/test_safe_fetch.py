@@ -647,6 +647,27 @@ async def test_byte_cap_exact_size_is_allowed(srv: LabWebServer) -> None:
         await expect_reason(fetcher, srv.url("/one-more"), "too_large")
 
 
+async def test_a_video_may_grow_to_its_own_cap_and_nothing_else_may(srv: LabWebServer) -> None:
+    mp4 = b"\0\0\0\x18ftypisom\0\0\x02\0isomiso2" + b"\0" * 300_000  # sniffed as MP4
+    srv.set(HOST, "/video", Route(body=mp4, content_type="application/octet-stream"))
+    srv.set(HOST, "/video-gz", Route(body=gzip.compress(mp4),
+                                     headers={"Content-Encoding": "gzip"}))
+    srv.set(HOST, "/other", Route(body=b"PK\3\4" + b"\0" * 300_000))
+    srv.set(HOST, "/other-gz", Route(body=gzip.compress(b"PK\3\4" + b"\0" * 300_000),
+                                     headers={"Content-Encoding": "gzip"}))
+    policy = lab_policy(srv, max_bytes=100_000, max_video_bytes=400_000)
+    async with SafeFetcher(policy) as fetcher:
+        for path in ("/video", "/video-gz"):
+            resp = await fetcher.fetch(srv.url(path))
+            assert resp.body == mp4 and resp.content_type == "video/mp4", path
+        for path in ("/other", "/other-gz"):
+            await expect_reason(fetcher, srv.url(path), "too_large")
+    small = lab_policy(srv, max_bytes=100_000, max_video_bytes=200_000)
+    async with SafeFetcher(small) as fetcher:
+        await expect_reason(fetcher, srv.url("/video"), "too_large")  # over its own cap
+        await expect_reason(fetcher, srv.url("/video-gz"), "too_large")  # decoded bytes count
+
+
 async def test_compression_bomb_counts_decoded_bytes(srv: LabWebServer) -> None:
     bomb = gzip.compress(b"\0" * 20_000_000)  # ~20 KB on the wire
     srv.set(HOST, "/bomb", Route(body=bomb, headers={"Content-Encoding": "gzip"}))

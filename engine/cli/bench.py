@@ -114,9 +114,21 @@ def bench_match(entries: int, queries: int, as_json: bool) -> None:
 
 @bench.command("hash")
 @click.option("--images", type=click.IntRange(min=10), default=200, show_default=True)
+@click.option("--video", is_flag=True,
+              help="Videos instead: seconds of video hashed (vPDQ) per second per core, peak "
+                   "RSS, and the refusal of hostile videos.")
+@click.option("--videos", type=click.IntRange(min=1), default=3, show_default=True,
+              help="With --video: videos per size.")
 @JSON_OPT
-def bench_hash(images: int, as_json: bool) -> None:
-    """Images/s hashing 1024×768 JPEGs (pHash + crypto; PDQ separately)."""
+def bench_hash(images: int, video: bool, videos: int, as_json: bool) -> None:
+    """Images/s hashing 1024×768 JPEGs (pHash + crypto; PDQ separately); --video: videos."""
+    if video:
+        # deferred: keeps `ntd` start-up fast (loaded when the command runs)
+        from engine.bench.video import bench_video
+
+        result = bench_video(videos)
+        emit_json(result) if as_json else _print_nested(result)
+        return
     # deferred: keeps `ntd` start-up fast (loaded when the command runs)
     from engine.bench.matching import bench_hash as run
 

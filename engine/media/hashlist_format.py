@@ -24,12 +24,16 @@ from pathlib import Path
 from typing import Literal
 
 from engine.errors import HashlistError
-from engine.media.signals import HASH_TYPES
+from engine.media.signals import HASH_TYPES, SIGNAL_TYPES
 
 HASH_HEX_LENGTH = {name: t.hex_length for name, t in HASH_TYPES.items()}
+# (NDJSON only: a vPDQ entry's frame features as a JSON array, instead of "hash")
 FIELDS = ("hash_type", "hash", "category", "label", "source")
+NDJSON_FIELDS = (*FIELDS, "vpdq")
 REQUIRED_FIELDS = ("hash_type", "hash", "category")
 MAX_LINE_BYTES = 4096  # a valid line is < 600 bytes; the cap bounds memory on hostile input
+# ... except a video's (vPDQ): ~85 bytes a frame feature, up to vpdq_format.MAX_FEATURES.
+MAX_VIDEO_LINE_BYTES = 2 * 2**20
 MAX_TEXT = 256  # label and source
 
 _CATEGORY = re.compile(r"[a-z][a-z0-9_]{0,63}")
@@ -66,17 +70,24 @@ class HashlistFormatError(HashlistError):
 # ---------------------------------------------------------------- line sources
 
 
+def _line_cap(head: bytes) -> int:
+    """The longest a line may be: a vPDQ entry's (its type named in its first bytes) is
+    longer."""
+    return MAX_VIDEO_LINE_BYTES if b"vpdq" in head[:200].lower() else MAX_LINE_BYTES
+
+
 def _lines_from_file(path: Path, name: str) -> Iterator[tuple[int, str]]:
     """Yield (line number, text) from a UTF-8 file, bounding line length."""
     with open(path, "rb") as fh:
         lineno = 0
         while True:
-            raw = fh.readline(MAX_LINE_BYTES + 1)
+            raw = fh.readline(MAX_VIDEO_LINE_BYTES + 1)
             if not raw:
                 return
             lineno += 1
-            if len(raw) > MAX_LINE_BYTES:
-                raise HashlistFormatError(name, lineno, None, f"line longer than {MAX_LINE_BYTES}")
+            if len(raw) > _line_cap(raw):
+                raise HashlistFormatError(name, lineno, None,
+                                          f"line longer than {_line_cap(raw)}")
             if lineno == 1 and raw.startswith(b"\xef\xbb\xbf"):
                 raw = raw[3:]  # spreadsheet exports often start with a BOM
             try:
@@ -91,8 +102,9 @@ def _lines_from_iterable(lines: Iterable[str], name: str) -> Iterator[tuple[int,
             raise HashlistFormatError(name, lineno, None, "line is not text")
         if lineno == 1:
             text = text.removeprefix("\ufeff")
-        if len(text.encode("utf-8", "surrogatepass")) > MAX_LINE_BYTES:
-            raise HashlistFormatError(name, lineno, None, f"line longer than {MAX_LINE_BYTES}")
+        cap = _line_cap(text[:200].encode("utf-8", "replace"))
+        if len(text.encode("utf-8", "surrogatepass")) > cap:
+            raise HashlistFormatError(name, lineno, None, f"line longer than {cap}")
         # Lines from str.splitlines() have no terminator; a stray "\r" inside one would make
         # the csv module see two records, so treat any embedded line break as an error.
         stripped = text.rstrip("\r\n")
@@ -121,13 +133,18 @@ def _validate(record: dict[str, object], name: str, lineno: int) -> HashEntry:
         return value.strip()
 
     hash_type = (text("hash_type", required=True) or "").lower()
-    kind = HASH_TYPES.get(hash_type)
+    kind = SIGNAL_TYPES.get(hash_type)
     if kind is None:
         raise HashlistFormatError(
-            name, lineno, "hash_type", f"must be one of {', '.join(HASH_TYPES)}"
+            name, lineno, "hash_type", f"must be one of {', '.join(SIGNAL_TYPES)}"
         )
+    frames = record.get("vpdq")
+    if frames is not None and (hash_type != "vpdq" or record.get("hash")):
+        raise HashlistFormatError(name, lineno, "vpdq",
+                                  "only a vpdq entry, and instead of 'hash'")
     try:
-        value = kind.validate(text("hash", required=True) or "")
+        value = kind.validate(frames if frames is not None  # type: ignore[arg-type]
+                              else text("hash", required=True) or "")
     except ValueError as exc:  # the message names the kind and length, never the value
         raise HashlistFormatError(name, lineno, "hash", str(exc)) from exc
     category = (text("category", required=True) or "").lower()
@@ -242,10 +259,10 @@ def _parse_ndjson(
                 limit,
             )
             continue
-        if any(k not in FIELDS for k in record):
+        if any(k not in NDJSON_FIELDS for k in record):
             _report(
                 HashlistFormatError(
-                    name, lineno, None, f"unknown keys (allowed: {', '.join(FIELDS)})"
+                    name, lineno, None, f"unknown keys (allowed: {', '.join(NDJSON_FIELDS)})"
                 ),
                 sink,
                 limit,

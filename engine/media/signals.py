@@ -24,6 +24,8 @@ import re
 from collections.abc import Mapping
 from typing import ClassVar
 
+from engine.media.vpdq_format import Feature, format_features, normalise, parse_features
+
 _HEX = re.compile(r"[0-9a-f]+")
 
 
@@ -182,6 +184,48 @@ class PDQ(PerceptualHashType, name="pdq", label="PDQ", bits=256, default_radius=
                 "0" * 64, "f" * 64]
 
 
+class VideoHashType(HashType):
+    """A hash of a video: a list of frame hashes (not one fixed-length hex string), matched
+    when enough frames match in both directions. Kept out of :data:`HASH_TYPES` (whose kinds
+    are each one hex string with one index): video kinds are listed in :data:`VIDEO_TYPES`,
+    and :func:`hash_type` knows both."""
+
+    video: ClassVar[bool] = True
+
+    @classmethod
+    def compute(cls, data: bytes) -> str | None:
+        # here, not at module level: only the processes that hash load PyAV
+        # deferred: pulls in av, numpy, pdqhash, loaded on first use
+        from engine.media.video import hash_video
+
+        return str(hash_video(data)[cls.name])
+
+
+class VPDQ(VideoHashType, name="vpdq", label="vPDQ", bits=256, default_radius=31,
+           default_min_quality=50):
+    """Meta's vPDQ: the PDQ of one frame a second, with quality, frame number and timestamp
+    (``engine.media.vpdq_format`` defines the text form). ``bits`` and ``default_radius`` are
+    those of each frame's PDQ; frames below ``default_min_quality`` are not compared (HMA's
+    ``VPDQ_QUALITY_THRESHOLD``). ``distance`` is that of the closest pair of frames."""
+
+    @classmethod
+    def validate(cls, value: str) -> str:
+        """The canonical text of a vPDQ value (``ValueError`` naming the expected form)."""
+        return normalise(value)
+
+    @classmethod
+    def distance(cls, a: str, b: str) -> int:
+        """The smallest Hamming distance between a frame of ``a`` and a frame of ``b``."""
+        fa, fb = parse_features(a), parse_features(b)
+        return min((int(x.pdq, 16) ^ int(y.pdq, 16)).bit_count() for x in fa for y in fb)
+
+    @classmethod
+    def examples(cls) -> list[str]:
+        # synthetic features (not hashes of any video)
+        return [format_features([Feature("0" * 64, 100, 0, 0.0)]),
+                format_features([Feature("f" * 64, 90, 0, 0.0), Feature("0f" * 32, 80, 30, 1.0)])]
+
+
 #: Every kind, by name, in the order ntd lists them (cryptographic first).
 HASH_TYPES: dict[str, type[HashType]] = {t.name: t for t in (MD5, SHA1, SHA256, PHash, PDQ)}
 #: The exactly-matched kinds, in registry order.
@@ -196,18 +240,25 @@ CRYPTO_NAMES: tuple[str, ...] = tuple(t.name for t in CRYPTO_TYPES)
 PERCEPTUAL_NAMES: tuple[str, ...] = tuple(t.name for t in PERCEPTUAL_TYPES)
 
 
+#: The kinds for videos (a list of frame hashes each), by name.
+VIDEO_TYPES: dict[str, type[HashType]] = {t.name: t for t in (VPDQ,)}
+#: Every kind of either registry: what a hash list may hold.
+SIGNAL_TYPES: dict[str, type[HashType]] = {**HASH_TYPES, **VIDEO_TYPES}
+
+
 def hash_type(name: str) -> type[HashType]:
-    """The hash type called ``name`` (case-insensitive); ``ValueError`` listing the known
-    names for anything else."""
-    found = HASH_TYPES.get(name.strip().lower()) if isinstance(name, str) else None
+    """The hash type called ``name`` (case-insensitive), still-image or video; ``ValueError``
+    listing the known names for anything else."""
+    found = SIGNAL_TYPES.get(name.strip().lower()) if isinstance(name, str) else None
     if found is None:
-        raise ValueError(f"unknown hash type {name!r} (known: {', '.join(HASH_TYPES)})")
+        raise ValueError(f"unknown hash type {name!r} (known: {', '.join(SIGNAL_TYPES)})")
     return found
 
 
 def perceptually_hashed(hashes: Mapping[str, object]) -> bool:
-    """Whether an item's ``hashes`` hold a perceptual hash (its bytes decoded as an image)."""
-    return any(hashes.get(name) for name in PERCEPTUAL_NAMES)
+    """Whether an item's ``hashes`` hold a perceptual hash (its bytes decoded as an image or
+    a video)."""
+    return any(hashes.get(name) for name in (*PERCEPTUAL_NAMES, *VIDEO_TYPES))
 
 
 def default_radii() -> dict[str, int]:

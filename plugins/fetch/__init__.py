@@ -27,6 +27,9 @@ def ntd_config_schema() -> dict[str, dict[str, Option]]:
     return {"fetch": {
         "max_bytes": Option(type=int, default=20 * 1024 * 1024, check=positive,
                             help="body cap per response, counted while streaming"),
+        "max_video_bytes": Option(type=int, default=200 * 1024 * 1024, check=positive,
+                                  help="body cap of a video (sniffed: MP4, QuickTime, WebM, "
+                                       "Matroska), counted while streaming"),
         "total_timeout": Option(type=float, default=30.0, check=positive,
                                 help="deadline for a whole request, redirects included"),
         "connect_timeout": Option(type=float, default=10.0, check=positive),

@@ -29,10 +29,10 @@ from urllib.parse import urlsplit
 from engine.api import Case, StageContext
 from engine.config import Option, non_negative, positive
 from engine.errors import FetchError, InputError, WorkerError
-from engine.media.decode_budget import set_max_decode_mb
+from engine.media.decode_budget import VideoLimits, set_max_decode_mb
 from engine.media.digests import crypto_hashes
 from engine.media.html_media import scan_page_off_loop  # here, not at the first page: no stall
-from engine.media.items import IMAGE_TYPES, MIRROR_KEYS, hash_bytes
+from engine.media.items import IMAGE_TYPES, MIRROR_KEYS, VIDEO_MEDIA_TYPES, hash_bytes
 from engine.media.signals import perceptually_hashed
 from engine.models import Item, StageResult
 from engine.urls import canonicalize
@@ -51,6 +51,13 @@ _HOSTILE_INPUT: dict[str, tuple[type, float, Callable[[Any], str | None], str]] 
                       "from its header); larger ones are refused"),
     "hash_seconds": (float, 30.0, positive, "longest a CPU worker may hash one item before it "
                      "is stopped and restarted"),
+    "max_video_seconds": (float, 3600.0, positive, "longest video hashed (seconds, from its "
+                          "header and its frames); longer ones are refused as too_long"),
+    "max_video_frames": (int, 216_000, positive, "most frames of one video decoded"),
+    "max_video_pixels": (int, 4096 * 2304, positive, "largest video frame (pixels); the decode "
+                         "memory (max_decode_mb) bounds it too"),
+    "video_hash_seconds": (float, 120.0, positive, "longest a CPU worker may hash one video "
+                           "before it is stopped and restarted"),
     "cpu_pool_mb": (int, 0, non_negative, "resident memory of the whole CPU pool (MiB), shared "
                     "by its processes; a worker over its share is restarted and its item "
                     "recorded; 0 = workers x (max_decode_mb + 256)"),
@@ -71,6 +78,7 @@ def configure_cpu_pool(ctx: StageContext) -> None:
     # Hashing runs in the CPU pool: its processes start with the imaging stack loaded.
     ctx.cpu_preload.add("engine.media.hashing")
     ctx.cpu_preload.add("engine.media.html_media")
+    ctx.cpu_preload.add("engine.media.video")
     decode_mb = ctx.config.get("fetch", "max_decode_mb", 256)
     ctx.cpu_setup.append((set_max_decode_mb, (decode_mb,)))
     total = ctx.config.get("fetch", "cpu_pool_mb", 0)
@@ -78,6 +86,15 @@ def configure_cpu_pool(ctx: StageContext) -> None:
         workers = ctx.config.get("pipeline", "cpu_workers") or os.cpu_count() or 1
         total = workers * (decode_mb + POOL_BASE_MB)
     ctx.cpu_memory_mb = float(total)
+
+
+def video_limits(ctx: StageContext) -> VideoLimits:
+    """What hashing one video may cost, from ``[fetch]`` (the decode budget is the pool
+    process's ``max_decode_mb``)."""
+    get = ctx.config.get
+    return VideoLimits(max_seconds=get("fetch", "max_video_seconds", 3600.0),
+                       max_frames=get("fetch", "max_video_frames", 216_000),
+                       max_pixels=get("fetch", "max_video_pixels", 4096 * 2304))
 
 
 class HashCache:
@@ -138,7 +155,7 @@ async def hash_cached(ctx: StageContext, body: bytes, content_type: str) -> dict
     cryptographic hashes here: shipping an HTML page to another process cost more than
     hashing it. Large bodies are hashed on a thread (hashlib releases the GIL).
     """
-    if content_type not in IMAGE_TYPES:
+    if content_type not in IMAGE_TYPES and content_type not in VIDEO_MEDIA_TYPES:
         return await _off_loop_if_large(crypto_hashes, body)
     digest = await _off_loop_if_large(_sha256_hex, body)
     cache = _hash_cache(ctx)
@@ -164,9 +181,13 @@ async def _hash_in_pool(ctx: StageContext, body: bytes, content_type: str) -> di
     """``hash_bytes`` in the pool under ``[fetch] hash_seconds``; a task the pool had to stop
     (time, memory, a crashed worker) gives the crypto hashes and that reason as ``error``.
     (The result is cached by content: the same bomb at a thousand URLs costs one stop.)"""
+    if content_type in VIDEO_MEDIA_TYPES:
+        limits: VideoLimits | None = video_limits(ctx)
+        timeout = ctx.config.get("fetch", "video_hash_seconds", 120.0)
+    else:
+        limits, timeout = None, ctx.config.get("fetch", "hash_seconds", 30.0)
     try:
-        return await ctx.run_cpu(hash_bytes, body, content_type, True,
-                                 timeout=ctx.config.get("fetch", "hash_seconds", 30.0))
+        return await ctx.run_cpu(hash_bytes, body, content_type, True, limits, timeout=timeout)
     except WorkerError as exc:
         return {**await _off_loop_if_large(crypto_hashes, body), "error": exc.reason}
 

@@ -8,9 +8,15 @@ from typing import Any
 from engine import hookimpl
 from engine.api import Case, StageContext
 from engine.config import Option, non_negative
-from engine.media.signals import HASH_TYPE_NAMES, PERCEPTUAL_TYPES, perceptually_hashed
+from engine.media.signals import (
+    HASH_TYPE_NAMES,
+    PERCEPTUAL_TYPES,
+    VIDEO_TYPES,
+    VPDQ,
+    perceptually_hashed,
+)
 from engine.models import StageResult
-from plugins.match.matcher import current_matcher
+from plugins.match.matcher import VPDQ_INDEX_MATCH, VPDQ_QUERY_MATCH, current_matcher, percent
 
 
 @hookimpl
@@ -25,6 +31,18 @@ def ntd_config_schema() -> dict[str, dict[str, Option]]:
         type=int, default=t.default_min_quality, check=non_negative,
         help=f"ignore {t.label} hashes of lower quality")
         for t in PERCEPTUAL_TYPES if t.quality_key})
+    options["vpdq_radius"] = Option(
+        type=int, default=VPDQ.default_radius, check=non_negative,
+        help="Hamming radius of two video frames' PDQ (vPDQ; lists may set their own)")
+    options["min_vpdq_quality"] = Option(
+        type=int, default=VPDQ.default_min_quality, check=non_negative,
+        help="video frames of lower PDQ quality are not compared (vPDQ)")
+    options["vpdq_query_match"] = Option(
+        type=float, default=VPDQ_QUERY_MATCH, check=percent,
+        help="share (%) of a fetched video's frames that must be found in a listed video")
+    options["vpdq_index_match"] = Option(
+        type=float, default=VPDQ_INDEX_MATCH, check=percent,
+        help="share (%) of a listed video's frames that must be found in the fetched one")
     options["reload_check_seconds"] = Option(
         type=float, default=0.0, check=non_negative,
         help="how often to check for changed lists (0: per case)")
@@ -48,7 +66,7 @@ def ntd_verdict_recorded(case: Case, verdict: str, category: str | None, learn: 
         return
     entries = []
     for item in case.items:
-        for hash_type in HASH_TYPE_NAMES:
+        for hash_type in (*HASH_TYPE_NAMES, *VIDEO_TYPES):
             value = item.hashes.get(hash_type)
             if value and (item.kind == "media" or perceptually_hashed(item.hashes)):
                 label = f"learned from {case.id}"

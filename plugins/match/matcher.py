@@ -28,10 +28,23 @@ from engine.media.signals import (
     CRYPTO_NAMES,
     PERCEPTUAL_NAMES,
     PERCEPTUAL_TYPES,
+    VPDQ,
     default_radii,
     perceptually_hashed,
 )
+from engine.media.vpdq_format import parse_features
 from engine.models import Item
+
+# HMA's defaults (python-threatexchange VPDQ_QUERY/INDEX_MATCH_THRESHOLD_PERCENT): a video
+# matches a listed one when 80 % of its frames are found in it; how much of the listed video
+# is found is not required (0 %): a clip of a listed video matches.
+VPDQ_QUERY_MATCH = 80.0
+VPDQ_INDEX_MATCH = 0.0
+
+
+def percent(value: float) -> str | None:
+    """A configuration check: a share in per cent."""
+    return None if 0 <= value <= 100 else "must be between 0 and 100"
 
 
 @dataclass
@@ -52,15 +65,27 @@ class Matcher:
     exact: dict[str, dict[str, list[int]]] = field(default_factory=dict)
     hamming: dict[str, HammingIndex] = field(default_factory=dict)
     min_quality: dict[str, int] = field(default_factory=dict)  # {hash type: lowest quality}
-    default_radius: dict[str, int] = field(default_factory=default_radii)
+    default_radius: dict[str, int] = field(
+        default_factory=lambda: {**default_radii(), VPDQ.name: VPDQ.default_radius})
+    # vPDQ: every listed video's unique frames (of sufficient quality) in one Hamming index;
+    # a row's video entry, and each entry's number of frames there.
+    frames: HammingIndex = field(default_factory=lambda: HammingIndex(VPDQ.bits))
+    frame_entry: list[int] = field(default_factory=list)
+    entry_frames: dict[int, int] = field(default_factory=dict)
+    vpdq_query_match: float = VPDQ_QUERY_MATCH
+    vpdq_index_match: float = VPDQ_INDEX_MATCH
 
     @classmethod
     def build(cls, store: Any, *, default_radius: dict[str, int] | None = None,
-              min_quality: dict[str, int] | None = None) -> Matcher:
+              min_quality: dict[str, int] | None = None,
+              vpdq_match: tuple[float, float] = (VPDQ_QUERY_MATCH, VPDQ_INDEX_MATCH),
+              ) -> Matcher:
         """Load every list from the store (synchronous; run off the event loop).
 
-        ``default_radius`` and ``min_quality`` override the hash types' defaults, by name."""
-        m = cls(min_quality=dict(min_quality or {}))
+        ``default_radius`` and ``min_quality`` override the hash types' defaults, by name;
+        ``vpdq_match``: the shares (%) of query and listed frames a video match needs."""
+        m = cls(min_quality=dict(min_quality or {}), vpdq_query_match=vpdq_match[0],
+                vpdq_index_match=vpdq_match[1])
         if default_radius:
             m.default_radius.update(default_radius)
         m.generation = store.hashlist_generation()
@@ -70,9 +95,15 @@ class Matcher:
         m.exact = {t: {} for t in CRYPTO_NAMES}
         pending: dict[str, tuple[list[str], list[int]]] = {t: ([], []) for t in
                                                            PERCEPTUAL_NAMES}
+        video_hexes: list[str] = []
         for entry_id, list_name, hash_type, value, category in store.hashlist_entries():
             m.entry_list[entry_id] = (list_name, category)
-            if hash_type in m.exact:
+            if hash_type == VPDQ.name:
+                unique = m._video_frames(value)
+                video_hexes += unique
+                m.frame_entry += [entry_id] * len(unique)
+                m.entry_frames[entry_id] = len(unique)
+            elif hash_type in m.exact:
                 m.exact[hash_type].setdefault(value, []).append(entry_id)
             elif hash_type in pending:
                 pending[hash_type][0].append(value)
@@ -85,7 +116,52 @@ class Matcher:
 
                 index.add(hexes_to_words(hexes, kind.bits), np.asarray(ids, dtype=np.int64))
             m.hamming[kind.name] = index
+        if video_hexes:
+            import numpy as np  # deferred: heavy dependency, loaded on first use
+
+            m.frames.add(hexes_to_words(video_hexes, VPDQ.bits),
+                         np.arange(len(video_hexes), dtype=np.int64))
         return m
+
+    def _video_frames(self, value: object) -> list[str]:
+        """A vPDQ value's unique frame PDQs of at least the quality floor (HMA's dedupe and
+        quality filter); none for a malformed value (lists are validated on import)."""
+        floor = self.min_quality.get(VPDQ.name, VPDQ.default_min_quality)
+        try:
+            features = parse_features(value)
+        except ValueError:
+            return []
+        return list(dict.fromkeys(f.pdq for f in features if f.quality >= floor))
+
+    def video_matches(self, value: object) -> list[tuple[int, int, float, float]]:
+        """The listed videos a vPDQ value matches: (entry id, closest frame distance, % of
+        the query's frames found, % of the entry's frames found), both shares at least their
+        thresholds. Each query frame is looked up in the frame index within the vPDQ radius
+        of the entry's list (the vPDQ comparison, through the index)."""
+        if not len(self.frames):
+            return []
+        query = self._video_frames(value)
+        if not query:
+            return []
+        widest = max([self.radius(VPDQ.name, n) for n in self.lists] or [0])
+        found_q: dict[int, set[int]] = {}  # entry -> query frames found
+        found_c: dict[int, set[int]] = {}  # entry -> its frames found
+        best: dict[int, int] = {}
+        for qi, pdq in enumerate(query):
+            for row, distance in self.frames.search(pdq, widest):
+                entry_id = self.frame_entry[row]
+                if distance > self.radius(VPDQ.name, self.entry_list[entry_id][0]):
+                    continue
+                found_q.setdefault(entry_id, set()).add(qi)
+                found_c.setdefault(entry_id, set()).add(row)
+                best[entry_id] = min(distance, best.get(entry_id, distance))
+        out = []
+        for entry_id, rows in found_c.items():
+            q_share = len(found_q[entry_id]) * 100 / len(query)
+            c_share = len(rows) * 100 / self.entry_frames[entry_id]
+            if q_share >= self.vpdq_query_match and c_share >= self.vpdq_index_match:
+                out.append((entry_id, best[entry_id], round(q_share, 1), round(c_share, 1)))
+        return out
 
     def radius(self, hash_type: str, list_name: str) -> int:
         """The Hamming threshold of a list for a hash type (list setting, else default)."""
@@ -111,6 +187,9 @@ class Matcher:
             if value:
                 hits += [(i, hash_type, 0, False)
                          for i in self.exact.get(hash_type, {}).get(value, [])]
+        if hashes.get(VPDQ.name):
+            hits += [(entry_id, VPDQ.name, distance, False)
+                     for entry_id, distance, _, _ in self.video_matches(hashes[VPDQ.name])]
         for kind in PERCEPTUAL_TYPES:
             hash_type = kind.name
             index = self.hamming.get(hash_type)
@@ -155,6 +234,7 @@ class Matcher:
         ``mirrors``: an item's SHA-256 -> the perceptual hashes of its mirror image. A
         confirmation found through them is marked ``"mirrored": true`` in the event detail (the
         match records keep their contract fields)."""
+        items = list(items)
         out: list[Item] = []
         confirming: list[dict[str, Any]] = []
         hashed = suppressed = 0
@@ -190,6 +270,8 @@ class Matcher:
                       "matched_items": len({m["item"] for m in confirming}), **quality_note}
             if best["mirrored"]:
                 detail["mirrored"] = True  # the listed image, flipped left-right
+            if best["hash_type"] == VPDQ.name:  # the shares of frames found, both ways
+                detail.update(self._video_detail(items, best))
             return "confirmed", out, detail
         if hashed and suppressed == hashed:
             return "dismissed", out, {"reason": "all media known benign (negative list)",
@@ -209,6 +291,19 @@ class Matcher:
                 out.append({"item": item.url, "hash_type": kind.name, "quality": quality,
                             "min_quality": floor})
         return out
+
+
+    def _video_detail(self, items: list[Item], best: dict[str, Any]) -> dict[str, Any]:
+        """The shares of frames found both ways (``query_match``, ``index_match``, in %) of
+        the best vPDQ confirmation."""
+        for item in items:
+            if item.url == best["item"] and item.hashes.get(VPDQ.name):
+                for entry_id, distance, q_share, c_share in self.video_matches(
+                        item.hashes[VPDQ.name]):
+                    if self.entry_list[entry_id][0] == best["list"] \
+                            and distance == best["distance"]:
+                        return {"query_match": q_share, "index_match": c_share}
+        return {}
 
 
 class _State:
@@ -249,9 +344,14 @@ async def current_matcher(ctx: Any) -> Matcher:
                       for t in PERCEPTUAL_TYPES}
             quality = {t.name: settings.get(f"min_{t.name}_quality", t.default_min_quality)
                        for t in PERCEPTUAL_TYPES if t.quality_key}
+            radius[VPDQ.name] = settings.get("vpdq_radius", VPDQ.default_radius)
+            quality[VPDQ.name] = settings.get("min_vpdq_quality", VPDQ.default_min_quality)
+            vpdq_match = (settings.get("vpdq_query_match", VPDQ_QUERY_MATCH),
+                          settings.get("vpdq_index_match", VPDQ_INDEX_MATCH))
             # Built on the database thread: it reads the store, and the loop stays free.
             state.matcher = await ctx.store.call_fn(
-                Matcher.build, default_radius=radius, min_quality=quality)
+                Matcher.build, default_radius=radius, min_quality=quality,
+                vpdq_match=vpdq_match)
             state.checked_at = time.monotonic()
         assert state.matcher is not None
         return state.matcher
