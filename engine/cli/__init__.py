@@ -5,7 +5,7 @@ line or key at fault). Every listing has ``--json``. The database is ``--db PATH
 subcommand) or ``NTD_DATABASE_URL``; configuration is ``--config`` or ``NTD_CONFIG``.
 
 Layout: ``root`` holds the group, ``common`` what command modules share; ``cases``, ``db``,
-``privacy``, ``stats``, ``web`` and ``bench`` each add their commands to the group when
+``intake``, ``privacy``, ``stats``, ``web`` and ``bench`` each add their commands to the group when
 imported here. Stage plugins add theirs through ``ntd_register_commands``.
 """
 
@@ -15,7 +15,7 @@ import sys
 
 import click
 
-from engine.cli import bench, cases, db, privacy, stats, web  # noqa: F401  (register commands)
+from engine.cli import bench, cases, db, intake, privacy, stats, web  # noqa: F401  (register)
 from engine.cli.root import cli
 from engine.errors import ConfigError, InputError, NtdError, PluginError
 
