@@ -124,6 +124,7 @@ class PollingSource:
         while not stop.is_set():
             try:
                 await self.poll(desk)
+                await desk.settle()
             except Exception as exc:  # noqa: BLE001 - a source keeps running; the reason is logged
                 log.warning("intake source %s: poll failed: %s", self.name, type(exc).__name__)
             with contextlib.suppress(TimeoutError):
@@ -140,6 +141,7 @@ class IntakeDesk:
         self.ctx = ctx
         self.source = source
         self._vault: Any = None
+        self._purged = 0  # reporter records erased since the last ``settle``
 
     def _reference(self, reference: str) -> str:
         return hashlib.sha256(f"{self.source}\0{reference}".encode()).hexdigest()
@@ -209,11 +211,20 @@ class IntakeDesk:
         erased = await self.ctx.store.intake_receipt_done(
             source=self.source, reference=self._reference(reference),
             now=self.ctx.clock.now_text())
+        self._purged += int(erased)
         if erased:
             await self.ctx.store.audit(actor=f"intake:{self.source}", action="purge",
                                        obj="reporter", now=self.ctx.clock.now_text(),
                                        detail={"reporters_purged": erased, "after": "receipt"})
         return int(erased)
+
+    async def settle(self) -> None:
+        """After a pass that purged reporter records: vacuum the store, so the erased values
+        leave no trace in its files (SQLite: pages zeroed by ``secure_delete``, the WAL
+        truncated). Called by the driver after every poll; cheap when nothing was purged."""
+        if self._purged:
+            self._purged = 0
+            await self.ctx.store.vacuum()
 
     def _seal(self, fields: dict[str, str], app: str | None) -> tuple[Any, ...]:
         vault = self.vault()
@@ -305,6 +316,7 @@ class IntakeDriver:
         try:
             try:
                 self.handled[source.name] = await source.poll(desk)
+                await desk.settle()
             except Exception as exc:  # noqa: BLE001 - one broken source must not stop the run
                 log.warning("intake source %s: first poll failed: %s: %s", source.name,
                             type(exc).__name__, getattr(exc, "message", ""))

@@ -9,6 +9,7 @@ dnspython, dkimpy's default).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -16,6 +17,13 @@ from typing import Any
 import dkim
 
 DnsFunc = Callable[..., bytes]
+
+# dkimpy logs each signature's tags at DEBUG — ``d=`` and ``i=`` name the sender, which must
+# never reach a log: its logger here is a silent one.
+_QUIET = logging.getLogger("ntd.intake.mail.dkimpy")
+_QUIET.propagate = False
+_QUIET.addHandler(logging.NullHandler())
+_QUIET.setLevel(logging.CRITICAL + 1)
 
 
 @dataclass(frozen=True)
@@ -28,7 +36,7 @@ class DkimVerdict:
 
 def _domains(message: bytes) -> list[str]:
     out = []
-    for header in dkim.DKIM(message).headers:
+    for header in dkim.DKIM(message, logger=_QUIET).headers:
         name, value = header
         if name.lower() == b"dkim-signature":
             tags = dkim.util.parse_tag_value(value.replace(b"\r\n", b"").replace(b"\n", b""))
@@ -51,7 +59,7 @@ def verify_sender(message: bytes, from_domain: str, *,
         if not aligned:
             continue
         try:
-            if dkim.DKIM(message).verify(idx=index, **kwargs):
+            if dkim.DKIM(message, logger=_QUIET).verify(idx=index, **kwargs):
                 return DkimVerdict(True, "dkim pass")
         except (dkim.DKIMException, ValueError, IndexError) as exc:
             return DkimVerdict(False, f"dkim error: {type(exc).__name__}")

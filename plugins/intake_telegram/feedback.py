@@ -35,6 +35,7 @@ def send(reporter: dict[str, Any], state: str | None) -> bool | None:
     try:
         return send_message_sync(settings, str(chat),
                                  feedback_text(language or settings.language, state))
-    except (BotApiError, OSError, httpx.HTTPError) as exc:  # the reporter's chat id never goes in the log
+    # the reporter's chat id never goes in the log
+    except (BotApiError, OSError, httpx.HTTPError) as exc:
         log.warning("telegram feedback not sent: %s", type(exc).__name__)
         return False
