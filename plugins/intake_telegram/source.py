@@ -129,7 +129,7 @@ class TelegramSource:
 
         async def receive(request: Request) -> JSONResponse:
             given = request.path_params.get("secret", "")
-            header = request.headers.get("x-telegram-bot-api-secret-token", secret)
+            header = request.headers.get("x-telegram-bot-api-secret-token", "")
             if (not secret or not hmac.compare_digest(given, secret)
                     or not hmac.compare_digest(header, secret)):
                 return JSONResponse({"ok": False}, status_code=404)
