@@ -47,7 +47,6 @@ from engine.logs import register_sensitive
 from engine.media.digests import crypto_hashes
 from engine.media.items import IMAGE_TYPES, MIRROR_KEYS, hash_bytes
 from engine.models import CHANNELS
-from engine.plugin_manager import call_all
 from engine.store import IntakeRow
 from engine.urls import canonicalize
 
@@ -277,55 +276,3 @@ class IntakeDesk:
         return IntakeRow(raw_url=url, canonical_url=url, host="media.invalid",
                          domain="media.invalid", line=report.line, metadata=metadata,
                          media=media), ""
-
-
-async def collect_sources(ctx: Any) -> list[IntakeSource]:
-    """Every source the plugins offer (``ntd_intake_sources``); names must be unique."""
-    out: list[IntakeSource] = []
-    seen: dict[str, str] = {}
-    for answer, plugin in await call_all(ctx.pm, "ntd_intake_sources", ctx=ctx):
-        for source in answer or ():
-            if not isinstance(source, IntakeSource):
-                raise PluginError(f"plugin {plugin!r}: ntd_intake_sources returned "
-                                  f"{type(source).__name__}, not an intake source")
-            if source.name in seen:
-                raise PluginError(f"plugin {plugin!r}: intake source {source.name!r} is "
-                                  f"already offered by {seen[source.name]!r}")
-            seen[source.name] = plugin
-            out.append(source)
-    return out
-
-
-class IntakeDriver:
-    """Runs intake sources beside the stages (``ntd run``) or alone (``ntd intake run``).
-
-    ``once``: each source polls once and stops (``ntd run --until-idle``, ``--once``);
-    ``pending`` counts sources still in that first pass, so an until-idle run waits for what
-    they hand in."""
-
-    def __init__(self, ctx: Any, sources: Sequence[IntakeSource]) -> None:
-        self.ctx = ctx
-        self.sources = list(sources)
-        self.pending = len(self.sources)
-        self.handled: dict[str, int] = {}
-
-    async def drive(self, source: IntakeSource, stop: asyncio.Event, *, once: bool) -> None:
-        """Drive one source until ``stop`` (or one pass when ``once``); always closes it."""
-        desk = IntakeDesk(self.ctx, source.name)
-        first = True
-        try:
-            try:
-                self.handled[source.name] = await source.poll(desk)
-                await desk.settle()
-            except Exception as exc:  # noqa: BLE001 - one broken source must not stop the run
-                log.warning("intake source %s: first poll failed: %s: %s", source.name,
-                            type(exc).__name__, getattr(exc, "message", ""))
-            self.pending -= 1
-            first = False
-            if not once:
-                await source.run(desk, stop)
-        finally:
-            if first:
-                self.pending -= 1
-            with contextlib.suppress(Exception):
-                await source.aclose()

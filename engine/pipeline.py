@@ -33,7 +33,7 @@ from typing import Any
 from engine import workers as worker_registry
 from engine.context import StageContext
 from engine.errors import ConfigError, NtdError, PluginError, StageError
-from engine.intake_sources import IntakeDriver, collect_sources
+from engine.intake_driver import IntakeDriver, collect_sources
 from engine.models import STATES, StageResult
 from engine.plugin_manager import call_all, call_first, implementations
 from engine.store import Commit

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from engine import retention
-from engine.intake_sources import IntakeDriver, collect_sources
+from engine.intake_driver import IntakeDriver, collect_sources
 from engine.lab.images import jpeg_bytes, make_image
 from engine.lab.smtp_sink import SMTPSink
 from engine.media.hashing import hash_media

@@ -13,7 +13,8 @@ import httpx
 import pytest
 
 from engine import retention
-from engine.intake_sources import IntakeDesk, IntakeDriver, collect_sources
+from engine.intake_driver import IntakeDriver, collect_sources
+from engine.intake_sources import IntakeDesk
 from engine.lab.images import jpeg_bytes, make_image
 from engine.lab.telegram_fake import TelegramFake
 from engine.lab.webserver import LabWebServer

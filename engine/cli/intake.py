@@ -12,7 +12,7 @@ import click
 from engine.cli.common import JSON_OPT, Obj, emit_json
 from engine.cli.root import cli
 from engine.errors import InputError
-from engine.intake_sources import IntakeDriver, collect_sources
+from engine.intake_driver import IntakeDriver, collect_sources
 from engine.plugin_manager import call_all
 
 
