@@ -20,12 +20,13 @@ import pytest
 
 from engine import retention
 from engine.intake_driver import IntakeDriver, collect_sources
+from engine.lab.dovecot import Dovecot
 from engine.lab.images import jpeg_bytes, make_image
 from engine.lab.smtp_sink import SMTPSink
 from engine.media.hashing import hash_media
 from engine.runtime import Runtime
 from tests.conftest import ntd_env
-from tests.dovecot import Dovecot
+from tests.dovecot import Dovecot as start_dovecot
 from tests.intake_mail_lab import SigningKey, compose, overrides
 
 SENDER = "agent.bakker@politie.test"
@@ -40,7 +41,7 @@ def _secrets(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 def imap() -> Iterator[Dovecot]:
-    server = Dovecot()
+    server = start_dovecot()
     try:
         yield server
     finally:

@@ -9,10 +9,11 @@ Numbering: every report gets a ``line`` (its line in that part) and a ``where`` 
 from __future__ import annotations
 
 import email
-import email.policy
+import email.errors
+import email.header
 import email.utils
 from dataclasses import dataclass, field
-from email.message import EmailMessage
+from email.message import Message
 
 from engine.api import IncomingReport
 from engine.intake_text import lines_of_attachment, urls_in_html, urls_in_text
@@ -33,16 +34,27 @@ class ParsedMail:
     reports: list[IncomingReport] = field(default_factory=list)
 
 
-def _text(part: EmailMessage) -> str:
+def _text(part: Message) -> str:
+    payload = part.get_payload(decode=True)
+    if not isinstance(payload, bytes):
+        return ""
     try:
-        content = part.get_content()
-    except (LookupError, ValueError):
-        payload = part.get_payload(decode=True) or b""
-        content = payload.decode("utf-8", "replace") if isinstance(payload, bytes) else ""
-    return content if isinstance(content, str) else ""
+        return payload.decode(part.get_content_charset() or "utf-8", "replace")
+    except LookupError:  # an unknown charset name
+        return payload.decode("utf-8", "replace")
 
 
-def _language(msg: EmailMessage) -> str | None:
+def _header(msg: Message, name: str) -> str:
+    value = msg.get(name)
+    if value is None:
+        return ""
+    try:
+        return str(email.header.make_header(email.header.decode_header(str(value))))
+    except (ValueError, LookupError, email.errors.HeaderParseError):
+        return str(value)
+
+
+def _language(msg: Message) -> str | None:
     for header in ("Content-Language", "Accept-Language"):
         value = str(msg.get(header, "") or "").strip().lower()
         if value:
@@ -51,13 +63,15 @@ def _language(msg: EmailMessage) -> str | None:
 
 
 def parse_mail(data: bytes) -> ParsedMail:
-    """Parse raw RFC 5322 bytes into sender fields and reports."""
-    msg = email.message_from_bytes(data, policy=email.policy.default)
-    assert isinstance(msg, EmailMessage)
-    name, address = email.utils.parseaddr(str(msg.get("From", "") or ""))
+    """Parse raw RFC 5322 bytes into sender fields and reports.
+
+    The ``compat32`` parser: the modern policy's header registry cost ~40 ms a mail (every
+    header of every part parsed into objects); only From, Message-ID and Subject are decoded."""
+    msg = email.message_from_bytes(data)
+    name, address = email.utils.parseaddr(_header(msg, "From"))
     parsed = ParsedMail(from_address=address.strip().lower(), from_name=name.strip(),
-                        message_id=(str(msg.get("Message-ID", "") or "").strip() or None),
-                        subject=str(msg.get("Subject", "") or ""), language=_language(msg))
+                        message_id=_header(msg, "Message-ID").strip() or None,
+                        subject=_header(msg, "Subject"), language=_language(msg))
     reports = parsed.reports
     seen_body: set[str] = set()
     for part in msg.walk():
