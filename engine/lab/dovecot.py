@@ -85,6 +85,7 @@ default_login_user = {login}
 first_valid_uid = 1
 first_valid_gid = 1
 mail_location = maildir:{root}/mail/%u
+mail_fsync = never
 passdb {{
   driver = passwd-file
   args = scheme=PLAIN username_format=%u {root}/passwd

@@ -74,11 +74,40 @@ def build_receipt(*, to: str, sender: str, language: str, result: HandInResult,
     return msg
 
 
-async def send_receipt(smtp: dict[str, Any], message: EmailMessage) -> None:
-    """Send over the ``[smtp]`` relay (raises aiosmtplib's errors: the caller retries)."""
-    await aiosmtplib.send(
-        message, hostname=smtp.get("host", "127.0.0.1"), port=smtp.get("port", 25),
-        use_tls=bool(smtp.get("tls")), start_tls=bool(smtp.get("starttls")),
-        validate_certs=smtp.get("validate_certs", True), timeout=smtp.get("timeout", 30.0),
-        username=secret_from_env("smtp", "username_env", smtp.get("username_env")),
-        password=secret_from_env("smtp", "password_env", smtp.get("password_env")))
+class ReceiptSender:
+    """Sends receipts over one ``[smtp]`` connection, reused across a poll's messages (a
+    connection per receipt cost more than the rest of a message's handling)."""
+
+    def __init__(self, smtp: dict[str, Any]) -> None:
+        self.smtp = smtp
+        self._client: aiosmtplib.SMTP | None = None
+
+    def _new_client(self) -> aiosmtplib.SMTP:
+        s = self.smtp
+        return aiosmtplib.SMTP(
+            hostname=s.get("host", "127.0.0.1"), port=s.get("port", 25),
+            use_tls=bool(s.get("tls")), start_tls=bool(s.get("starttls")),
+            validate_certs=s.get("validate_certs", True), timeout=s.get("timeout", 30.0),
+            username=secret_from_env("smtp", "username_env", s.get("username_env")),
+            password=secret_from_env("smtp", "password_env", s.get("password_env")))
+
+    async def send(self, message: EmailMessage) -> None:
+        """Send one receipt (raises aiosmtplib's errors: the message stays in the mailbox and
+        is handled again at the next poll)."""
+        if self._client is None or not self._client.is_connected:
+            self._client = self._new_client()
+            await self._client.connect()
+        try:
+            await self._client.send_message(message)
+        except (aiosmtplib.SMTPException, OSError):
+            await self.aclose()
+            raise
+
+    async def aclose(self) -> None:
+        """QUIT the connection (or drop it when that fails)."""
+        client, self._client = self._client, None
+        if client is not None and client.is_connected:
+            try:
+                await client.quit()
+            except (aiosmtplib.SMTPException, OSError, TimeoutError):
+                client.close()

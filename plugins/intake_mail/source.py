@@ -27,7 +27,7 @@ from engine.api import IntakeDesk, PollingSource
 from plugins.intake_mail.dkim_check import DnsFunc, verify_sender
 from plugins.intake_mail.imap import Mailbox
 from plugins.intake_mail.message import ParsedMail, parse_mail
-from plugins.intake_mail.receipt import build_receipt, language_of, send_receipt
+from plugins.intake_mail.receipt import ReceiptSender, build_receipt, language_of
 from plugins.intake_mail.settings import MailSettings
 
 log = logging.getLogger("ntd.intake.mail")
@@ -47,6 +47,7 @@ class MailSource(PollingSource):
         self.interval = settings.poll_seconds
         self._mailbox_factory = mailbox
         self._mailbox: Mailbox | None = None
+        self._receipts = ReceiptSender(smtp)
         self.refused = 0
 
     def _box(self) -> Mailbox:
@@ -71,6 +72,7 @@ class MailSource(PollingSource):
             del data  # the message's bytes (attached images too) go here
             await asyncio.to_thread(self._box().done, uid)
             handled += 1
+        await self._receipts.aclose()  # one SMTP connection per pass
         return handled
 
     async def handle(self, desk: IntakeDesk, uid: int, data: bytes) -> None:
@@ -114,10 +116,11 @@ class MailSource(PollingSource):
                                self.settings.default_language)
         message = build_receipt(to=mail.from_address, sender=sender, language=language,
                                 result=result, in_reply_to=mail.message_id)
-        await send_receipt(self.smtp, message)
+        await self._receipts.send(message)
 
     async def aclose(self) -> None:
-        """Log out of the mailbox."""
+        """Log out of the mailbox, close the SMTP connection."""
+        await self._receipts.aclose()
         if self._mailbox is not None:
             box, self._mailbox = self._mailbox, None
             await asyncio.to_thread(box.close)
