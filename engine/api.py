@@ -57,6 +57,7 @@ from engine.errors import (
     WorkerError,
 )
 from engine.intake_sources import (
+    MEDIA_SCHEME,
     HandInResult,
     IncomingReport,
     IntakeDesk,
@@ -509,4 +510,5 @@ __all__ = [
     "ReporterFields", "FeedbackOutcome",
     # intake sources (docs/intake.md)
     "IntakeSource", "PollingSource", "IntakeDesk", "IncomingReport", "HandInResult",
+    "MEDIA_SCHEME",
 ]
