@@ -30,6 +30,7 @@ _DEFANG = [
 # A URL with a scheme, or a bare host with a path (``example.test/x``) after refanging.
 _URL = re.compile(r"""(?:https?://|www\.)[^\s<>"'`{}|\\^]+""", re.IGNORECASE)
 _TRAILING = ".,;:!?)]}>'\""
+_HTTP = re.compile(r"(?i)https?://\S")
 MAX_URLS = 500  # per message part: a reporter's list, not a crawl
 
 
@@ -74,8 +75,9 @@ def urls_in_html(html: str) -> list[tuple[int, str]]:
     for element in doc.iter():
         for attr in ("href", "src"):
             value = element.get(attr) if isinstance(element.tag, str) else None
-            if value and re.match(r"(?i)\s*(https?|hxxps?)", value):
-                found.append((element.sourceline or 1, _clean(refang(value.strip()))))
+            url = _clean(refang(value.strip())) if value else ""
+            if _HTTP.match(url):
+                found.append((element.sourceline or 1, url))
     for script in doc.xpath("//script|//style"):
         script.drop_tree()
     found += urls_in_text(doc.text_content())

@@ -170,3 +170,29 @@ async def test_webhook_under_serve_needs_the_secret_path(fake: TelegramFake,
     finally:
         rt.close()
     assert [r["raw_url"] for r in reports] == ["http://hook.example.test/1"]
+
+
+async def test_long_polling_run_hands_in_until_stopped(fake: TelegramFake, db_path: Path) -> None:
+    rt = Runtime.open(db=str(db_path), overrides=bot_overrides(fake))
+    ctx = rt.context()
+    try:
+        [source] = await collect_sources(ctx)
+        stop = asyncio.Event()
+        task = asyncio.create_task(source.run(IntakeDesk(ctx, "telegram"), stop))
+        fake.add_message("first http://lp.example.test/1", sender=SENDER)
+        fake.add_message("second http://lp.example.test/2", sender=SENDER)
+
+        async def count() -> int:
+            return int((await ctx.store.query("SELECT count(*) AS n FROM reports"))[0]["n"])
+
+        deadline = asyncio.get_running_loop().time() + 30
+        while await count() < 2 and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.02)
+        stop.set()
+        await asyncio.wait_for(task, 10)  # a long poll in flight is cancelled at stop
+        await source.aclose()
+        assert await count() == 2
+        assert source.offset == 3  # both updates confirmed by the next getUpdates
+    finally:
+        await ctx.aclose()
+        rt.close()

@@ -152,7 +152,7 @@ protocol imap {{
         imap = self.client()
         try:
             typ, data = imap.select(folder)
-            return int(data[0]) if typ == "OK" else 0
+            return int(data[0] or 0) if typ == "OK" else 0
         finally:
             imap.logout()
 
