@@ -55,6 +55,7 @@ log = logging.getLogger("ntd.intake")
 #: Largest media a source may hand in (bytes); larger ones are rejected.
 MAX_MEDIA_BYTES = 32 * 1024 * 1024
 MEDIA_SCHEME = "media:sha256:"
+_REDACTED = frozenset({"username", "first_name", "last_name", "name", "phone", "email"})
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -175,8 +176,10 @@ class IntakeDesk:
         if known is not None:  # cheap path: no hashing, no sealing for a replay
             return await self._store(ref, channel, [], [], bool(known.get("receipt_at")))
         sealed_fields = {k: str(v) for k, v in (reporter or {}).items() if v not in (None, "")}
-        if sealed_fields:
-            register_sensitive(*sealed_fields.values())
+        # Names, usernames, addresses and numbers are redacted from every log line; bare ids
+        # (a Telegram user id) and codes are sealed but not registered (they would mask any
+        # number of that value in the log).
+        register_sensitive(*(v for k, v in sealed_fields.items() if k in _REDACTED))
         rows: list[IntakeRow] = []
         errors: list[dict[str, Any]] = []
         for report in reports:

@@ -11,6 +11,7 @@ from engine.errors import PluginError
 from engine.intake_sources import IncomingReport, IntakeDesk
 from engine.lab.images import make_image, png_bytes
 from engine.runtime import Runtime
+from tests.pg import pg_url  # noqa: F401  (fixture)
 from tests.plugins import dropfolder_source
 
 
@@ -21,7 +22,7 @@ def _key(monkeypatch: pytest.MonkeyPatch) -> None:
                        "recheck,iccam,intake_mail,intake_telegram")
 
 
-def open_rt(db: Path, folder: Path) -> Runtime:
+def open_rt(db: Path | str, folder: Path) -> Runtime:
     return Runtime.open(db=str(db), extra_plugins=[("dropfolder", dropfolder_source)],
                         overrides={"xx.dropfolder": {"folder": str(folder)},
                                    "pipeline": {"poll_seconds": 0.05}})
@@ -53,9 +54,16 @@ async def test_ntd_intake_sources_run_beside_the_stages_until_idle(db_path: Path
     assert b"desk@partner.test" not in db_path.read_bytes()
 
 
-async def test_hand_in_is_idempotent_by_reference_and_checks_its_input(db_path: Path,
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def database(request: pytest.FixtureRequest, db_path: Path) -> str:
+    if request.param == "sqlite":
+        return str(db_path)
+    return str(request.getfixturevalue("pg_url"))
+
+
+async def test_hand_in_is_idempotent_by_reference_and_checks_its_input(database: str,
                                                                        tmp_path: Path) -> None:
-    rt = open_rt(db_path, tmp_path)
+    rt = open_rt(database, tmp_path)
     ctx = rt.context()
     try:
         desk = IntakeDesk(ctx, "unit")
