@@ -300,3 +300,20 @@ async def test_purge_after_receipt_leaves_no_sender_in_any_store(
     stored = files_under(db_path.parent)
     for secret in (SENDER.encode(), b"zqbakkername"):
         assert secret not in stored.lower()
+
+
+async def test_oversized_mail_is_refused_unread(imap: Dovecot, key: SigningKey,
+                                               db_path: Path) -> None:
+    imap.append(key.sign(compose(sender=SENDER, text="http://big.example.test/1\n"
+                                 + "x" * 30_000)))
+    imap.append(key.sign(compose(sender=SENDER, text="http://small.example.test/1")))
+    async with SMTPSink() as sink:
+        rt = Runtime.open(db=str(db_path),
+                          overrides=overrides(imap, sink.port, max_message_mb=0.01))
+        try:
+            source = await poll_once(rt, key.dnsfunc)
+            urls = [r["raw_url"] for r in rt.store.query("SELECT raw_url FROM reports")]
+        finally:
+            rt.close()
+    assert source.refused == 1 and urls == ["http://small.example.test/1"]
+    assert imap.count("INBOX") == 0 and len(sink.messages) == 1

@@ -72,6 +72,14 @@ class Mailbox:
             return []
         return [int(u) for u in data[0].split()]
 
+    def oversized(self, limit: int) -> set[int]:
+        """UIDs of messages larger than ``limit`` bytes (one ``SEARCH LARGER`` a poll: they
+        are never fetched)."""
+        typ, data = self.imap.uid("SEARCH", "UNDELETED", "LARGER", str(limit))
+        if typ != "OK" or not data or not data[0]:
+            return set()
+        return {int(u) for u in data[0].split()}
+
     def fetch(self, uid: int) -> bytes | None:
         """The raw message (``BODY.PEEK[]``: fetching does not mark it seen)."""
         typ, data = self.imap.uid("FETCH", str(uid), "(BODY.PEEK[])")

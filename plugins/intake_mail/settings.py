@@ -56,6 +56,8 @@ SCHEMA: dict[str, dict[str, Option]] = {
                                help="From: of receipts (default: [smtp] from_address)"),
         "default_language": Option(type=str, default="en", check=one_of("en", "nl")),
         "timeout": Option(type=float, default=30.0, check=positive),
+        "max_message_mb": Option(type=float, default=50.0, check=positive,
+                                 help="larger messages are refused unread"),
     },
     f"{SECTION}.channels": {
         "*": Option(type=str, check=one_of(*CHANNELS),
@@ -85,6 +87,7 @@ class MailSettings:
     receipt_from: str | None
     default_language: str
     timeout: float
+    max_message_mb: float
 
     def allowed(self, address: str) -> bool:
         """Whether ``address`` matches an allowed sender pattern."""
@@ -114,4 +117,5 @@ def mail_settings(config: Config) -> MailSettings:
         allowed_senders=tuple(sect["allowed_senders"]), channels=channels,
         require_dkim=sect["require_dkim"], poll_seconds=sect["poll_seconds"],
         receipt=sect["receipt"], receipt_from=sect["receipt_from"],
-        default_language=sect["default_language"], timeout=sect["timeout"])
+        default_language=sect["default_language"], timeout=sect["timeout"],
+        max_message_mb=sect["max_message_mb"])

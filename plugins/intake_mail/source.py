@@ -58,13 +58,21 @@ class MailSource(PollingSource):
 
     async def poll(self, desk: IntakeDesk) -> int:
         """Handle every message waiting in the folder; returns how many."""
+        limit = int(self.settings.max_message_mb * 1024 * 1024)
         try:
             uids = await asyncio.to_thread(lambda: self._box().uids())
+            too_large = await asyncio.to_thread(self._box().oversized, limit) if uids else set()
         except OSError:
             await self.aclose()  # a dropped connection: reconnect at the next poll
             raise
         handled = 0
         for uid in uids:
+            if uid in too_large:
+                self.refused += 1
+                log.warning("mail refused: uid %s in %s: larger than max_message_mb", uid,
+                            self.settings.folder)
+                await asyncio.to_thread(self._box().done, uid)
+                continue
             data = await asyncio.to_thread(self._box().fetch, uid)
             if data is None:
                 continue

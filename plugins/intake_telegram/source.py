@@ -64,7 +64,7 @@ class TelegramSource:
         if parsed.photo_file_id:
             try:
                 data = await self.api.download(parsed.photo_file_id)
-                reports.append(IncomingReport(media=data, content_type="image/jpeg",
+                reports.append(IncomingReport(media=data, content_type=parsed.photo_type,
                                               line=len(reports) + 1, where="photo"))
                 del data
             except BotApiError as exc:

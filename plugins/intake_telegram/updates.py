@@ -23,6 +23,7 @@ class ParsedUpdate:
     reporter: dict[str, str] = field(default_factory=dict)
     urls: list[str] = field(default_factory=list)
     photo_file_id: str | None = None
+    photo_type: str = "image/jpeg"  # Telegram re-encodes photos as JPEG; documents keep theirs
     forwarded: bool = False
 
 
@@ -70,4 +71,5 @@ def parse_update(update: dict[str, Any]) -> ParsedUpdate | None:
     document = message.get("document") or {}
     if not parsed.photo_file_id and str(document.get("mime_type", "")).startswith("image/"):
         parsed.photo_file_id = document.get("file_id")
+        parsed.photo_type = str(document["mime_type"])
     return parsed
