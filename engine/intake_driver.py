@@ -47,6 +47,7 @@ class IntakeDriver:
         self.sources = list(sources)
         self.pending = len(self.sources)
         self.handled: dict[str, int] = {}
+        self.failed: dict[str, str] = {}  # source name -> why its first pass failed
 
     async def drive(self, source: IntakeSource, stop: asyncio.Event, *, once: bool) -> None:
         """Drive one source until ``stop`` (or one pass when ``once``); always closes it."""
@@ -57,8 +58,9 @@ class IntakeDriver:
                 self.handled[source.name] = await source.poll(desk)
                 await desk.settle()
             except Exception as exc:  # noqa: BLE001 - one broken source must not stop the run
-                log.warning("intake source %s: first poll failed: %s: %s", source.name,
-                            type(exc).__name__, getattr(exc, "message", ""))
+                reason = f"{type(exc).__name__}: {getattr(exc, 'message', '')}".rstrip(": ")
+                self.failed[source.name] = reason
+                log.warning("intake source %s: first poll failed: %s", source.name, reason)
             self.pending -= 1
             first = False
             if not once:

@@ -11,6 +11,7 @@ from engine.errors import PluginError
 from engine.intake_sources import IncomingReport, IntakeDesk
 from engine.lab.images import make_image, png_bytes
 from engine.runtime import Runtime
+from tests.conftest import run_ntd
 from tests.pg import pg_url  # noqa: F401  (fixture)
 from tests.plugins import dropfolder_source
 
@@ -92,3 +93,24 @@ async def test_hand_in_is_idempotent_by_reference_and_checks_its_input(database:
     assert len(media) == 1 and media[0]["state"] == "fetched"
     assert media[0]["items"][0]["hashes"]["phash"]
     assert all(len(r["reference"]) == 64 and "m-1" not in r["reference"] for r in refs)
+
+
+def test_intake_run_once_exits_1_when_the_source_fails(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    config = tmp_path / "ntd.toml"
+    config.write_text(f'[intake.mail]\nenabled = true\nport = {port}\ntls = false\n'
+                      f'user = "u"\npassword_env = "NTD_TEST_IMAP_PASSWORD"\n')
+    db = tmp_path / "ntd.db"
+    assert run_ntd("db", "migrate", db=db).returncode == 0
+    env = {"NTD_TEST_IMAP_PASSWORD": "x", "NTD_MASTER_KEY": "A" * 43 + "="}
+    listed = run_ntd("--config", str(config), "intake", "list", db=db, env=env)
+    assert listed.returncode == 0 and listed.stdout.split() == ["mail"]
+    proc = run_ntd("--config", str(config), "intake", "run", "mail", "--once", db=db, env=env)
+    assert proc.returncode == 1
+    assert "intake source mail: ConnectionRefusedError" in proc.stderr
+    unknown = run_ntd("--config", str(config), "intake", "run", "fax", db=db, env=env)
+    assert unknown.returncode == 2 and "no intake source 'fax' (known: mail)" in unknown.stderr

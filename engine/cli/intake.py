@@ -11,7 +11,7 @@ import click
 
 from engine.cli.common import JSON_OPT, Obj, emit_json
 from engine.cli.root import cli
-from engine.errors import InputError
+from engine.errors import InputError, NtdError
 from engine.intake_driver import IntakeDriver, collect_sources
 from engine.plugin_manager import call_all
 
@@ -68,6 +68,8 @@ async def _run_one(rt: Any, name: str, once: bool) -> dict[str, Any]:
                 loop.add_signal_handler(sig, stop.set)
         driver = IntakeDriver(ctx, chosen)
         await driver.drive(chosen[0], stop, once=once)
+        if name in driver.failed:  # exit 1 (cron sees it); the messages wait for the next run
+            raise NtdError(f"intake source {name}: {driver.failed[name]}")
         return {"source": name, "messages": driver.handled.get(name, 0)}
     finally:
         try:
