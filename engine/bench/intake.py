@@ -103,10 +103,9 @@ def bench_mail_source(n: int = 200) -> dict[str, Any]:
     """Mails/s through the mailbox source on a real Dovecot (``engine.lab.dovecot``): each mail
     DKIM-signed (generated key, DNS injected), URLs in its text and HTML and a 2-line CSV
     attachment; verified, handed in, receipted to the loopback SMTP sink, moved."""
-    # deferred: the mail lab (dkimpy, Dovecot) loads only for this benchmark
-    from engine.lab.dovecot import Dovecot
-    from engine.lab.mail import SigningKey, compose
-    from engine.lab.smtp_sink import SMTPSink
+    from engine.lab.dovecot import Dovecot  # deferred: the mail lab loads only for this bench
+    from engine.lab.mail import SigningKey, compose  # deferred: dkimpy, only for this bench
+    from engine.lab.smtp_sink import SMTPSink  # deferred: aiosmtpd, only for this bench
 
     imap = Dovecot()
     key = SigningKey("politie.test")
