@@ -56,6 +56,14 @@ from engine.errors import (
     StorageError,
     WorkerError,
 )
+from engine.intake_sources import (
+    MEDIA_SCHEME,
+    HandInResult,
+    IncomingReport,
+    IntakeDesk,
+    IntakeSource,
+    PollingSource,
+)
 from engine.media.signals import HASH_TYPES, HashType, hash_type
 from engine.models import CLOSED_STATES, STATES, Case, Item, StageResult
 from engine.routes import UNKNOWN_COUNTRY, is_placeholder
@@ -505,4 +513,7 @@ __all__ = [
     "SkippedTarget", "EscalationStep", "EscalationRoute", "EscalationVeto",
     "EscalationAnswer", "MonitoredItem", "MonitoringStep", "Monitoring", "Assessment", "CaseData",
     "ReporterFields", "FeedbackOutcome",
+    # intake sources (docs/intake.md)
+    "IntakeSource", "PollingSource", "IntakeDesk", "IncomingReport", "HandInResult",
+    "MEDIA_SCHEME",
 ]

@@ -66,6 +66,7 @@ if TYPE_CHECKING:
         EscalationAnswer,
         EscalationStep,
         FeedbackOutcome,
+        IntakeSource,
         JurisdictionProposal,
         MaybeAwaitable,
         NoticeChannel,
@@ -189,6 +190,29 @@ def ntd_register_commands(cli: click.Group) -> None:
 
     :param cli: the ``ntd`` command group (a ``click.Group``).
     :returns: nothing.
+    """
+
+
+@hookspec
+def ntd_intake_sources(ctx: StageContext) -> MaybeAwaitable[list[IntakeSource] | None]:
+    """Offer long-running intake sources: a mailbox, a chat bot, a webhook receiver.
+
+    Called once per ``ntd run`` (the sources run beside the stages; ``--until-idle`` polls
+    each once and waits for what it hands in) and by ``ntd intake run NAME`` (one source
+    alone; ``--once`` for one pass). All answers are collected; names must be unique. A source
+    (``engine.api.IntakeSource``; ``engine.api.PollingSource`` is a base) has a ``name``,
+    ``async poll(desk)`` (hand in what is waiting, return how many messages), ``async
+    run(desk, stop)`` (until ``stop`` is set) and ``async aclose()``. It hands every message
+    in with the one call ``await desk.hand_in(reports, channel=..., reference=...,
+    reporter=..., app=...)`` (``engine.api.IntakeDesk``, ``docs/intake.md``): URLs or media
+    bytes (hashed in memory, never stored), the reporter's fields (sealed apart from case
+    data), and a reference that makes the message unique (handing it in again stores
+    nothing); it answers the batch id and counts for the source's receipt. A source that
+    answered its reporter calls ``await desk.receipt_given(reference)``: the reporter records
+    are purged then. Never log reporter fields. May return an awaitable.
+
+    :param ctx: the run's context (configuration: ``ctx.config.section("intake.<name>")``).
+    :returns: a list of sources, or ``None`` for none.
     """
 
 

@@ -32,7 +32,9 @@ PERSONAL_FIELDS = REPORTER_FIELDS | frozenset({
     "reporter", "reporter_name", "reporter_email", "telephone", "tel", "mobile", "address",
     "user_agent", "cookie",
 })
-CHANNELS = ("analyst", "webform", "chat", "partner")
+# ``mail`` and ``police``: reports that came in by mail (engine.intake_sources), from anyone
+# allowed or from a sender the hotline lists as police.
+CHANNELS = ("analyst", "webform", "chat", "partner", "mail", "police")
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -33,6 +33,7 @@ from typing import Any
 from engine import workers as worker_registry
 from engine.context import StageContext
 from engine.errors import ConfigError, NtdError, PluginError, StageError
+from engine.intake_driver import IntakeDriver, collect_sources
 from engine.models import STATES, StageResult
 from engine.plugin_manager import call_all, call_first, implementations
 from engine.store import Commit
@@ -281,6 +282,7 @@ class Pipeline:
         self._claims = 0
         self._queues: dict[str, asyncio.Queue[str]] = {}
         self._busy: set[asyncio.Task[Any]] = set()
+        self._intake: IntakeDriver | None = None
 
     @property
     def active_stages(self) -> list[Stage]:
@@ -338,6 +340,12 @@ class Pipeline:
                 service_stop = asyncio.Event()
                 service_tasks = [tg.create_task(coro) for coro, _ in await call_all(
                     self.ctx.pm, "ntd_service", ctx=self.ctx, stop=service_stop, _sync=True)]
+                # Intake sources (mailbox, chat bots) hand reports in beside the stages; an
+                # until-idle run polls each once and waits for what that pass hands in.
+                self._intake = IntakeDriver(self.ctx, await collect_sources(self.ctx))
+                service_tasks += [tg.create_task(self._intake.drive(
+                    source, service_stop, once=self.until_idle))
+                    for source in self._intake.sources]
                 for stage in active:
                     queue: asyncio.Queue[str] = asyncio.Queue(maxsize=self.queue_size)
                     self._queues[stage.name] = queue
@@ -410,7 +418,8 @@ class Pipeline:
                     self.summary.parked[stage.name] += parked
             if self.on_progress:
                 self.on_progress(self.summary)
-            if self.until_idle and self._in_flight == 0 and self._claiming == 0:
+            if (self.until_idle and self._in_flight == 0 and self._claiming == 0
+                    and (self._intake is None or self._intake.pending == 0)):
                 claims_before = self._claims
                 due = await self.ctx.store.due_count(
                     [st for s in active for st in s.consumes], self.ctx.clock.now_text())

@@ -5,7 +5,7 @@ line or key at fault). Every listing has ``--json``. The database is ``--db PATH
 subcommand) or ``NTD_DATABASE_URL``; configuration is ``--config`` or ``NTD_CONFIG``.
 
 Layout: ``root`` holds the group, ``common`` what command modules share; ``cases``, ``db``,
-``lab``, ``privacy``, ``stats``, ``web`` and ``bench`` each add their commands to the group when
+``intake``, ``lab``, ``privacy``, ``stats``, ``web`` and ``bench`` each add their commands to the group when
 imported here. Stage plugins add theirs through ``ntd_register_commands``.
 """
 
@@ -15,7 +15,16 @@ import sys
 
 import click
 
-from engine.cli import bench, cases, db, lab, privacy, stats, web  # noqa: F401  (register commands)
+from engine.cli import (  # noqa: F401  (register commands)
+    bench,
+    cases,
+    db,
+    intake,
+    lab,
+    privacy,
+    stats,
+    web,
+)
 from engine.cli.root import cli
 from engine.errors import ConfigError, InputError, NtdError, PluginError
 

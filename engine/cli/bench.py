@@ -13,7 +13,7 @@ import click
 
 from engine.cli.common import JSON_OPT, Obj, emit_json
 from engine.cli.root import cli
-from engine.errors import InputError
+from engine.errors import InputError, NtdError
 
 
 def _print_nested(value: Any, indent: int = 0) -> None:
@@ -40,13 +40,27 @@ def bench() -> None:
 
 @bench.command("intake")
 @click.option("--urls", type=click.IntRange(min=1), default=100_000, show_default=True)
+@click.option("--source", type=click.Choice(["file", "mail", "telegram"]), default="file",
+              show_default=True,
+              help="file: `ntd submit`; mail: mails/s through the mailbox source (a local "
+                   "Dovecot); telegram: updates/s through the bot (the Bot API fake).")
+@click.option("--messages", type=click.IntRange(min=1), default=None,
+              help="Mails or updates for --source mail|telegram (default 200 / 1000).")
 @JSON_OPT
-def bench_intake(urls: int, as_json: bool) -> None:
-    """Time `submit` of N generated URLs: seconds, URLs/s, peak memory."""
+def bench_intake(urls: int, source: str, messages: int | None, as_json: bool) -> None:
+    """Time intake: `submit` of N generated URLs (URLs/s, peak memory), or an intake source."""
     # deferred: keeps `ntd` start-up fast (loaded when the command runs)
-    from engine.bench.intake import bench_intake as run_bench
+    from engine.bench import intake as intake_bench
 
-    result = run_bench(urls)
+    if source == "mail":
+        try:
+            result = intake_bench.bench_mail_source(messages or 200)
+        except RuntimeError as exc:  # Dovecot missing or failed: say so, exit 1
+            raise NtdError(str(exc)) from exc
+    elif source == "telegram":
+        result = intake_bench.bench_telegram_source(messages or 1000)
+    else:
+        result = intake_bench.bench_intake(urls)
     emit_json(result) if as_json else _print_flat(result)
 
 

@@ -21,6 +21,7 @@ from engine.store.roles import (
     CaseStore,
     HashListStore,
     IccamStore,
+    IntakeSourceStore,
     LookupStore,
     NoticeStore,
     PrivacyStore,
@@ -53,7 +54,7 @@ class Transaction:
 
 
 class Store(CaseStore, HashListStore, LookupStore, PrivacyStore, NoticeStore, UserStore,
-            StatsStore, IccamStore, ABC):
+            StatsStore, IccamStore, IntakeSourceStore, ABC):
     """The whole store: every role, plus schema, connections and raw transactions."""
 
     url: str

@@ -51,6 +51,7 @@ TABLES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("iccam_outbox", ("id",)),
     ("iccam_errors", ("key",)),
     ("contact_approvals", ("address",)),
+    ("intake_refs", ("source", "reference")),
 )
 # Not copied: the target's own migration history, and the old deployment's processes.
 SKIPPED = frozenset({"schema_version", "workers"})

@@ -529,4 +529,21 @@ MIGRATIONS: dict[int, dict[str, list[str]]] = {
         "sqlite": ["ALTER TABLE outbox ADD COLUMN report_id TEXT"],
         "postgresql": [f"ALTER TABLE outbox ADD COLUMN report_id {_T}"],
     },
+    12: {
+        # Intake sources (engine.intake_sources): one row per handed-in message, keyed by the
+        # source's name and the SHA-256 of its reference (a mailbox's Message-ID or
+        # UIDVALIDITY/UID, a chat update id: hashed, so no address-like text is kept), so a
+        # message handed in twice after a crash makes one batch. ``receipt_at``: when the
+        # source confirmed its receipt (then the batch's reporter records are purged).
+        "sqlite": [
+            """CREATE TABLE intake_refs (
+                source TEXT NOT NULL, reference TEXT NOT NULL, batch_id TEXT NOT NULL,
+                created_at TEXT NOT NULL, receipt_at TEXT, PRIMARY KEY (source, reference))""",
+        ],
+        "postgresql": [
+            f"""CREATE TABLE intake_refs (
+                source {_T} NOT NULL, reference {_T} NOT NULL, batch_id {_T} NOT NULL,
+                created_at {_T} NOT NULL, receipt_at {_T}, PRIMARY KEY (source, reference))""",
+        ],
+    },
 }

@@ -22,6 +22,21 @@ class IntakeRow:
     # Chat reports only: (reporter id, app, phone MAC, username MAC, sealed record, wrapped key,
     # contact_police) — already encrypted by engine.privacy; stored apart from case data.
     reporter: tuple[str, str | None, str | None, str | None, bytes, bytes, bool] | None = None
+    # Media handed in by an intake source (an attached image): its hashes, computed in memory.
+    # A new case of such a row starts ``fetched`` with one item carrying them (nothing to
+    # fetch: the bytes were never kept).
+    media: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class HandInOutcome:
+    """What handing in one message did (``Store.hand_in``)."""
+
+    batch: str
+    known: bool  # the reference was handed in before: nothing new was stored
+    accepted: int
+    duplicates: int
+    rejected: int
 
 
 @dataclass(frozen=True, kw_only=True)

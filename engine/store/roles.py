@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from engine.models import Case, Event, Item
 
 if TYPE_CHECKING:
-    from engine.store.records import Commit, IntakeOutcome, IntakeRow
+    from engine.store.records import Commit, HandInOutcome, IntakeOutcome, IntakeRow
 
 NOTICE_STATES = ("queued", "sending", "sent", "failed", "manual", "awaiting_approval")
 #: What a notice gate answers for a notice it stops: (new state, next attempt time). The
@@ -418,6 +418,28 @@ class StatsStore(ABC):
     @abstractmethod
     def stats_first_activity(self) -> str | None:
         """The earliest report time in the store (the start of "all time"), or None."""
+
+
+class IntakeSourceStore(ABC):
+    """Reports handed in by intake sources (``engine.intake_sources``), once per reference.
+
+    Implemented by ``engine.store.sql_intake.SQLIntakeMixin``."""
+
+    @abstractmethod
+    def hand_in(self, *, source: str, reference: str, channel: str, at: str,
+                rows: Sequence[IntakeRow], rejected: int) -> HandInOutcome:
+        """Store one message's reports as one batch in one transaction, unless ``reference``
+        (already hashed) of ``source`` was handed in before: then nothing is stored and the
+        earlier batch is returned with ``known = True``."""
+
+    @abstractmethod
+    def intake_receipt_done(self, *, source: str, reference: str, now: str) -> int:
+        """Record that the source gave its receipt for ``reference`` and erase the reporter
+        records of that batch (returns how many were erased)."""
+
+    @abstractmethod
+    def intake_batch(self, *, source: str, reference: str) -> dict[str, Any] | None:
+        """The row of a handed-in reference (``batch_id``, ``created_at``, ``receipt_at``)."""
 
 
 class IccamStore(ABC):

@@ -35,6 +35,7 @@ from engine.models import CLOSED_STATES, Case, Event, Item
 from engine.store.base import Store, Transaction
 from engine.store.records import Commit, IntakeOutcome, IntakeRow
 from engine.store.sql_iccam import SQLIccamMixin
+from engine.store.sql_intake import SQLIntakeMixin
 from engine.store.sql_notices import SQLNoticeMixin
 from engine.store.sql_stats import SQLStatsMixin
 from engine.store.sql_users import SQLUsersMixin
@@ -98,7 +99,8 @@ def _data_dict(rows: Iterable[Any]) -> dict[str, Any]:
     return {r["key"]: json.loads(r["value"]) for r in rows}
 
 
-class SQLStore(SQLNoticeMixin, SQLStatsMixin, SQLUsersMixin, SQLIccamMixin, Store):
+class SQLStore(SQLNoticeMixin, SQLStatsMixin, SQLUsersMixin, SQLIccamMixin, SQLIntakeMixin,
+               Store):
     """Everything both SQL backends share; subclasses add connections and their dialect."""
 
     # -- backend primitives --------------------------------------------------------------------
@@ -152,54 +154,72 @@ class SQLStore(SQLNoticeMixin, SQLStatsMixin, SQLUsersMixin, SQLIccamMixin, Stor
                     rows: Sequence[IntakeRow]) -> IntakeOutcome:
         if not rows:
             return IntakeOutcome(accepted=0, duplicates=0)
+        with self._write() as conn:
+            return self._add_reports_in(conn, batch_id, channel, at, rows)
+
+    def _add_reports_in(self, conn: Any, batch_id: str, channel: str, at: str,
+                        rows: Sequence[IntakeRow]) -> IntakeOutcome:
+        """``add_reports`` inside the caller's transaction (intake sources hand in a message's
+        reports and its reference in one)."""
         accepted = duplicates = 0
         case_ids: list[str] = []
-        with self._write() as conn:
-            # Intake is serialised (SQLite's single writer does it anyway) so two submitters of
-            # the same URL link to one case instead of colliding on the open-URL index.
-            self._lock(conn, "intake")
-            wanted = list({row.canonical_url for row in rows})
-            open_cases: dict[str, str] = {}
-            for chunk in chunks(wanted, self.dialect.max_in):
-                where, params = self.dialect.in_list("canonical_url", chunk)
-                for found in conn.execute(
-                        f"SELECT canonical_url, id FROM cases WHERE is_open = 1 AND {where}",
-                        params):
-                    open_cases[found["canonical_url"]] = found["id"]
-            new_cases = []
-            new_events = []
-            reports = []
-            created = dumps({"batch": batch_id})
-            fresh_ids = iter(new_ids("C", len(rows)))
-            for row in rows:
-                case_id = open_cases.get(row.canonical_url)
-                duplicate = case_id is not None
-                if case_id is None:
-                    case_id = next(fresh_ids)
-                    open_cases[row.canonical_url] = case_id
-                    new_cases.append((case_id, row.raw_url, row.canonical_url, row.host,
-                                      row.domain, at, at))
-                    new_events.append((case_id, at, "intake", channel, "created", created))
-                    accepted += 1
-                else:
-                    duplicates += 1
-                case_ids.append(case_id)
-                reports.append((case_id, batch_id, channel, at, row.raw_url,
-                                dumps(row.metadata) if row.metadata else None,
-                                1 if duplicate else 0, row.line))
-            conn.executemany(
-                "INSERT INTO cases(id, url, canonical_url, host, domain, state, created_at, "
-                "updated_at) VALUES (?,?,?,?,?,'new',?,?)", new_cases)
-            plain = [r for r, row in zip(reports, rows, strict=True) if row.reporter is None]
-            conn.executemany(
-                "INSERT INTO reports(case_id, batch_id, channel, received_at, raw_url, metadata, "
-                "duplicate, line) VALUES (?,?,?,?,?,?,?,?)", plain)
-            for report, row in zip(reports, rows, strict=True):
-                if row.reporter is not None:
-                    self._insert_with_reporter(conn, report, row.reporter, at)
-            conn.executemany(
-                "INSERT INTO events(case_id, at, stage, actor, action, detail) "
-                "VALUES (?,?,?,?,?,?)", new_events)
+        # Intake is serialised (SQLite's single writer does it anyway) so two submitters of
+        # the same URL link to one case instead of colliding on the open-URL index.
+        self._lock(conn, "intake")
+        wanted = list({row.canonical_url for row in rows})
+        open_cases: dict[str, str] = {}
+        for chunk in chunks(wanted, self.dialect.max_in):
+            where, params = self.dialect.in_list("canonical_url", chunk)
+            for found in conn.execute(
+                    f"SELECT canonical_url, id FROM cases WHERE is_open = 1 AND {where}",
+                    params):
+                open_cases[found["canonical_url"]] = found["id"]
+        new_cases = []
+        new_events = []
+        reports = []
+        created = dumps({"batch": batch_id})
+        fresh_ids = iter(new_ids("C", len(rows)))
+        media_items = []
+        for row in rows:
+            case_id = open_cases.get(row.canonical_url)
+            duplicate = case_id is not None
+            if case_id is None:
+                case_id = next(fresh_ids)
+                open_cases[row.canonical_url] = case_id
+                new_cases.append((case_id, row.raw_url, row.canonical_url, row.host,
+                                  row.domain, "new" if row.media is None else "fetched",
+                                  at, at))
+                new_events.append((case_id, at, "intake", channel, "created", created))
+                if row.media is not None:
+                    media_items.append((case_id, row.canonical_url, "media",
+                                        row.media.get("content_type"),
+                                        row.media.get("size"), dumps(row.media["hashes"]),
+                                        at, at))
+                    new_events.append((case_id, at, "intake", channel, "fetched",
+                                       dumps({"media": "handed in"})))
+                accepted += 1
+            else:
+                duplicates += 1
+            case_ids.append(case_id)
+            reports.append((case_id, batch_id, channel, at, row.raw_url,
+                            dumps(row.metadata) if row.metadata else None,
+                            1 if duplicate else 0, row.line))
+        conn.executemany(
+            "INSERT INTO cases(id, url, canonical_url, host, domain, state, created_at, "
+            "updated_at) VALUES (?,?,?,?,?,?,?,?)", new_cases)
+        conn.executemany(
+            "INSERT INTO items(case_id, url, kind, content_type, size, hashes, matches,"
+            " created_at, updated_at) VALUES (?,?,?,?,?,?,'[]',?,?)", media_items)
+        plain = [r for r, row in zip(reports, rows, strict=True) if row.reporter is None]
+        conn.executemany(
+            "INSERT INTO reports(case_id, batch_id, channel, received_at, raw_url, metadata, "
+            "duplicate, line) VALUES (?,?,?,?,?,?,?,?)", plain)
+        for report, row in zip(reports, rows, strict=True):
+            if row.reporter is not None:
+                self._insert_with_reporter(conn, report, row.reporter, at)
+        conn.executemany(
+            "INSERT INTO events(case_id, at, stage, actor, action, detail) "
+            "VALUES (?,?,?,?,?,?)", new_events)
         return IntakeOutcome(accepted=accepted, duplicates=duplicates, case_ids=tuple(case_ids))
 
     @staticmethod

@@ -18,6 +18,8 @@ import engine.web.approvals as approvals
 import engine.web.console as console
 import engine.web.form as form
 import engine.web.police as police
+from engine.intake_sources import IntakeDesk
+from engine.plugin_manager import call_all_sync, implementations
 from engine.web.deps import (
     HERE,
     WebSettings,
@@ -64,11 +66,29 @@ async def _server_error(request: Request, exc: Exception) -> Response:
     return await handle_server_error(request, exc)
 
 
+def intake_routes(runtime: Any) -> list[Any]:
+    """Webhook routes of intake sources (``web_routes(desk)``, e.g. the Telegram bot in
+    ``webhook`` mode under ``/intake/telegram/<secret>``). Sources offered for the web must be
+    returned synchronously by ``ntd_intake_sources``; the hand-ins run on a context of their
+    own (its database thread and CPU pool)."""
+    pm = getattr(runtime, "pm", None)
+    if pm is None or not implementations(pm, "ntd_intake_sources"):
+        return []
+    ctx = runtime.context()
+    routes: list[Any] = []
+    for answer, _ in call_all_sync(pm, "ntd_intake_sources", ctx=ctx):
+        for source in answer if isinstance(answer, list) else ():
+            make = getattr(source, "web_routes", None)
+            if callable(make):
+                routes += make(IntakeDesk(ctx, source.name))
+    return routes
+
+
 def create_app(runtime: Any, settings: WebSettings | None = None) -> Starlette:
     """The ASGI app on an opened ``Runtime`` (its store must have migration 7)."""
     settings = settings or WebSettings()
     routes = [*form.routes(), *api.routes(), *console.routes(), *police.routes(),
-              *approvals.routes(),
+              *approvals.routes(), *intake_routes(runtime),
               Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")]
     app = Starlette(
         routes=routes,

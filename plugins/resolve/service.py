@@ -36,7 +36,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import plugins.resolve.contacts as ranking
-from engine.api import Case, StageContext
+from engine.api import MEDIA_SCHEME, Case, StageContext
 from engine.clock import Clock, fmt, parse
 from engine.config import Config
 from engine.errors import ConfigError, ResolutionError
@@ -435,6 +435,11 @@ def retry_delay(settings: dict[str, Any], attempts: int) -> timedelta:
 
 async def resolve_case(case: Case, ctx: StageContext) -> StageResult:
     """Resolve one confirmed case (the ``ntd_resolve`` hook)."""
+    if case.canonical_url.startswith(MEDIA_SCHEME):
+        # Media an intake source handed in (an attached image): nothing to look up, no host
+        # to notify. The analyst decides what follows (the report's sender, police, ICCAM).
+        return StageResult(state="awaiting_routing", action="not_resolvable",
+                           reason="media report: no location to resolve")
     service = await service_for(ctx)
     outcome = await service.resolve(case.host, ctx, domain=None)
     if outcome.resolution is not None:
