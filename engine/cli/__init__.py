@@ -5,8 +5,8 @@ line or key at fault). Every listing has ``--json``. The database is ``--db PATH
 subcommand) or ``NTD_DATABASE_URL``; configuration is ``--config`` or ``NTD_CONFIG``.
 
 Layout: ``root`` holds the group, ``common`` what command modules share; ``cases``, ``db``,
-``intake``, ``lab``, ``privacy``, ``stats``, ``web`` and ``bench`` each add their commands to the group when
-imported here. Stage plugins add theirs through ``ntd_register_commands``.
+``intake``, ``lab``, ``privacy``, ``stats``, ``web`` and ``bench`` each add their commands to the
+group when imported here. Stage plugins add theirs through ``ntd_register_commands``.
 """
 
 from __future__ import annotations
