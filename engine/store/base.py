@@ -20,6 +20,7 @@ from engine.store.dialect import Dialect
 from engine.store.roles import (
     CaseStore,
     HashListStore,
+    HashSourceStore,
     IccamStore,
     LookupStore,
     NoticeStore,
@@ -52,8 +53,8 @@ class Transaction:
             self.conn.executemany(sql, rows)
 
 
-class Store(CaseStore, HashListStore, LookupStore, PrivacyStore, NoticeStore, UserStore,
-            StatsStore, IccamStore, ABC):
+class Store(CaseStore, HashListStore, HashSourceStore, LookupStore, PrivacyStore, NoticeStore,
+            UserStore, StatsStore, IccamStore, ABC):
     """The whole store: every role, plus schema, connections and raw transactions."""
 
     url: str

@@ -33,6 +33,7 @@ from engine.ids import new_id, new_ids
 from engine.models import CLOSED_STATES, Case, Event, Item
 from engine.store.base import Store, Transaction
 from engine.store.records import Commit, IntakeOutcome, IntakeRow
+from engine.store.sql_hashsources import SQLHashSourceMixin
 from engine.store.sql_iccam import SQLIccamMixin
 from engine.store.sql_notices import SQLNoticeMixin
 from engine.store.sql_stats import SQLStatsMixin
@@ -82,7 +83,8 @@ def claim_candidates_sql(states: Sequence[str], now: str, limit: int) -> tuple[s
     return " UNION ALL ".join(parts), params
 
 
-class SQLStore(SQLNoticeMixin, SQLStatsMixin, SQLUsersMixin, SQLIccamMixin, Store):
+class SQLStore(SQLNoticeMixin, SQLStatsMixin, SQLUsersMixin, SQLIccamMixin, SQLHashSourceMixin,
+               Store):
     """Everything both SQL backends share; subclasses add connections and their dialect."""
 
     # -- backend primitives --------------------------------------------------------------------
@@ -549,7 +551,7 @@ class SQLStore(SQLNoticeMixin, SQLStatsMixin, SQLUsersMixin, SQLIccamMixin, Stor
 
     def hashlist_entries(self) -> Iterator[tuple[int, str, str, str, str]]:
         for r in self._stream("SELECT id, list, hash_type, hash, category FROM hashlist_entries"
-                              " ORDER BY id"):
+                              " WHERE disabled = 0 ORDER BY id"):
             yield (r[0], r[1], r[2], r[3], r[4])
 
     def hashlist_generation(self) -> int:

@@ -3,14 +3,20 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
+from datetime import timedelta
 from typing import Any
 
-from engine import hookimpl
+from engine import clock, hookimpl
 from engine.api import Case, StageContext
 from engine.config import Option, non_negative
 from engine.media.signals import HASH_TYPE_NAMES, PERCEPTUAL_TYPES, perceptually_hashed
 from engine.models import StageResult
 from plugins.match.matcher import current_matcher
+from plugins.match.sources import close_sources, remote_matches, scheduled, sync_loop
+
+log = logging.getLogger("ntd.match")
 
 
 @hookimpl
@@ -25,6 +31,10 @@ def ntd_config_schema() -> dict[str, dict[str, Option]]:
         type=int, default=t.default_min_quality, check=non_negative,
         help=f"ignore {t.label} hashes of lower quality")
         for t in PERCEPTUAL_TYPES if t.quality_key})
+    options["flood_guard_per_hour"] = Option(
+        type=int, default=100, check=non_negative,
+        help="hold a list entry for review once it matches more than this many distinct "
+             "URLs within an hour (0: off)")
     options["reload_check_seconds"] = Option(
         type=float, default=0.0, check=non_negative,
         help="how often to check for changed lists (0: per case)")
@@ -34,7 +44,27 @@ def ntd_config_schema() -> dict[str, dict[str, Option]]:
 @hookimpl
 async def ntd_match(case: Case, ctx: StageContext) -> StageResult:
     matcher = await current_matcher(ctx)
-    state, items, detail = matcher.decide(case.items, case.data.get("mirror_hashes"))
+    mirrors = case.data.get("mirror_hashes")
+    remote = await remote_matches(ctx, case.items)
+    state, items, detail = matcher.decide(case.items, mirrors, remote)
+    entries = detail.pop("confirming_entries", [])
+    limit = ctx.config.get("match", "flood_guard_per_hour", 0)
+    if state == "confirmed" and limit and entries:
+        now = ctx.clock.now_text()
+        since = clock.fmt(clock.parse(now) - timedelta(hours=1))
+        over = await ctx.store.record_entry_hits(entries, case.url, now=now, since=since,
+                                                 limit=limit)
+        if over:
+            # A sudden flood of matches is more likely a bad entry (a logo, a blank frame)
+            # than a wave of material: hold it, and let an analyst look at this case.
+            await ctx.store.hold_entries(over, now=now)
+            matcher.held |= set(over)
+            log.warning("flood guard: %d list entr%s held for review (more than %d distinct "
+                        "URLs in an hour); `ntd hashlist held` lists them", len(over),
+                        "y" if len(over) == 1 else "ies", limit)
+            state, items, detail = matcher.decide(case.items, mirrors, remote)
+            detail.pop("confirming_entries", None)
+            detail["flood_guard_held"] = len(over)
     action = {"confirmed": "matched", "dismissed": "suppressed",
               "awaiting_assessment": "needs_assessment"}[state]
     return StageResult(state=state, action=action, items=items, detail=detail,
@@ -61,6 +91,19 @@ def ntd_verdict_recorded(case: Case, verdict: str, category: str | None, learn: 
     else:
         store.add_hashlist_entries("analyst-benign", entries, now=now, trust="auto",
                                    negative=True, source="analyst verdicts")
+
+
+@hookimpl
+def ntd_service(ctx: Any, stop: asyncio.Event) -> Any:
+    """``ntd run --daemon``: sync the hash sources that have a schedule."""
+    if not getattr(ctx, "daemon", False) or not scheduled(ctx):
+        return None
+    return sync_loop(ctx, stop)
+
+
+@hookimpl
+async def ntd_shutdown(ctx: Any) -> None:
+    await close_sources(ctx)
 
 
 @hookimpl
