@@ -1,22 +1,18 @@
-"""Match stage (entry point hashmatch): the hook implementations; the logic is in matcher.
-"""
+"""Match stage (entry point hashmatch): the hook implementations; the logic is in ``matcher``,
+``stage`` (one case, the flood guard) and ``sources`` (hash sources: syncs, lookups, daemon)."""
 
 from __future__ import annotations
 
 import asyncio
-import logging
-from datetime import timedelta
 from typing import Any
 
-from engine import clock, hookimpl
+from engine import hookimpl
 from engine.api import Case, StageContext
 from engine.config import Option, non_negative
 from engine.media.signals import HASH_TYPE_NAMES, PERCEPTUAL_TYPES, perceptually_hashed
 from engine.models import StageResult
-from plugins.match.matcher import current_matcher
-from plugins.match.sources import close_sources, remote_matches, scheduled, sync_loop
-
-log = logging.getLogger("ntd.match")
+from plugins.match.sources import close_sources, scheduled, sync_loop
+from plugins.match.stage import match_case
 
 
 @hookimpl
@@ -43,32 +39,7 @@ def ntd_config_schema() -> dict[str, dict[str, Option]]:
 
 @hookimpl
 async def ntd_match(case: Case, ctx: StageContext) -> StageResult:
-    matcher = await current_matcher(ctx)
-    mirrors = case.data.get("mirror_hashes")
-    remote = await remote_matches(ctx, case.items)
-    state, items, detail = matcher.decide(case.items, mirrors, remote)
-    entries = detail.pop("confirming_entries", [])
-    limit = ctx.config.get("match", "flood_guard_per_hour", 0)
-    if state == "confirmed" and limit and entries:
-        now = ctx.clock.now_text()
-        since = clock.fmt(clock.parse(now) - timedelta(hours=1))
-        over = await ctx.store.record_entry_hits(entries, case.url, now=now, since=since,
-                                                 limit=limit)
-        if over:
-            # A sudden flood of matches is more likely a bad entry (a logo, a blank frame)
-            # than a wave of material: hold it, and let an analyst look at this case.
-            await ctx.store.hold_entries(over, now=now)
-            matcher.held |= set(over)
-            log.warning("flood guard: %d list entr%s held for review (more than %d distinct "
-                        "URLs in an hour); `ntd hashlist held` lists them", len(over),
-                        "y" if len(over) == 1 else "ies", limit)
-            state, items, detail = matcher.decide(case.items, mirrors, remote)
-            detail.pop("confirming_entries", None)
-            detail["flood_guard_held"] = len(over)
-    action = {"confirmed": "matched", "dismissed": "suppressed",
-              "awaiting_assessment": "needs_assessment"}[state]
-    return StageResult(state=state, action=action, items=items, detail=detail,
-                       data={"match": detail} if state == "confirmed" else {})
+    return await match_case(case, ctx)
 
 
 @hookimpl
