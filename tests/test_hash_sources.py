@@ -273,8 +273,8 @@ async def test_eokm_lookup_caches_answers(monkeypatch: pytest.MonkeyPatch,
     fake = await FakeEOKM(api_key=EOKM_KEY).start()
     known, unknown = md5(), md5()
     fake.known[known] = "national"
-    ctx = context(**lab_config(fake.port, **{"hashsource.eokm": {
-        "base_url": fake.base_url, "trust": "auto"}}))
+    ctx = context(lab={"allow_private_networks": True}, **{"hashsource.eokm": {
+        "base_url": fake.base_url, "trust": "auto", "allowed_ports": [fake.port]}})
     try:
         items = [Item(url="https://img.test/k.jpg", kind="media", hashes={"md5": known}),
                  Item(url="https://img.test/u.jpg", kind="media", hashes={"md5": unknown})]
@@ -444,6 +444,15 @@ def test_held_and_release_commands(db: Path) -> None:
     assert out.returncode == 0 and f"released entry #{entry_id}" in out.stdout
     assert run_ntd("hashlist", "release", str(entry_id), db=db).returncode == 2
     assert "no held entries" in run_ntd("hashlist", "held", db=db).stdout
+
+
+def test_source_sections_are_validated_by_their_schema() -> None:
+    with pytest.raises(ConfigError, match=r"\[hashsource.hma\] bnaks: unknown key"):
+        context(**{"hashsource.hma": {"bnaks": ["A"]}})
+    with pytest.raises(ConfigError, match="CAPS_AND_UNDERSCORE"):
+        context(**{"hashsource.hma": {"banks": ["lower"]}})
+    with pytest.raises(ConfigError, match="not an ntd category"):
+        context(**{"hashsource.vic": {"categories": {"1": "Category A"}}})
 
 
 def test_sync_names_unknown_and_unconfigured_sources(db: Path) -> None:

@@ -1,17 +1,19 @@
 """The JSON client the hash sources share: SSRF-safe, one hop, credentials kept out of errors.
 
 Every request goes through ``engine.safe_fetch.SafeFetcher.api_request`` under the run's fetch
-policy (``[fetch]`` ports, ``[resolve.hosts]``, ``[lab] allow_private_networks``), so a source
-URL that resolves to a private address is refused unless the lab switch is on. The credential
+policy (``[resolve.hosts]``, ``[lab] allow_private_networks``; the ``[fetch]`` ports unless the
+section sets ``allowed_ports``), so a source URL that resolves to a private address is refused
+unless the lab switch is on. The credential
 travels only in a header; error messages name the path, never the query (it may hold a hash) nor
 a header.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
@@ -28,12 +30,15 @@ class SourceClient:
     """GET/POST JSON to one API root (``base_url``) with fixed headers (the credential)."""
 
     def __init__(self, config: Any, *, source: str, base_url: str, headers: Mapping[str, str],
-                 timeout: float) -> None:
+                 timeout: float, ports: Sequence[int] = ()) -> None:
         self.source = source
         self.base_url = base_url.rstrip("/")
         self.headers = {"Accept": "application/json", "User-Agent": USER_AGENT, **headers}
         self.timeout = timeout
-        self._fetcher = SafeFetcher(fetch_policy(config))
+        policy = fetch_policy(config)
+        if ports:  # the source's own ports (HMA listens on 5100), not the [fetch] ones
+            policy = dataclasses.replace(policy, allowed_ports=frozenset(ports))
+        self._fetcher = SafeFetcher(policy)
         #: requests sent (for ``ntd hashlist sync`` reports)
         self.requests = 0
 

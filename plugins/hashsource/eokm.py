@@ -24,7 +24,7 @@ from engine import clock
 from engine.config import Config, Option, non_negative, one_of, positive, secret_from_env
 from engine.hash_sources import HashSource, RemoteMatch
 from plugins.hashsource.client import SourceClient
-from plugins.hashsource.hma import _url
+from plugins.hashsource.hma import _url, ports
 
 SECTION = "hashsource.eokm"
 CACHE_NAMESPACE = "eokm"
@@ -45,6 +45,8 @@ SCHEMA: dict[str, Option] = {
                        help="ntd category of a known MD5 the answer gives none for"),
     "cache_hours": Option(type=float, default=24.0, check=non_negative,
                           help="answers are reused this long (0: always ask)"),
+    "allowed_ports": Option(type=list, default=[], check=ports,
+                            help="ports the API may use (empty: the [fetch] allowed_ports)"),
     "timeout": Option(type=float, default=10.0, check=positive,
                       help="seconds for one request"),
 }
@@ -75,7 +77,7 @@ class EOKMSource(HashSource):
             key = secret_from_env(SECTION, "api_key_env", s["api_key_env"])
             self._client = SourceClient(self.config, source="eokm", base_url=s["base_url"],
                                         headers={s["api_key_header"]: str(key)},
-                                        timeout=s["timeout"])
+                                        timeout=s["timeout"], ports=s["allowed_ports"])
         return self._client
 
     async def lookup(self, ctx: Any, hashes: Mapping[str, Any]) -> list[RemoteMatch]:

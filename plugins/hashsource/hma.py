@@ -24,7 +24,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from engine.config import Config, Option, one_of, positive, secret_from_env
+from engine.config import Config, Option, one_of, port_list, positive, secret_from_env
 from engine.errors import HashlistError
 from engine.hash_sources import HashSource, ListChanges, RemoteMatch, SourceEntry
 from plugins.hashsource.client import SourceClient
@@ -40,6 +40,11 @@ _BANK = re.compile(r"[A-Z0-9_]{1,64}")
 def _url(value: Any) -> str | None:
     return None if not value or re.match(r"https?://[^/?#]+", value) else \
         "must be an http:// or https:// URL (empty: off)"
+
+
+def ports(value: Any) -> str | None:
+    """Option check: empty, or a list of TCP ports."""
+    return port_list(value) if value else None
 
 
 def _banks(value: Any) -> str | None:
@@ -72,6 +77,8 @@ SCHEMA: dict[str, Option] = {
                             help="also ask HMA's /m/lookup at match time"),
     "lookup_types": Option(type=list, default=["pdq", "md5"],
                            help="hash types sent to /m/lookup"),
+    "allowed_ports": Option(type=list, default=[], check=ports,
+                            help="ports the API may use (empty: the [fetch] allowed_ports)"),
     "timeout": Option(type=float, default=30.0, check=positive,
                       help="seconds for one request"),
 }
@@ -113,7 +120,8 @@ class HMASource(HashSource):
                 headers[s["auth_header"]] = (f"{s['auth_scheme']} {token}"
                                              if s["auth_scheme"] else str(token))
             self._client = SourceClient(self.config, source="hma", base_url=s["base_url"],
-                                        headers=headers, timeout=s["timeout"])
+                                        headers=headers, timeout=s["timeout"],
+                                        ports=s["allowed_ports"])
         return self._client
 
     def list_name(self, bank: str) -> str:
