@@ -460,3 +460,35 @@ def test_sync_names_unknown_and_unconfigured_sources(db: Path) -> None:
     assert out.returncode == 2 and "no hash source 'nope'" in out.stderr
     out = run_ntd("hashlist", "sync", "hma", db=db)
     assert out.returncode == 2 and "does not sync" in out.stderr
+
+
+def test_sync_command_against_the_fake(tmp_path: Path, db: Path) -> None:
+    fake = FakeHMA(credential=f"Bearer {TOKEN}").start_in_thread()
+    try:
+        for _ in range(3):
+            fake.add("TEST_BANK", {"pdq": pdq()})
+        config = tmp_path / "ntd.toml"
+        config.write_text(f"""
+[lab]
+allow_private_networks = true
+
+[hashsource.hma]
+base_url = "{fake.base_url}"
+banks = ["TEST_BANK"]
+token_env = "NTD_HMA_TOKEN"
+allowed_ports = [{fake.port}]
+""")
+        env = {"NTD_HMA_TOKEN": TOKEN}
+        first = run_ntd("--config", str(config), "hashlist", "sync", "hma", db=db, env=env)
+        assert first.returncode == 0, first.stderr
+        assert "hma-TEST_BANK: 3 transferred, 3 added" in first.stdout
+        assert "1 request(s) to hma" in first.stdout
+        second = run_ntd("--config", str(config), "hashlist", "sync", "hma", "--json", db=db,
+                         env=env)
+        report = json.loads(second.stdout)
+        assert report["requests"] == 1 and report["lists"][0]["transferred"] == 0
+        assert TOKEN not in first.stdout + first.stderr + second.stdout + second.stderr
+        assert fake.count("/c/bank/TEST_BANK/content") == 2
+        assert "page_token" in fake.requests[-1].query  # the second sync resumed
+    finally:
+        fake.stop()
