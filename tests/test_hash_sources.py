@@ -492,3 +492,35 @@ allowed_ports = [{fake.port}]
         assert "page_token" in fake.requests[-1].query  # the second sync resumed
     finally:
         fake.stop()
+
+
+async def test_hma_sync_cut_at_max_pages_resumes_and_drops_nothing(hma: FakeHMA) -> None:
+    for _ in range(25):
+        hma.add("TEST_BANK", {"pdq": pdq()})
+    section = hma_section(hma, max_pages=1)
+    ctx = context(**lab_config(hma.port, **{"hashsource.hma": section}))
+    try:
+        added = [(await sync_source(ctx, "hma"))["lists"][0]["added"] for _ in range(4)]
+        assert added == [10, 10, 5, 0]
+        assert hma.count("/c/bank/TEST_BANK/content") == 4  # one page per sync
+        full = (await sync_source(ctx, "hma", full=True))["lists"][0]
+        assert (full["transferred"], full["removed"]) == (10, 0)  # not the end: no replace
+        assert (await ctx.store.hashlists())[0]["entries"] == 25
+    finally:
+        await close_sources(ctx)
+        await ctx.aclose()
+
+
+async def test_lookups_skip_a_pages_own_bytes(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NTD_EOKM_API_KEY", EOKM_KEY)
+    fake = await FakeEOKM(api_key=EOKM_KEY).start()
+    ctx = context(lab={"allow_private_networks": True}, **{"hashsource.eokm": {
+        "base_url": fake.base_url, "allowed_ports": [fake.port]}})
+    try:
+        page = Item(url="https://site.test/p", kind="url", hashes={"md5": md5()})
+        assert await remote_matches(ctx, [page]) == {}
+        assert fake.requests == []
+    finally:
+        await close_sources(ctx)
+        await ctx.aclose()
+        await fake.close()

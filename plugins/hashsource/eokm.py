@@ -29,6 +29,7 @@ from plugins.hashsource.hma import _url, ports
 SECTION = "hashsource.eokm"
 CACHE_NAMESPACE = "eokm"
 _MD5 = re.compile(r"[0-9a-f]{32}")
+_CATEGORY = re.compile(r"[a-z][a-z0-9_]{0,63}")  # an ntd category; anything else: the default
 
 SCHEMA: dict[str, Option] = {
     "base_url": Option(type=str, default="", check=_url,
@@ -95,7 +96,8 @@ class EOKMSource(HashSource):
                           and str(r.get("md5", "")).lower() == md5), {})
             category = found.get("category")
             answer = {"known": bool(found.get("known")),
-                      "category": category if isinstance(category, str) else None}
+                      "category": category if isinstance(category, str)
+                      and _CATEGORY.fullmatch(category) else None}
             if s["cache_hours"]:
                 until = clock.fmt(clock.parse(now) + timedelta(hours=s["cache_hours"]))
                 await ctx.store.cache_put(CACHE_NAMESPACE, md5, answer, until)

@@ -75,8 +75,8 @@ SCHEMA: dict[str, Option] = {
                            help="`ntd run --daemon` syncs this often (0: manual only)"),
     "remote_lookup": Option(type=bool, default=False,
                             help="also ask HMA's /m/lookup at match time"),
-    "lookup_types": Option(type=list, default=["pdq", "md5"],
-                           help="hash types sent to /m/lookup"),
+    "lookup_types": Option(type=list, default=["pdq", "video_md5"],
+                           help="HMA signal types asked at /m/lookup (video_md5 sends the MD5)"),
     "allowed_ports": Option(type=list, default=[], check=ports,
                             help="ports the API may use (empty: the [fetch] allowed_ports)"),
     "timeout": Option(type=float, default=30.0, check=positive,
@@ -141,6 +141,7 @@ class HMASource(HashSource):
         transferred = 0
         token = cursor
         now = time.time()
+        complete = False
         for _ in range(s["max_pages"]):
             params: dict[str, Any] = {"page_size": s["page_size"], "include_signals": "true"}
             if token:
@@ -154,11 +155,15 @@ class HMASource(HashSource):
                 self._content(content, now, entries, removed, skipped)
             token = page.get("next_page_token") or token
             if len(contents) < s["page_size"] or not page.get("next_page_token"):
+                complete = True
                 break
         notes = tuple(f"{n} {kind} signal(s) skipped (no ntd hash type)"
                       for kind, n in sorted(skipped.items()))
         return ListChanges(list=self.list_name(bank), source=f"hma:{bank}", trust=s["trust"],
-                           entries=entries, removed=removed, replace=cursor is None,
+                           # a whole bank read to its end replaces the list; a read cut
+                           # at max_pages never drops what it did not reach
+                           entries=entries, removed=removed,
+                           replace=cursor is None and complete,
                            cursor=token, transferred=transferred, notes=notes)
 
     def _content(self, content: Any, now: float, entries: list[SourceEntry],
@@ -191,12 +196,13 @@ class HMASource(HashSource):
     async def lookup(self, ctx: Any, hashes: Mapping[str, Any]) -> list[RemoteMatch]:
         s = self.settings
         out: list[RemoteMatch] = []
-        for hash_type in s["lookup_types"]:
+        for signal_type in s["lookup_types"]:
+            hash_type = SIGNAL_TYPES.get(signal_type, signal_type)
             value = hashes.get(hash_type)
             if not value:
                 continue
             answer = await self.client().get("/m/lookup", {
-                "signal_type": hash_type, "signal": value, "banks": ",".join(s["banks"])})
+                "signal_type": signal_type, "signal": value, "banks": ",".join(s["banks"])})
             if not isinstance(answer, dict):
                 continue
             for bank, matches in answer.items():

@@ -19,6 +19,7 @@ from typing import Any
 
 from engine.errors import InputError, NtdError, PluginError
 from engine.hash_sources import HashSource, ListChanges, RemoteMatch, entries_of
+from engine.media.signals import perceptually_hashed
 
 log = logging.getLogger("ntd.hashsource")
 STATE_KEY = "hashsources"
@@ -111,8 +112,8 @@ async def remote_matches(ctx: Any, items: Iterable[Any]) -> dict[str, list[Remot
     if not lookups:
         return out
     for item in items:
-        if not item.hashes:
-            continue
+        if not item.hashes or (item.kind == "url" and not perceptually_hashed(item.hashes)):
+            continue  # a page's own bytes are nobody's business: only media is asked about
         for source in lookups:
             try:
                 async with asyncio.timeout(LOOKUP_TIMEOUT):
