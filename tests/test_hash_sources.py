@@ -52,6 +52,40 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
         opened.close()
 
 
+class _Capture(logging.Handler):
+    """Every record of the ``ntd`` loggers, formatted with its traceback."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.lines: list[str] = []
+        self.setFormatter(logging.Formatter("%(name)s %(levelname)s %(message)s"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(self.format(record))
+
+    @property
+    def text(self) -> str:
+        return "\n".join(self.lines)
+
+
+@pytest.fixture
+def logs() -> Iterator[_Capture]:
+    """All log output at DEBUG, captured on the ``ntd`` logger itself (``engine.logs`` may
+    have stopped it propagating to the root logger caplog listens on) and on the root."""
+    capture = _Capture()
+    loggers = [logging.getLogger("ntd"), logging.getLogger()]  # ntd's, and everyone else's
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.addHandler(capture)
+        logger.setLevel(logging.DEBUG)
+    try:
+        yield capture
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.removeHandler(capture)
+            logger.setLevel(level)
+
+
 @pytest.fixture
 def db(db_path: Path) -> Path:
     """A migrated SQLite database file (the CLI tests' --db)."""
@@ -154,8 +188,7 @@ def hma_section(fake: FakeHMA, **extra: Any) -> dict[str, Any]:
 
 
 async def test_hma_sync_transfers_only_what_changed(hma: FakeHMA,
-                                                    caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.DEBUG)
+                                                    logs: _Capture) -> None:
     ids = [hma.add("TEST_BANK", {"pdq": pdq(), "video_md5": md5()}) for _ in range(25)]
     hma.add("TEST_BANK", {"vpdq": "frames-as-HMA-sends-them", "tmk_pdqf": "x"})
     hma.add("OTHER_BANK", {"pdq": pdq()})  # not configured: never asked for
@@ -196,15 +229,14 @@ async def test_hma_sync_transfers_only_what_changed(hma: FakeHMA,
         await close_sources(ctx)
         await ctx.aclose()
     assert all(r.credential == f"Bearer {TOKEN}" for r in hma.requests)
-    assert TOKEN not in caplog.text
-    assert "hma-TEST_BANK" in caplog.text  # the sync did log (counts only)
+    assert TOKEN not in logs.text
+    assert "hma-TEST_BANK" in logs.text  # the sync did log (counts only)
 
 
 async def test_hma_wrong_token_fails_without_showing_it(hma: FakeHMA,
                                                         monkeypatch: pytest.MonkeyPatch,
-                                                        caplog: pytest.LogCaptureFixture,
+                                                        logs: _Capture,
                                                         ) -> None:
-    caplog.set_level(logging.DEBUG)
     monkeypatch.setenv("NTD_HMA_TOKEN", "wrong-" + TOKEN)
     ctx = context(**lab_config(hma.port, **{"hashsource.hma": hma_section(hma)}))
     try:
@@ -219,7 +251,7 @@ async def test_hma_wrong_token_fails_without_showing_it(hma: FakeHMA,
     with pytest.raises(ConfigError, match="NTD_HMA_TOKEN is not set"):
         await sync_source(ctx, "hma")
     await ctx.aclose()
-    assert TOKEN not in caplog.text
+    assert TOKEN not in logs.text
 
 
 async def test_hma_remote_lookup_confirms_at_match_time(hma: FakeHMA) -> None:
@@ -267,8 +299,7 @@ async def test_daemon_syncs_hash_sources_on_schedule(hma: FakeHMA) -> None:
 
 
 async def test_eokm_lookup_caches_answers(monkeypatch: pytest.MonkeyPatch,
-                                          caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.DEBUG)
+                                          logs: _Capture) -> None:
     monkeypatch.setenv("NTD_EOKM_API_KEY", EOKM_KEY)
     fake = await FakeEOKM(api_key=EOKM_KEY).start()
     known, unknown = md5(), md5()
@@ -297,11 +328,11 @@ async def test_eokm_lookup_caches_answers(monkeypatch: pytest.MonkeyPatch,
         await ctx.aclose()
         await fake.close()
     assert {r.credential for r in fake.requests} == {EOKM_KEY}
-    assert EOKM_KEY not in caplog.text
+    assert EOKM_KEY not in logs.text
 
 
 async def test_eokm_failure_leaves_the_case_to_the_analyst(
-        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+        monkeypatch: pytest.MonkeyPatch, logs: _Capture) -> None:
     monkeypatch.setenv("NTD_EOKM_API_KEY", "not-the-key")
     fake = await FakeEOKM(api_key=EOKM_KEY).start()
     ctx = context(**lab_config(fake.port, **{"hashsource.eokm": {"base_url": fake.base_url}}))
@@ -310,8 +341,8 @@ async def test_eokm_failure_leaves_the_case_to_the_analyst(
         result = await ntd_match(make_case("https://site.test/p", state="fetched",
                                            items=items), ctx)
         assert result.state == "awaiting_assessment"
-        assert "eokm: POST /v1/check: refused (HTTP 401)" in caplog.text
-        assert "not-the-key" not in caplog.text
+        assert "eokm: POST /v1/check: refused (HTTP 401)" in logs.text
+        assert "not-the-key" not in logs.text
     finally:
         await close_sources(ctx)
         await ctx.aclose()
