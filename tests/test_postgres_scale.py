@@ -190,7 +190,8 @@ def test_four_workers_in_the_loopback_world_survive_a_kill_9(pg_url: str) -> Non
     Message-ID)."""
     from engine.bench.e2e import bench_e2e
 
-    out = bench_e2e(urls=10_000, processes=4, kill_one=True, db=pg_url, latency_ms=0)
+    out = bench_e2e(urls=10_000, processes=4, kill_one=True, db=pg_url, latency_ms=0,
+                    distinct_share=None)
     assert out["killed_and_restarted"] is True
     assert out["accepted"] == 10_000
     assert out["duplicate_stage_events"] == 0

@@ -10,6 +10,10 @@ correctness (planted matches found, false matches, every notice received once).
 soup, giant attribute URLs, huge-dimension small PNGs alone and eight to a page); the report
 then says what became of them (``hostile``) and the peak resident memory of the engine and all
 its processes together (``peak_rss_total_mb``, sampled), next to the clean figures.
+
+``distinct_share`` (default 0.9) makes the images realistic and mostly distinct files (see
+``run_e2e``); the report then carries the machine's hashing limit for them
+(``hash_limit_images_per_s``) and the run's ``images_per_s`` as ``share_of_hash_limit``.
 """
 
 from __future__ import annotations
@@ -32,6 +36,8 @@ from engine.cpu_pool import resident_mb
 from engine.intake import submit_files
 from engine.lab.world import FullLab, WorldServerProcess, bind_urls, build_world
 from engine.runtime import Runtime
+
+DISTINCT_SHARE = 0.9  # ``--distinct-share``: most reported files are shared by no other report
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -129,12 +135,19 @@ def write_config(overrides: dict[str, dict[str, Any]], path: Path) -> None:
 async def run_e2e(*, urls: int = 1000, latency_ms: float = 50.0, image_share: float = 0.7,
                   hosters: int = 200, db: str | None = None, workers: int | None = None,
                   planted: int = 20, processes: int = 0, kill_one: bool = False,
-                  hostile_share: float = 0.0) -> dict[str, Any]:
-    """Build the lab, run N URLs through every stage, and measure."""
+                  hostile_share: float = 0.0,
+                  distinct_share: float | None = DISTINCT_SHARE) -> dict[str, Any]:
+    """Build the lab, run N URLs through every stage, and measure.
+
+    ``distinct_share`` (default 0.9) serves realistic images (JPEG 640-1600 px, some PNG and
+    WebP), that share of image URLs a file of its own; ``None`` is the older world of 220
+    demo JPEGs, where the SHA-256 hash cache makes hashing nearly free."""
     args: dict[str, Any] = {"urls": urls, "hosters": hosters, "planted": planted,
                             "image_share": image_share, "latency_ms": latency_ms}
     if hostile_share:
         args["hostile_share"] = hostile_share
+    if distinct_share is not None:  # a pool of 10-100 pixel sources (generation costs ~0.1 s)
+        args.update(distinct_share=distinct_share, image_pool=min(100, max(10, urls // 20)))
     # The simulated internet (web, RDAP, SMTP) runs in its own process: the engine's figures
     # are its own.
     server = await asyncio.to_thread(WorldServerProcess(full=True, **args).start)
@@ -157,6 +170,9 @@ async def run_e2e(*, urls: int = 1000, latency_ms: float = 50.0, image_share: fl
                     kill_one_after=urls // 3 if kill_one and processes else 0,
                     overrides=overrides, db=db or str(Path(tmp.name) / "e2e.db"))
             result["peak_rss_total_mb"] = round(rss.peak_mb, 1)
+            result["distinct_share"] = distinct_share
+            if distinct_share is not None:
+                result.update(_hash_limit(world, result))
             if hostile_share:
                 result["hostile"] = _hostile_outcomes(rt, lab.world)
             return result
@@ -293,8 +309,14 @@ async def _measure(rt: Runtime, lab: FullLab, folder: Path, *, processes: int = 
     peak_rss = _peak_rss_mb()  # before the correctness pass, which reads every case
     port = str(world.port)
     planted = {u.url.replace("PORT", port) for u in world.urls if u.planted}
-    matched = {c["canonical_url"] for c in _all_cases(rt)
-               if any(m for item in c["items"] for m in item["matches"] if not m["negative"])}
+    matched: set[str] = set()
+    images_hashed = 0
+    for c in _all_cases(rt):
+        images_hashed += sum(1 for item in c["items"]
+                             if (item["content_type"] or "").startswith("image/")
+                             and (item["hashes"] or {}).get("sha256"))
+        if any(m for item in c["items"] for m in item["matches"] if not m["negative"]):
+            matched.add(c["canonical_url"])
     notices = rt.store.list_notices()
     expected = [n for n in notices if n["channel"] in ("email",)]
     arrived = lab.received_message_ids()
@@ -313,6 +335,7 @@ async def _measure(rt: Runtime, lab: FullLab, folder: Path, *, processes: int = 
         "peak_rss_mb": peak_rss,
         "max_loop_block_ms": round(loop_block_ms, 1),  # the engine's loop(s), while running
         "loop_blocks": loop_blocks,  # each engine process: its longest stall, when, how many
+        "images_hashed": images_hashed,
         "planted_matches": len(planted),
         "found_matches": len(planted & matched),
         "false_matches": len(matched - planted),
@@ -323,6 +346,35 @@ async def _measure(rt: Runtime, lab: FullLab, folder: Path, *, processes: int = 
         "killed_and_restarted": bool(kill_one_after),
         "duplicate_stage_events": duplicate_stage_events(rt) if processes else 0,
     }
+
+
+def _hash_limit(world: Any, result: dict[str, Any], sample: int = 24) -> dict[str, Any]:
+    """The machine's hashing limit for this world's images and the run's share of it.
+
+    ``hash_limit_images_per_s`` is images per CPU-second of ``hash_media`` (what the fetch
+    stage's CPU pool runs on every fetched image) on a sample of the world's pool, times the
+    cores available: no engine can hash faster on this machine. ``images_per_s`` counts the
+    images the run fetched and hashed (items with a SHA-256) per second of the run."""
+    # deferred: keeps `ntd` start-up fast (loaded when the command runs)
+    from engine.lab.images import realistic_image
+
+    # deferred: keeps `ntd` start-up fast (loaded when the command runs)
+    from engine.media.hashing import hash_media
+
+    planted = len(world.planted_seeds)
+    datas = [realistic_image(planted + k)[0] for k in range(sample)]
+    hash_media(datas[0])  # warm-up (imports, plugin tables)
+    cpu0 = time.process_time()
+    for data in datas:
+        hash_media(data)
+    per_cpu_s = sample / max(time.process_time() - cpu0, 1e-9)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    limit = per_cpu_s * (cores or 1)
+    images_per_s = result["images_hashed"] / max(result["seconds"], 1e-9)
+    return {"hash_ms_per_image": round(1000 / per_cpu_s, 1),
+            "hash_limit_images_per_s": round(limit, 1),
+            "images_per_s": round(images_per_s, 1),
+            "share_of_hash_limit": round(images_per_s / limit, 2)}
 
 
 def _hostile_outcomes(rt: Runtime, world: Any) -> dict[str, Any]:

@@ -64,18 +64,22 @@ def bench_intake(urls: int, as_json: bool) -> None:
 @click.option("--hostile-share", type=click.FloatRange(0, 1), default=0.0, show_default=True,
               help="Share of URLs replaced by hostile pages and images (tag soup, giant "
                    "attribute URLs, huge-dimension small PNGs).")
+@click.option("--distinct-share", type=click.FloatRange(0, 1), default=0.9, show_default=True,
+              help="Share of image URLs serving a file no other URL serves (realistic images: "
+                   "JPEG 640-1600 px, some PNG/WebP).")
 @JSON_OPT
 @click.pass_obj
 def bench_e2e_cmd(obj: Obj, urls: int, latency_ms: float, image_share: float, hosters: int,
                   workers: int | None, processes: int, kill_one: bool, hostile_share: float,
-                  as_json: bool) -> None:
+                  distinct_share: float, as_json: bool) -> None:
     """The whole chain on a loopback world: URLs/s, stage latency, RSS, loop stalls, correctness."""
     # deferred: keeps `ntd` start-up fast (loaded when the command runs)
     from engine.bench.e2e import bench_e2e
 
     result = bench_e2e(urls=urls, latency_ms=latency_ms, image_share=image_share,
                        hosters=hosters, workers=workers, db=obj.db, processes=processes,
-                       kill_one=kill_one, hostile_share=hostile_share)
+                       kill_one=kill_one, hostile_share=hostile_share,
+                       distinct_share=distinct_share)
     emit_json(result) if as_json else _print_flat(result)
 
 

@@ -12,6 +12,7 @@ way a hotline would fetch a re-posted copy). ``build_demo_hashlist`` writes hash
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import os
 from collections.abc import Callable
@@ -27,8 +28,10 @@ DEMO_JPEG_QUALITY = 90
 DEMO_SOURCE = "ntd synthetic demo"
 
 
-def make_image(seed: int, size: tuple[int, int] = (512, 512)) -> Image.Image:
-    """Return a deterministic RGB scene (gradient, shapes, noise) for ``seed`` at ``size``."""
+def make_image(seed: int, size: tuple[int, int] = (512, 512), *,
+               noise: bool = True) -> Image.Image:
+    """Return a deterministic RGB scene (gradient, shapes, noise) for ``seed`` at ``size``
+    (``noise=False``: flat like a graphic or screenshot)."""
     w, h = size
     if w < 8 or h < 8:
         raise ValueError("image size must be at least 8x8")
@@ -70,8 +73,10 @@ def make_image(seed: int, size: tuple[int, int] = (512, 512)) -> Image.Image:
     # Light sensor-like noise so JPEG sizes and decode costs resemble photographs.
     # Uniform integers added in C (ImageChops) are far cheaper than numpy normals at full size;
     # the benchmarks draw 10,000 of these images.
-    noise = Image.fromarray(rng.integers(0, 19, size=(h, w, 3), dtype=np.uint8), "RGB")
-    return ImageChops.add(img, noise, scale=1.0, offset=-9)
+    if not noise:
+        return img
+    grain = Image.fromarray(rng.integers(0, 19, size=(h, w, 3), dtype=np.uint8), "RGB")
+    return ImageChops.add(img, grain, scale=1.0, offset=-9)
 
 
 def jpeg_bytes(img: Image.Image, quality: int = DEMO_JPEG_QUALITY) -> bytes:
@@ -100,6 +105,45 @@ def encode(img: Image.Image, fmt: str, **params: object) -> bytes:
 def demo_image_bytes(seed: int) -> bytes:
     """The canonical bytes of demo image ``seed`` (JPEG q90 of a 512×512 scene)."""
     return jpeg_bytes(make_image(seed, DEMO_SIZE), DEMO_JPEG_QUALITY)
+
+
+ASPECTS = ((4, 3), (3, 2), (16, 9), (1, 1))
+
+
+@functools.lru_cache(maxsize=8)
+def _grain(size: tuple[int, int]) -> Image.Image:
+    """Uniform noise in -9..9 over ``size``, tiled from one 257 px square (odd: the tile edges
+    fall across JPEG's 8x8 blocks, so the encoder sees no repeating block)."""
+    tile = Image.fromarray(np.random.default_rng(0x677261).integers(
+        0, 19, size=(257, 257, 3), dtype=np.uint8), "RGB")
+    out = Image.new("RGB", size)
+    for x in range(0, size[0], 257):
+        for y in range(0, size[1], 257):
+            out.paste(tile, (x, y))
+    return out
+
+
+def realistic_image(seed: int) -> tuple[bytes, str]:
+    """``(bytes, content type)`` of a file shaped like a reported image: mostly photo-like
+    JPEGs whose longest side is 640-1600 px (quality 75-92, either orientation), one in ten a
+    PNG graphic (640-1024 px, no grain, as screenshots are) and one in ten a WebP (quality 80).
+    Deterministic in ``seed``; the benchmarks' "realistic" workload."""
+    rng = np.random.default_rng([seed, 0x7265616C])
+    roll = float(rng.uniform())
+    fmt = "JPEG" if roll < 0.8 else ("PNG" if roll < 0.9 else "WEBP")
+    longest = int(rng.integers(640, 1025 if fmt == "PNG" else 1601))
+    a, b = ASPECTS[int(rng.integers(0, len(ASPECTS)))]
+    size = (longest, max(8, longest * b // a))
+    if rng.uniform() < 0.3:  # portrait
+        size = (size[1], size[0])
+    img = make_image(seed, size, noise=False)
+    if fmt != "PNG":  # sensor-like grain, tiled (full-size noise costs more than the rest)
+        img = ImageChops.add(img, _grain(size), scale=1.0, offset=-9)
+    if fmt == "JPEG":
+        return jpeg_bytes(img, int(rng.integers(75, 93))), "image/jpeg"
+    if fmt == "PNG":
+        return png_bytes(img), "image/png"
+    return encode(img, "WEBP", quality=80), "image/webp"
 
 
 def _decode(data: bytes) -> Image.Image:

@@ -22,6 +22,7 @@ from typing import Any
 
 from aiohttp import web
 
+from engine.lab.distinct import distinct_copy
 from engine.lab.threaded import LoopThread
 
 __all__ = ["LabWebServer", "Route"]
@@ -38,7 +39,9 @@ class Route:
     ``redirect_to`` answers ``status`` (default 302 for redirects) with a Location header;
     ``delay`` (seconds) waits before answering; ``drip`` = (bytes, interval) sends that many
     bytes every interval, forever; ``stream_bytes`` streams that many filler bytes in chunks
-    (``declare_length`` adds a Content-Length, otherwise chunked encoding).
+    (``declare_length`` adds a Content-Length, otherwise chunked encoding); ``tag`` serves
+    ``body`` as a file of its own (``engine.lab.distinct``: same pixels, other bytes), made per
+    request so that a world of distinct files holds only its pool of images in memory.
     """
 
     body: bytes = b""
@@ -50,6 +53,7 @@ class Route:
     drip: tuple[int, float] | None = None
     stream_bytes: int | None = None
     declare_length: bool = False
+    tag: bytes | None = None
 
     @classmethod
     def redirect(cls, location: str, *, status: int = 302) -> Route:
@@ -288,4 +292,5 @@ class LabWebServer:
             except ConnectionResetError:
                 pass  # the client stopped reading (a fetcher's size cap): expected, not an error
             return resp
-        return web.Response(status=route.status, body=route.body, headers=headers)
+        body = route.body if route.tag is None else distinct_copy(route.body, route.tag)
+        return web.Response(status=route.status, body=body, headers=headers)

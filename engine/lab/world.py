@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from engine.lab.hostile import giant_attribute_page, huge_png, tag_soup_page
-from engine.lab.images import demo_image_bytes
+from engine.lab.images import demo_image_bytes, realistic_image
 from engine.lab.webserver import LabWebServer, Route
 
 
@@ -64,7 +64,7 @@ GALLERY_BOMBS = 8
 def build_world(*, urls: int, hosters: int = 20, planted: int = 20, image_share: float = 0.7,
                 latency_ms: float = 0, seed: int = 7, faulty_share: float = 0.03,
                 image_pool: int = 200, plan_only: bool = False,
-                hostile_share: float = 0.0) -> LabWorld:
+                hostile_share: float = 0.0, distinct_share: float | None = None) -> LabWorld:
     """Plan a world of ``urls`` report URLs over ``hosters`` hosts (server not yet started).
 
     A ``planted_share`` of images are from the synthetic list (seeds ``0..planted-1``); the rest
@@ -72,21 +72,41 @@ def build_world(*, urls: int, hosters: int = 20, planted: int = 20, image_share:
     ``hostile_share`` of URLs are replaced by hostile ones (``HOSTILE_KINDS``: a ``'<a' * 65536``
     page, a page with a 1.5 MB ``<img src>``, a 194 KB PNG of 7071x7071 RGBA, a page with
     eight of those), each file distinct; the others are the same as in a world without them.
+
+    ``distinct_share`` (None: the demo's 512 px JPEGs) makes a realistic world: the unlisted
+    images are ``realistic_image`` files (JPEG 640-1600 px, some PNG and WebP) and that share
+    of image URLs serves a file no other URL serves (``engine.lab.distinct``: same pixels,
+    other bytes, so a listed image served that way is found by its perceptual hashes only).
     """
     rng = random.Random(seed)
     hostile_rng = random.Random(seed + 1)  # its own: the clean URLs do not change
+    distinct_rng = random.Random(seed + 2)  # likewise
     hosts = [f"hoster-{i}.example.test" for i in range(hosters)]
     server = LabWebServer(latency_ms=latency_ms, default_host=hosts[0])
     world = LabWorld(server=server, hosts=hosts, planted_seeds=range(planted))
-    cache: dict[int, bytes] = {}
+    cache: dict[int, tuple[bytes, str]] = {}
+    realistic = distinct_share is not None
+
+    def file(seed_: int) -> tuple[bytes, str]:
+        # A bounded pool of images keeps generation cheap for large worlds.
+        if plan_only:
+            return b"", "image/jpeg"  # the URLs and their meaning only: another process serves
+        if seed_ not in cache:
+            cache[seed_] = (realistic_image(seed_) if realistic and seed_ >= planted
+                            else (demo_image_bytes(seed_), "image/jpeg"))
+        return cache[seed_]
 
     def image(seed_: int) -> bytes:
-        # A bounded pool of distinct images keeps generation cheap for large worlds.
+        return file(seed_)[0]
+
+    def serve_image(host: str, path: str, seed_: int, i: int) -> None:
+        """Serve image ``seed_`` at ``path``: its own file for ``distinct_share`` of them."""
+        own = realistic and distinct_rng.random() < (distinct_share or 0.0)
         if plan_only:
-            return b""  # the URLs and their meaning only: another process serves the bytes
-        if seed_ not in cache:
-            cache[seed_] = demo_image_bytes(seed_)
-        return cache[seed_]
+            return
+        body, ctype = file(seed_)
+        server.set(host, path, Route(body=body, content_type=ctype,
+                                     tag=f"ntd-lab {i} {path}".encode() if own else None))
 
     def hostile(i: int, host: str, kind: str) -> PlannedURL:
         after = f'<img src="/h/{i}-ok.jpg">'  # a real (unlisted) image after the soup
@@ -128,12 +148,12 @@ def build_world(*, urls: int, hosters: int = 20, planted: int = 20, image_share:
         seed_ = rng.randrange(planted) if is_planted else planted + rng.randrange(image_pool)
         if rng.random() < image_share:
             path = f"/media/{i}.jpg"
-            server.set_content(host, path, image(seed_), "image/jpeg")
+            serve_image(host, path, seed_, i)
             return PlannedURL(f"http://{host}:PORT{path}", "image", is_planted)
         img_path = f"/media/{i}-a.jpg"
         other = planted + rng.randrange(image_pool)
-        server.set_content(host, img_path, image(seed_), "image/jpeg")
-        server.set_content(host, f"/media/{i}-b.jpg", image(other), "image/jpeg")
+        serve_image(host, img_path, seed_, i)
+        serve_image(host, f"/media/{i}-b.jpg", other, i)
         page = (f'<html><body><h1>gallery {i}</h1><img src="{img_path}">'
                 f'<img src="/media/{i}-b.jpg"></body></html>').encode()
         server.set_content(host, f"/page/{i}.html", page, "text/html")

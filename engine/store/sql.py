@@ -83,6 +83,21 @@ def claim_candidates_sql(states: Sequence[str], now: str, limit: int) -> tuple[s
     return " UNION ALL ".join(parts), params
 
 
+ITEMS_SQL = "SELECT * FROM items WHERE case_id = ? ORDER BY id"
+DATA_SQL = "SELECT key, value FROM case_data WHERE case_id = ?"
+
+
+def _item_objects(rows: Iterable[Any]) -> list[Item]:
+    return [Item(id=r["id"], url=r["url"], kind=r["kind"], status=r["status"],
+                 content_type=r["content_type"], size=r["size"], final_url=r["final_url"],
+                 error=r["error"], hashes=json.loads(r["hashes"] or "{}"),
+                 matches=json.loads(r["matches"] or "[]")) for r in rows]
+
+
+def _data_dict(rows: Iterable[Any]) -> dict[str, Any]:
+    return {r["key"]: json.loads(r["value"]) for r in rows}
+
+
 class SQLStore(SQLNoticeMixin, SQLStatsMixin, SQLUsersMixin, SQLIccamMixin, SQLHashSourceMixin,
                Store):
     """Everything both SQL backends share; subclasses add connections and their dialect."""
@@ -91,10 +106,17 @@ class SQLStore(SQLNoticeMixin, SQLStatsMixin, SQLUsersMixin, SQLIccamMixin, SQLH
     def _write(self) -> AbstractContextManager[Any]:
         raise NotImplementedError
 
-    def _transact(self, fn: Callable[[Any], T]) -> T:
+    def _transact(self, fn: Callable[[Any], T], *, pipeline: bool = False) -> T:
+        """Run ``fn(conn)`` in one write transaction. ``pipeline``: ``fn`` reads no result
+        but those it fetches (no ``rowcount``), so PostgreSQL may send its statements without
+        waiting for each answer (one round trip per fetch instead of one per statement)."""
         raise NotImplementedError
 
     def _read(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        raise NotImplementedError
+
+    def _read_many(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> list[list[Any]]:
+        """The rows of several reads at once (PostgreSQL: one round trip, pipelined)."""
         raise NotImplementedError
 
     def _atomic(self, sql: str, params: Sequence[Any]) -> list[Any]:
@@ -208,15 +230,10 @@ class SQLStore(SQLNoticeMixin, SQLStatsMixin, SQLUsersMixin, SQLIccamMixin, SQLH
         return rows[0] if rows else None
 
     def _items(self, case_id: str) -> list[Item]:
-        rows = self._read("SELECT * FROM items WHERE case_id = ? ORDER BY id", (case_id,))
-        return [Item(id=r["id"], url=r["url"], kind=r["kind"], status=r["status"],
-                     content_type=r["content_type"], size=r["size"], final_url=r["final_url"],
-                     error=r["error"], hashes=json.loads(r["hashes"] or "{}"),
-                     matches=json.loads(r["matches"] or "[]")) for r in rows]
+        return _item_objects(self._read(ITEMS_SQL, (case_id,)))
 
     def _data(self, case_id: str) -> dict[str, Any]:
-        rows = self._read("SELECT key, value FROM case_data WHERE case_id = ?", (case_id,))
-        return {r["key"]: json.loads(r["value"]) for r in rows}
+        return _data_dict(self._read(DATA_SQL, (case_id,)))
 
     @staticmethod
     def _case_dict(row: Any) -> dict[str, Any]:
@@ -264,15 +281,19 @@ class SQLStore(SQLNoticeMixin, SQLStatsMixin, SQLUsersMixin, SQLIccamMixin, SQLH
         return {r["state"]: r["n"] for r in rows}
 
     def load_case(self, case_id: str) -> Case:
-        row = self._case_row(case_id)
-        if row is None:
+        # Every stage loads each case it claims: the three reads go out together.
+        rows, item_rows, data_rows = self._read_many([
+            ("SELECT * FROM cases WHERE id = ?", (case_id,)),
+            (ITEMS_SQL, (case_id,)), (DATA_SQL, (case_id,))])
+        if not rows:
             raise InputError(f"no case {case_id!r}")
+        row = rows[0]
         return Case(id=row["id"], url=row["url"], canonical_url=row["canonical_url"],
                     host=row["host"], domain=row["domain"], state=row["state"],
                     state_reason=row["state_reason"], created_at=row["created_at"],
                     updated_at=row["updated_at"], retry_at=row["retry_at"],
-                    attempts=row["attempts"], items=tuple(self._items(case_id)),
-                    data=self._data(case_id))
+                    attempts=row["attempts"], items=tuple(_item_objects(item_rows)),
+                    data=_data_dict(data_rows))
 
     def events(self, case_id: str) -> list[Event]:
         rows = self._read("SELECT * FROM events WHERE case_id = ? ORDER BY id", (case_id,))
@@ -387,7 +408,7 @@ class SQLStore(SQLNoticeMixin, SQLStatsMixin, SQLUsersMixin, SQLIccamMixin, SQLH
                 for c in first.values() if c.case_id in updated])
             return updated
 
-        updated = self._transact(run)
+        updated = self._transact(run, pipeline=True)
         return duplicate + [case_id for case_id in first if case_id not in updated]
 
     def _write_effects(self, conn: Any, case_id: str, now: str, *, stage: str,

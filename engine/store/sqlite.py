@@ -72,9 +72,14 @@ class SQLiteStore(SQLStore):
             else:
                 self.conn.execute("COMMIT")
 
-    def _transact(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        with self._write() as conn:  # one writer: no conflicts to retry
+    def _transact(self, fn: Callable[[sqlite3.Connection], T], *, pipeline: bool = False) -> T:
+        with self._write() as conn:  # one writer: no conflicts to retry; no round trips
             return fn(conn)
+
+    def _read_many(self, statements: Sequence[tuple[str, Sequence[Any]]]
+                   ) -> list[list[sqlite3.Row]]:
+        with self._mutex:  # one snapshot per statement, as separate reads would see
+            return [self.conn.execute(sql, params).fetchall() for sql, params in statements]
 
     def _read(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
         with self._mutex:
