@@ -56,6 +56,7 @@ from engine.errors import (
     StorageError,
     WorkerError,
 )
+from engine.hash_sources import HashSource, ListChanges, RemoteMatch, SourceEntry
 from engine.intake_sources import (
     MEDIA_SCHEME,
     HandInResult,
@@ -492,6 +493,7 @@ __all__ = [
     # hooks and records
     "hookimpl", "Case", "Item", "StageResult", "StageContext", "STATES", "CLOSED_STATES",
     "DeliveryOutcome", "NoticeChannel",
+    "HashSource", "ListChanges", "RemoteMatch", "SourceEntry",
     "Clock", "MaybeAwaitable",
     # configuration
     "Config", "ConfigSchema", "Option", "positive", "non_negative", "one_of", "secret_from_env",

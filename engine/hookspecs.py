@@ -76,6 +76,8 @@ if TYPE_CHECKING:
         StageResult,
         Verdict,
     )
+    from engine.config import Config
+    from engine.hash_sources import HashSource
     from engine.store import Store
 
 hookspec = pluggy.HookspecMarker("ntd")
@@ -303,6 +305,26 @@ def ntd_host_addresses(host: str, ctx: StageContext) -> MaybeAwaitable[DnsFacts 
     :param ctx: the run's context.
     :returns: the DNS part of a resolution (``host``, ``ips``, ``cnames``, ``dns_outcome``,
         ``dns_source``), or ``None`` for "no opinion".
+    """
+
+
+@hookspec
+def ntd_hash_sources(config: Config) -> list[HashSource] | None:
+    """Offer hash sources: remote hash sets to sync, match-time lookups, file formats.
+
+    Called by the built-in match plugin when it needs its sources (``ntd hashlist sync NAME``,
+    ``ntd hashlist import --format``, the daemon's sync loop, the match stage's remote
+    lookups); all answers are collected, and two sources of one name are an error. A source
+    is an ``engine.api.HashSource``: its ``name`` is its section ``[hashsource.NAME]`` (declare
+    it in your ``ntd_config_schema``) and what it can do is said by ``can_sync`` (then ``async
+    sync(ctx, cursors)`` returns ``ListChanges``, applied as a diff so a second sync changes
+    only what changed), ``can_lookup`` (``async lookup(ctx, hashes)`` returns
+    ``RemoteMatch`` records) and ``formats`` (``read_file(format, path)``). Credentials come
+    from environment variables the section names; never log them or put them in errors
+    (``docs/hash-sources.md``). Must be synchronous (the sources' methods are coroutines).
+
+    :param config: the validated configuration (read your ``[hashsource.NAME]`` section).
+    :returns: the sources to add (configured or not: ``enabled`` says), or ``None``.
     """
 
 

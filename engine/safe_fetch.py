@@ -611,6 +611,17 @@ class SafeFetcher:
         connection dropped) rather than refused: the status is what the caller needs. Raises
         :class:`~engine.errors.FetchError` like :meth:`fetch`; ``timeout`` (default the
         policy's ``total_timeout``) covers DNS, connect, upload and the response."""
+        return await self.api_request("POST", url, body=body, headers=headers, timeout=timeout,
+                                      max_response_bytes=max_response_bytes)
+
+    async def api_request(self, method: str, url: str, *, body: bytes | None = None,
+                          headers: Mapping[str, str], timeout: float | None = None,
+                          max_response_bytes: int = 65_536) -> FetchResponse:
+        """One API call (``GET`` or ``POST`` with headers: an API's credential) under the rules
+        of :meth:`post`: one hop, no redirect followed, the answer cut at
+        ``max_response_bytes``. Hash sources use it for their APIs' ``GET`` endpoints."""
+        if method not in ("GET", "POST"):
+            raise ValueError(f"unsupported method {method!r}")
         session = self._ensure_session()
         loop = asyncio.get_running_loop()
         started = loop.time()
@@ -622,7 +633,7 @@ class SafeFetcher:
                     try:
                         async with asyncio.timeout(budget):
                             outcome = await self._hop(
-                                session, parsed, "POST", data=body, headers=headers,
+                                session, parsed, method, data=body, headers=headers,
                                 follow=False, cap=max_response_bytes)
                     except TimeoutError as exc:
                         raise FetchError(f"{url}: deadline of {budget:g}s exceeded",

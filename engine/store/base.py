@@ -20,6 +20,7 @@ from engine.store.dialect import Dialect
 from engine.store.roles import (
     CaseStore,
     HashListStore,
+    HashSourceStore,
     IccamStore,
     IntakeSourceStore,
     LookupStore,
@@ -53,8 +54,8 @@ class Transaction:
             self.conn.executemany(sql, rows)
 
 
-class Store(CaseStore, HashListStore, LookupStore, PrivacyStore, NoticeStore, UserStore,
-            StatsStore, IccamStore, IntakeSourceStore, ABC):
+class Store(CaseStore, HashListStore, HashSourceStore, LookupStore, PrivacyStore, NoticeStore,
+            UserStore, StatsStore, IccamStore, IntakeSourceStore, ABC):
     """The whole store: every role, plus schema, connections and raw transactions."""
 
     url: str

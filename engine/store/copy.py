@@ -51,6 +51,9 @@ TABLES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("iccam_outbox", ("id",)),
     ("iccam_errors", ("key",)),
     ("contact_approvals", ("address",)),
+    ("hashlist_hits", ("entry_id", "url_key")),
+    ("hashlist_holds", ("entry_id",)),
+    ("hashsource_state", ("list",)),
     ("intake_refs", ("source", "reference")),
 )
 # Not copied: the target's own migration history, and the old deployment's processes.

@@ -150,7 +150,8 @@ class HashListStore(ABC):
 
     @abstractmethod
     def hashlist_entries(self) -> Iterator[tuple[int, str, str, str, str]]:
-        """Every entry as ``(id, list, hash_type, hash, category)``, streamed."""
+        """Every enabled entry as ``(id, list, hash_type, hash, category)``, streamed
+        (entries switched off with ``set_hash_disabled`` are left out)."""
 
     @abstractmethod
     def add_hashlist_entries(self, name: str, entries: Iterable[tuple[str, str, str,
@@ -162,6 +163,53 @@ class HashListStore(ABC):
     @abstractmethod
     def hashlist_generation(self) -> int:
         """A counter that changes whenever any list changes."""
+
+
+class HashSourceStore(ABC):
+    """Hash-source syncs and match-quality controls (``engine.store.sql_hashsources``)."""
+
+    @abstractmethod
+    def sync_hashlist(self, name: str, *, source: str, trust: str, negative: bool = False,
+                      entries: Iterable[tuple[str, str, str, str, str | None]],
+                      removed: Iterable[str] = (), replace: bool = False,
+                      cursor: str | None = None, state_source: str | None = None,
+                      now: str) -> dict[str, int]:
+        """Apply a hash source's changes to a list as a diff keyed by the source's ids;
+        returns ``{"added", "updated", "removed", "unchanged"}``."""
+
+    @abstractmethod
+    def hashsource_states(self) -> list[dict[str, Any]]:
+        """Every synced list's state (source, cursor, last sync and its counts)."""
+
+    @abstractmethod
+    def set_hash_disabled(self, list_name: str, value: str, disabled: bool) -> int:
+        """Switch the entries of a list holding one hash off or on; returns how many."""
+
+    @abstractmethod
+    def disabled_count(self, list_name: str) -> int:
+        """How many entries of a list are switched off."""
+
+    @abstractmethod
+    def record_entry_hits(self, entry_ids: Iterable[int], url: str, *, now: str,
+                          since: str, limit: int) -> dict[int, int]:
+        """Record a URL's matches; return entries over ``limit`` distinct URLs since
+        ``since`` that are not held yet (``{entry id: count}``)."""
+
+    @abstractmethod
+    def hold_entries(self, counts: dict[int, int], *, now: str) -> int:
+        """Hold entries for review; returns how many were newly held."""
+
+    @abstractmethod
+    def held_entries(self) -> list[dict[str, Any]]:
+        """The held entries (metadata, never the hash)."""
+
+    @abstractmethod
+    def held_entry_ids(self) -> set[int]:
+        """Ids of the held entries."""
+
+    @abstractmethod
+    def release_entry(self, entry_id: int) -> bool:
+        """Release a held entry; False if it was not held."""
 
 
 class LookupStore(ABC):

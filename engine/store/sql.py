@@ -34,6 +34,7 @@ from engine.ids import new_id, new_ids
 from engine.models import CLOSED_STATES, Case, Event, Item
 from engine.store.base import Store, Transaction
 from engine.store.records import Commit, IntakeOutcome, IntakeRow
+from engine.store.sql_hashsources import SQLHashSourceMixin
 from engine.store.sql_iccam import SQLIccamMixin
 from engine.store.sql_intake import SQLIntakeMixin
 from engine.store.sql_notices import SQLNoticeMixin
@@ -99,7 +100,8 @@ def _data_dict(rows: Iterable[Any]) -> dict[str, Any]:
     return {r["key"]: json.loads(r["value"]) for r in rows}
 
 
-class SQLStore(SQLNoticeMixin, SQLStatsMixin, SQLUsersMixin, SQLIccamMixin, SQLIntakeMixin,
+class SQLStore(SQLNoticeMixin, SQLStatsMixin, SQLUsersMixin, SQLIccamMixin, SQLHashSourceMixin,
+               SQLIntakeMixin,
                Store):
     """Everything both SQL backends share; subclasses add connections and their dialect."""
 
@@ -592,7 +594,7 @@ class SQLStore(SQLNoticeMixin, SQLStatsMixin, SQLUsersMixin, SQLIccamMixin, SQLI
 
     def hashlist_entries(self) -> Iterator[tuple[int, str, str, str, str]]:
         for r in self._stream("SELECT id, list, hash_type, hash, category FROM hashlist_entries"
-                              " ORDER BY id"):
+                              " WHERE disabled = 0 ORDER BY id"):
             yield (r[0], r[1], r[2], r[3], r[4])
 
     def hashlist_generation(self) -> int:

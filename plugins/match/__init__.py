@@ -1,8 +1,9 @@
-"""Match stage (entry point hashmatch): the hook implementations; the logic is in matcher.
-"""
+"""Match stage (entry point hashmatch): the hook implementations; the logic is in ``matcher``,
+``stage`` (one case, the flood guard) and ``sources`` (hash sources: syncs, lookups, daemon)."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from engine import hookimpl
@@ -16,7 +17,9 @@ from engine.media.signals import (
     perceptually_hashed,
 )
 from engine.models import StageResult
-from plugins.match.matcher import VPDQ_INDEX_MATCH, VPDQ_QUERY_MATCH, current_matcher, percent
+from plugins.match.matcher import VPDQ_INDEX_MATCH, VPDQ_QUERY_MATCH, percent
+from plugins.match.sources import close_sources, scheduled, sync_loop
+from plugins.match.stage import match_case
 
 
 @hookimpl
@@ -43,6 +46,10 @@ def ntd_config_schema() -> dict[str, dict[str, Option]]:
     options["vpdq_index_match"] = Option(
         type=float, default=VPDQ_INDEX_MATCH, check=percent,
         help="share (%) of a listed video's frames that must be found in the fetched one")
+    options["flood_guard_per_hour"] = Option(
+        type=int, default=100, check=non_negative,
+        help="hold a list entry for review once it matches more than this many distinct "
+             "URLs within an hour (0: off)")
     options["reload_check_seconds"] = Option(
         type=float, default=0.0, check=non_negative,
         help="how often to check for changed lists (0: per case)")
@@ -51,12 +58,7 @@ def ntd_config_schema() -> dict[str, dict[str, Option]]:
 
 @hookimpl
 async def ntd_match(case: Case, ctx: StageContext) -> StageResult:
-    matcher = await current_matcher(ctx)
-    state, items, detail = matcher.decide(case.items, case.data.get("mirror_hashes"))
-    action = {"confirmed": "matched", "dismissed": "suppressed",
-              "awaiting_assessment": "needs_assessment"}[state]
-    return StageResult(state=state, action=action, items=items, detail=detail,
-                       data={"match": detail} if state == "confirmed" else {})
+    return await match_case(case, ctx)
 
 
 @hookimpl
@@ -79,6 +81,19 @@ def ntd_verdict_recorded(case: Case, verdict: str, category: str | None, learn: 
     else:
         store.add_hashlist_entries("analyst-benign", entries, now=now, trust="auto",
                                    negative=True, source="analyst verdicts")
+
+
+@hookimpl
+def ntd_service(ctx: Any, stop: asyncio.Event) -> Any:
+    """``ntd run --daemon``: sync the hash sources that have a schedule."""
+    if not getattr(ctx, "daemon", False) or not scheduled(ctx):
+        return None
+    return sync_loop(ctx, stop)
+
+
+@hookimpl
+async def ntd_shutdown(ctx: Any) -> None:
+    await close_sources(ctx)
 
 
 @hookimpl

@@ -5,9 +5,12 @@ Hash lists are confidential: ``hashlist ls`` shows metadata and counts, never en
 
 from __future__ import annotations
 
+import asyncio
 import csv
+import getpass
 import io
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +20,7 @@ from engine.errors import HashlistError, InputError
 from engine.media.hashlist_format import FIELDS, parse_hashlist
 from engine.media.items import HASH_KEYS
 from engine.media.signals import HASH_TYPES, PERCEPTUAL_NAMES
+from plugins.match.sources import apply_changes, close_sources, format_source, sync_source
 
 
 def _emit(value: Any) -> None:
@@ -132,20 +136,37 @@ def register(cli: click.Group) -> None:
 
     @hashlist.command("import")
     @click.argument("file", type=click.Path(dir_okay=False))
-    @click.option("--name", required=True, help="List name.")
-    @click.option("--trust", type=click.Choice(["auto", "review"]), default="review",
-                  show_default=True, help="auto: a match confirms a case; review: flags it.")
+    @click.option("--name", default=None,
+                  help="List name (required for CSV/NDJSON; a --format source has a default).")
+    @click.option("--format", "fmt", default="auto", show_default=True,
+                  help="auto (ntd CSV or NDJSON), or a hash source's format: ncmec-xml, "
+                       "vic-json.")
+    @click.option("--trust", type=click.Choice(["auto", "review"]), default=None,
+                  help="auto: a match confirms a case; review: flags it (default: review, "
+                       "or the [hashsource.NAME] trust of a --format source).")
     @click.option("--negative", is_flag=True, help="Known-benign hashes that suppress matches.")
     @click.option("--source", default=None, help="Where the list comes from.")
     @click.option("--threshold", "thresholds", multiple=True, metavar="TYPE=N",
                   help="Per-type Hamming radius, e.g. phash=6 (repeatable).")
     @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
     @click.pass_context
-    def hashlist_import(ctx: click.Context, file: str, name: str, trust: str, negative: bool,
-                        source: str | None, thresholds: tuple[str, ...], as_json: bool) -> None:
-        """Import FILE (CSV or NDJSON) as list NAME, replacing a list of that name."""
+    def hashlist_import(ctx: click.Context, file: str, name: str | None, fmt: str,
+                        trust: str | None, negative: bool, source: str | None,
+                        thresholds: tuple[str, ...], as_json: bool) -> None:
+        """Import FILE (CSV or NDJSON) as list NAME, replacing a list of that name.
+
+        With --format ncmec-xml or vic-json the file is applied as a diff keyed by its own
+        entry ids: importing it again changes nothing."""
         # deferred: keeps `ntd` start-up fast (loaded when the command runs)
         from engine.media.hashlist_format import parse_hashlist
+
+        if fmt != "auto":
+            _import_format(_obj(ctx).runtime(), file, fmt, name=name, trust=trust,
+                           negative=negative, as_json=as_json)
+            return
+        if not name:
+            raise InputError("--name is required for a CSV or NDJSON list")
+        trust = trust or "review"
 
         limits: dict[str, int] = {}
         for spec in thresholds:
@@ -190,3 +211,125 @@ def register(cli: click.Group) -> None:
         if not _obj(ctx).runtime().store.remove_hashlist(name):
             raise InputError(f"no hash list {name!r}")
         click.echo(f"removed list {name!r}")
+
+    @hashlist.command("sync")
+    @click.argument("name")
+    @click.option("--full", is_flag=True,
+                  help="Read the whole source again (drops what is gone there).")
+    @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+    @click.pass_context
+    def hashlist_sync(ctx: click.Context, name: str, full: bool, as_json: bool) -> None:
+        """Sync the lists of hash source NAME ([hashsource.NAME]): only what changed."""
+        report = asyncio.run(_sync(_obj(ctx).runtime(), name, full))
+        if as_json:
+            _emit(report)
+            return
+        for row in report["lists"]:
+            click.echo(f"{row['list']}: {row['transferred']} transferred, {row['added']} added,"
+                       f" {row['updated']} updated, {row['removed']} removed,"
+                       f" {row['unchanged']} unchanged")
+            for note in row["notes"]:
+                click.echo(f"  {note}")
+        click.echo(f"{report['requests']} request(s) to {name}")
+
+    def _switch(ctx: click.Context, list_name: str, value: str, disabled: bool,
+                admin: str | None) -> None:
+        rt = _obj(ctx).runtime()
+        if not any(r["name"] == list_name for r in rt.store.hashlists()):
+            raise InputError(f"no hash list {list_name!r}")
+        changed = rt.store.set_hash_disabled(list_name, value.strip(), disabled)
+        verb = "disabled" if disabled else "enabled"
+        if not changed:
+            raise InputError(f"list {list_name!r} has no {'enabled' if disabled else 'disabled'}"
+                             " entry with that hash")
+        who = f"admin:{admin or getpass.getuser()}"
+        # The audit names the list and the count, never the hash (entries are confidential).
+        rt.store.audit(actor=who, action=f"hash_{verb}", obj=list_name,
+                       now=rt.clock.now_text(), detail={"entries": changed})
+        click.echo(f"{verb} {changed} entr{'y' if changed == 1 else 'ies'} of list "
+                   f"{list_name!r}")
+
+    @hashlist.command("disable")
+    @click.argument("list_name", metavar="LIST")
+    @click.argument("value", metavar="HASH")
+    @click.option("--admin", default=None, help="Who (default: your login name).")
+    @click.pass_context
+    def hashlist_disable(ctx: click.Context, list_name: str, value: str,
+                         admin: str | None) -> None:
+        """Stop entry HASH of LIST from matching (it stays in the list; a re-sync keeps it
+        off)."""
+        _switch(ctx, list_name, value, True, admin)
+
+    @hashlist.command("enable")
+    @click.argument("list_name", metavar="LIST")
+    @click.argument("value", metavar="HASH")
+    @click.option("--admin", default=None, help="Who (default: your login name).")
+    @click.pass_context
+    def hashlist_enable(ctx: click.Context, list_name: str, value: str,
+                        admin: str | None) -> None:
+        """Let a disabled entry HASH of LIST match again."""
+        _switch(ctx, list_name, value, False, admin)
+
+    @hashlist.command("held")
+    @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+    @click.pass_context
+    def hashlist_held(ctx: click.Context, as_json: bool) -> None:
+        """List the entries the flood guard holds for review (no hashes shown)."""
+        rows = _obj(ctx).runtime().store.held_entries()
+        if as_json:
+            _emit(rows)
+            return
+        for r in rows:
+            click.echo(f"#{r['entry_id']:<8} {r['list']:<20} {r['hash_type']:<7} "
+                       f"{r['category']:<12} {r['urls']:>6} URLs/h  held {r['held_at']}")
+        if not rows:
+            click.echo("no held entries")
+
+    @hashlist.command("release")
+    @click.argument("entry_id", type=int)
+    @click.option("--admin", default=None, help="Who (default: your login name).")
+    @click.pass_context
+    def hashlist_release(ctx: click.Context, entry_id: int, admin: str | None) -> None:
+        """Release held entry ENTRY_ID: its matches confirm again. To keep it from matching,
+        disable it instead (ntd hashlist disable)."""
+        rt = _obj(ctx).runtime()
+        if not rt.store.release_entry(entry_id):
+            raise InputError(f"entry #{entry_id} is not held")
+        rt.store.audit(actor=f"admin:{admin or getpass.getuser()}", action="hash_released",
+                       obj=f"entry:{entry_id}", now=rt.clock.now_text())
+        click.echo(f"released entry #{entry_id}")
+
+
+async def _sync(rt: Any, name: str, full: bool) -> dict[str, Any]:
+    ctx = rt.context()
+    try:
+        return await sync_source(ctx, name, full=full)
+    except HashlistError as exc:
+        raise InputError(exc.message) from exc
+    finally:
+        await close_sources(ctx)
+        await ctx.aclose()
+
+
+async def _apply_file(rt: Any, file: str, fmt: str, name: str | None, trust: str | None,
+                      negative: bool) -> dict[str, Any]:
+    ctx = rt.context()
+    try:
+        changes = format_source(ctx, fmt).read_file(fmt, file)
+        changes = replace(changes, trust=trust or changes.trust, negative=negative)
+        return await apply_changes(ctx, changes, name=name)
+    finally:
+        await ctx.aclose()
+
+
+def _import_format(rt: Any, file: str, fmt: str, *, name: str | None, trust: str | None,
+                   negative: bool, as_json: bool) -> None:
+    report = asyncio.run(_apply_file(rt, file, fmt, name, trust, negative))
+    if as_json:
+        _emit(report)
+        return
+    click.echo(f"list {report['list']!r} from {fmt}: {report['added']} added, "
+               f"{report['updated']} updated, {report['removed']} removed, "
+               f"{report['unchanged']} unchanged")
+    for note in report["notes"]:
+        click.echo(f"  {note}")

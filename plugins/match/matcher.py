@@ -74,6 +74,7 @@ class Matcher:
     entry_frames: dict[int, int] = field(default_factory=dict)
     vpdq_query_match: float = VPDQ_QUERY_MATCH
     vpdq_index_match: float = VPDQ_INDEX_MATCH
+    held: set[int] = field(default_factory=set)  # entries the flood guard holds for review
 
     @classmethod
     def build(cls, store: Any, *, default_radius: dict[str, int] | None = None,
@@ -89,6 +90,7 @@ class Matcher:
         if default_radius:
             m.default_radius.update(default_radius)
         m.generation = store.hashlist_generation()
+        m.held = store.held_entry_ids()
         for meta in store.hashlists():
             m.lists[meta["name"]] = _ListMeta(meta["name"], meta["trust"], meta["negative"],
                                               dict(meta["thresholds"]))
@@ -176,10 +178,10 @@ class Matcher:
         return self._match(hashes, mirror)[0]
 
     def _match(self, hashes: dict[str, Any], mirror: dict[str, str] | None = None,
-               ) -> tuple[list[dict[str, Any]], set[tuple[str, str]]]:
-        """Match records, and the (list, hash type) pairs whose best hit came through the
+               ) -> tuple[list[dict[str, Any]], set[tuple[str, str]], dict[tuple[str, str], int]]:
+        """Match records, the (list, hash type) pairs whose best hit came through the
         hash of the left-right mirror image (``mirror``: ``{"pdq": ..}``; negative lists are
-        not searched with it)."""
+        not searched with it), and the entry id of each pair's best hit."""
         # (entry id, hash type, distance, mirrored)
         hits: list[tuple[int, str, int, bool]] = []
         for hash_type in CRYPTO_NAMES:
@@ -212,6 +214,7 @@ class Matcher:
                     if distance <= self.radius(hash_type, list_name):
                         hits.append((entry_id, hash_type, distance, mirrored))
         best: dict[tuple[str, str], dict[str, Any]] = {}
+        entry_of: dict[tuple[str, str], int] = {}
         via_mirror: set[tuple[str, str]] = set()
         for entry_id, hash_type, distance, mirrored in hits:
             list_name, category = self.entry_list[entry_id]
@@ -220,33 +223,49 @@ class Matcher:
             if key not in best or distance < best[key]["distance"]:
                 best[key] = {"list": list_name, "hash_type": hash_type, "distance": distance,
                              "category": category, "negative": meta.negative}
+                entry_of[key] = entry_id
                 if mirrored:
                     via_mirror.add(key)
                 else:
                     via_mirror.discard(key)
         records = sorted(best.values(), key=lambda m: (m["negative"], m["distance"], m["list"]))
-        return records, via_mirror
+        return records, via_mirror, entry_of
 
     def decide(self, items: Iterable[Item], mirrors: dict[str, dict[str, str]] | None = None,
+               remote: dict[str, list[Any]] | None = None,
                ) -> tuple[str, list[Item], dict[str, Any]]:
         """Match every item; return (state, items with matches, event detail).
 
         ``mirrors``: an item's SHA-256 -> the perceptual hashes of its mirror image. A
         confirmation found through them is marked ``"mirrored": true`` in the event detail (the
-        match records keep their contract fields)."""
+        match records keep their contract fields). ``remote``: an item's URL -> the
+        ``RemoteMatch`` answers of match-time lookup sources, taken like matches on lists of
+        their ``trust``. A match on an entry the flood guard holds (``held``) goes to review;
+        the detail's ``confirming_entries`` lists the entry ids that confirmed (for the flood
+        guard; the stage drops it from the event)."""
         items = list(items)
         out: list[Item] = []
         confirming: list[dict[str, Any]] = []
-        hashed = suppressed = 0
+        hashed = suppressed = held = 0
         review: list[dict[str, Any]] = []
         low_quality: list[dict[str, Any]] = []
+        entries: set[int] = set()
         for item in items:
             if not item.hashes:
                 out.append(item)
                 continue
             low_quality += self._below_quality(item)
             mirror = (mirrors or {}).get(str(item.hashes.get("sha256")))
-            matches, via_mirror = self._match(item.hashes, mirror)
+            matches, via_mirror, entry_of = self._match(item.hashes, mirror)
+            trust = {m["list"]: self.lists[m["list"]].trust for m in matches}
+            for answer in (remote or {}).get(item.url, ()):
+                if any(m["list"] == answer["list"] and m["hash_type"] == answer["hash_type"]
+                       for m in matches):
+                    continue
+                matches.append({"list": answer["list"], "hash_type": answer["hash_type"],
+                                "distance": answer["distance"], "category": answer["category"],
+                                "negative": False})
+                trust[answer["list"]] = answer["trust"]
             out.append(replace(item, matches=matches))
             if not perceptually_hashed(item.hashes) and item.kind == "url" and not matches:
                 continue  # a page's own bytes: nothing for the analyst to assess by hash
@@ -255,10 +274,15 @@ class Matcher:
                 suppressed += 1
                 continue
             for m in matches:
-                hit = {**m, "item": item.url,
-                       "mirrored": (m["list"], m["hash_type"]) in via_mirror}
-                if self.lists[m["list"]].trust == "auto":
+                key = (m["list"], m["hash_type"])
+                hit = {**m, "item": item.url, "mirrored": key in via_mirror}
+                if key in entry_of and entry_of[key] in self.held:
+                    held += 1
+                    review.append(hit)
+                elif trust[m["list"]] == "auto":
                     confirming.append(hit)
+                    if key in entry_of:
+                        entries.add(entry_of[key])
                 else:
                     review.append(hit)
         # The case says which hashes were kept but not matched for their low quality.
@@ -267,7 +291,8 @@ class Matcher:
             best = min(confirming, key=lambda m: m["distance"])
             detail = {"list": best["list"], "category": best["category"],
                       "hash_type": best["hash_type"], "distance": best["distance"],
-                      "matched_items": len({m["item"] for m in confirming}), **quality_note}
+                      "matched_items": len({m["item"] for m in confirming}),
+                      "confirming_entries": sorted(entries), **quality_note}
             if best["mirrored"]:
                 detail["mirrored"] = True  # the listed image, flipped left-right
             if best["hash_type"] == VPDQ.name:  # the shares of frames found, both ways
@@ -276,8 +301,11 @@ class Matcher:
         if hashed and suppressed == hashed:
             return "dismissed", out, {"reason": "all media known benign (negative list)",
                                       "suppressed_items": suppressed, **quality_note}
-        return "awaiting_assessment", out, {"review_matches": len(review),
-                                            "suppressed_items": suppressed, **quality_note}
+        detail = {"review_matches": len(review), "suppressed_items": suppressed,
+                  **quality_note}
+        if held:
+            detail["held_matches"] = held  # matches on entries the flood guard holds
+        return "awaiting_assessment", out, detail
 
     def _below_quality(self, item: Item) -> list[dict[str, Any]]:
         """The item's perceptual hashes that are kept but not looked up (quality too low)."""
@@ -291,7 +319,6 @@ class Matcher:
                 out.append({"item": item.url, "hash_type": kind.name, "quality": quality,
                             "min_quality": floor})
         return out
-
 
     def _video_detail(self, items: list[Item], best: dict[str, Any]) -> dict[str, Any]:
         """The shares of frames found both ways (``query_match``, ``index_match``, in %) of
