@@ -38,6 +38,7 @@ from engine.store.sql_notices import SQLNoticeMixin
 from engine.store.sql_stats import SQLStatsMixin
 from engine.store.sql_users import SQLUsersMixin
 from engine.store.sql_util import ROWS_PER_STATEMENT, chunks, dumps, insert_rows
+from engine.store.sql_workbench import SQLWorkbenchMixin
 
 T = TypeVar("T")
 
@@ -82,7 +83,8 @@ def claim_candidates_sql(states: Sequence[str], now: str, limit: int) -> tuple[s
     return " UNION ALL ".join(parts), params
 
 
-class SQLStore(SQLNoticeMixin, SQLStatsMixin, SQLUsersMixin, SQLIccamMixin, Store):
+class SQLStore(SQLNoticeMixin, SQLStatsMixin, SQLUsersMixin, SQLIccamMixin, SQLWorkbenchMixin,
+               Store):
     """Everything both SQL backends share; subclasses add connections and their dialect."""
 
     # -- backend primitives --------------------------------------------------------------------

@@ -16,6 +16,7 @@ from starlette.staticfiles import StaticFiles
 import engine.web.api as api
 import engine.web.console as console
 import engine.web.form as form
+import engine.web.workbench_web as workbench_web
 from engine.web.deps import (
     HERE,
     WebSettings,
@@ -65,7 +66,7 @@ async def _server_error(request: Request, exc: Exception) -> Response:
 def create_app(runtime: Any, settings: WebSettings | None = None) -> Starlette:
     """The ASGI app on an opened ``Runtime`` (its store must have migration 7)."""
     settings = settings or WebSettings()
-    routes = [*form.routes(), *api.routes(), *console.routes(),
+    routes = [*form.routes(), *workbench_web.routes(), *api.routes(), *console.routes(),
               Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")]
     app = Starlette(
         routes=routes,

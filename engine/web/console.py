@@ -1,9 +1,10 @@
-"""The analyst console (``/console``): server-rendered pages, no JavaScript.
+"""The analyst console (``/console``): server-rendered pages.
 
-Pages: sign-in, assessment queue (verdict buttons), cases, case detail (trail, routes, items),
-notices (failures, retry), statistics (PNG charts), batch upload, audit log (admins). Media is
-never displayed and URLs are never links: analysts see hashes, matches and metadata only, and
-view material in their secured tooling. Every state-changing form carries a CSRF token.
+Pages: sign-in, cases, case detail (resolution, routes, monitoring, notices, items, trail and
+actions), notices (failures, retry), statistics (PNG charts), batch upload, audit log (admins).
+The assessment queue (a grid of blurred previews with keyboard triage, the console's only
+script) is in ``engine.web.workbench_web``. Media is shown only through the safe viewer and
+URLs are never links. Every state-changing form carries a CSRF token.
 """
 
 from __future__ import annotations
@@ -231,15 +232,6 @@ async def home(request: Request, user: User) -> Response:
 
 
 # -- cases ---------------------------------------------------------------------------------------
-@page("analyst", "admin")
-async def queue_page(request: Request, user: User) -> Response:
-    """GET /console/queue: cases awaiting assessment with verdict buttons."""
-    rows = await run_sync(state(request).store.list_cases, state="awaiting_assessment",
-                          limit=200)
-    return render(request, "queue.html", user, cases=rows, categories=CATEGORIES,
-                  done=request.query_params.get("done"))
-
-
 @page()
 async def cases_page(request: Request, user: User) -> Response:
     """GET /console/cases?state=."""
@@ -270,7 +262,8 @@ async def verdict_submit(request: Request, user: User) -> Response:
     case_id = request.path_params["case_id"]
     await run_sync(services.record_verdict, state(request).rt, user, case_id,
                    verdict=fields.get("verdict"), category=fields.get("category") or None,
-                   note=fields.get("note") or None, learn=fields.get("learn") == "on")
+                   note=fields.get("note") or None, learn=fields.get("learn") == "on",
+                   classification=services.classification_from_form(fields))
     back = fields.get("back", "")
     if back == "queue":
         return _redirect(f"{PREFIX}/queue?done={quote(case_id)}")
@@ -373,7 +366,11 @@ async def batch_submit(request: Request, user: User) -> Response:
                                 clock=st.rt.clock)
     except StorageError as exc:
         raise Problem("storage-unavailable", "the store could not save the batch") from exc
-    return render(request, "batch.html", user, result=result.to_dict(), text="")
+    summary = result.to_dict()
+    await run_sync(st.store.audit, actor=user.actor, action="upload",
+                   obj=f"batch:{summary.get('batch', '')}", now=st.now(),
+                   detail={k: summary[k] for k in ("accepted", "duplicates") if k in summary})
+    return render(request, "batch.html", user, result=summary, text="")
 
 
 @page("admin")
@@ -390,7 +387,6 @@ def routes() -> list[Route]:
         Route(f"{PREFIX}/login", login_page, methods=["GET"]),
         Route(f"{PREFIX}/login", login_submit, methods=["POST"]),
         Route(f"{PREFIX}/logout", logout, methods=["POST"]),
-        Route(f"{PREFIX}/queue", queue_page, methods=["GET"]),
         Route(f"{PREFIX}/cases", cases_page, methods=["GET"]),
         Route(f"{PREFIX}/cases/{{case_id}}", case_page, methods=["GET"]),
         Route(f"{PREFIX}/cases/{{case_id}}/verdict", verdict_submit, methods=["POST"]),
