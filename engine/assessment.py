@@ -8,8 +8,10 @@ console, so all record the same trail, the same ``assessment`` field and call th
   default) and a hotline's own questions (``[assessment.questions]``), stored with the verdict;
 * **bulk** verdicts (:func:`record_verdicts`): one transaction, a trail event per case, skipped
   cases listed with the reason;
-* **learning** that empties the queue: a verdict with ``learn`` (or a ``hashlist import``)
-  sends every waiting case back to the match stage (:func:`rematch_waiting`);
+* **learning** that empties the queue: a verdict with ``learn`` checks every waiting case
+  against what was learned and sends those that may now match back to the match stage
+  (:func:`rematch_after_learning`); a ``hashlist import`` sends every waiting case
+  (:func:`rematch_waiting`);
 * **undo** within ``[assessment] undo_minutes`` while no notice has been queued;
 * **four eyes** (``[assessment] verify``): a verdict waits for a second analyst (never the
   same account); a disagreement puts the case on the ``disputed`` list for an admin.
@@ -24,6 +26,7 @@ from typing import Any
 from engine import clock as clocks
 from engine.config import Option, non_negative, positive
 from engine.errors import InputError
+from engine.media.signals import PERCEPTUAL_TYPES
 from engine.plugin_manager import call_all_sync
 
 VERDICTS = ("illegal", "not_illegal", "ignore")
@@ -262,8 +265,10 @@ def record_verdicts(rt: Any, case_ids: list[str], *, verdict: str, actor: str,
                           verdict=verdict, category=category, learn=learn, actor=actor,
                           store=rt.store, now=now)
     rematched = 0
-    if learn and recorded > len(pending_ids) + len(disputed_ids):
-        rematched = rematch_waiting(rt, actor=actor, reason="learned")
+    learned = [m["case_id"] for m, why in zip(moves, outcome, strict=True)
+               if why is None and kinds[m["case_id"]] == "final"]
+    if learn and learned:
+        rematched = rematch_after_learning(rt, [befores[c] for c in learned], actor=actor)
     return {"recorded": recorded, "skipped": skipped, "pending": pending_ids,
             "disputed": disputed_ids, "rematched": rematched}
 
@@ -273,6 +278,44 @@ def rematch_waiting(rt: Any, *, actor: str, reason: str) -> int:
     copies of what was just learned leave the queue without a human looking at them — at once
     in a running ``ntd run``, otherwise at the next run. Returns how many were sent."""
     return int(rt.store.rematch_waiting(now=rt.clock.now_text(), actor=actor, reason=reason))
+
+
+def rematch_after_learning(rt: Any, learned: list[Any], *, actor: str) -> int:
+    """After a verdict with ``learn``: every waiting case is checked against what was just
+    learned (the items' SHA-256, and PDQ/pHash within twice the match radius), and those that
+    may now match go back to the match stage, which decides as always. The others would match
+    nothing new, so they stay where the analyst sees them."""
+    sha = set()
+    perceptual: dict[str, list[int]] = {"pdq": [], "phash": []}
+    for case in learned:
+        for item in case.items:
+            if item.hashes.get("sha256"):
+                sha.add(item.hashes["sha256"])
+            for kind, values in perceptual.items():
+                if item.hashes.get(kind):
+                    values.append(int(item.hashes[kind], 16))
+    radius = {t.name: 2 * int(rt.config.get("match", f"{t.name}_radius", t.default_radius))
+              for t in PERCEPTUAL_TYPES if t.name in perceptual}
+    learned_ids = {c.id for c in learned}
+    candidates = []
+    for row in rt.store.waiting_signals():
+        if row["case"] in learned_ids:
+            continue
+        near = row["sha256"] in sha
+        for kind, values in perceptual.items():
+            if near or not row.get(kind) or not values:
+                continue
+            try:
+                value = int(row[kind], 16)
+            except ValueError:
+                continue
+            near = any((value ^ v).bit_count() <= radius[kind] for v in values)
+        if near:
+            candidates.append(row["case"])
+    if not candidates:
+        return 0
+    return int(rt.store.rematch_waiting(now=rt.clock.now_text(), actor=actor,
+                                        reason="learned", only=candidates))
 
 
 # -- undo ----------------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from argon2 import PasswordHasher
 from PIL import Image
 
 from engine.intake import submit_files
-from engine.lab.images import jpeg_bytes, make_image
+from engine.lab.images import jpeg_bytes, jpeg_q40, make_image
 from engine.lab.webserver import LabWebServer
 from engine.media.hashing import hash_media
 from engine.media.preview import render_preview
@@ -99,6 +99,8 @@ async def bench(tmp_path: Path) -> AsyncIterator[Bench]:
     server = LabWebServer({})
     for i in range(1, 6):
         server.set(HOST, f"/img/{i}.jpg", (jpeg_bytes(make_image(i, (1024, 768))), "image/jpeg"))
+    # a near-identical copy of image 1: other bytes, the same picture
+    server.set(HOST, "/img/1-q40.jpg", (jpeg_q40(make_image(1, (1024, 768))), "image/jpeg"))
     await server.start()
     b = Bench(tmp_path, server)
     yield b
@@ -223,10 +225,14 @@ async def _look_and_search(bench: Bench, tmp_path: Path, log: Path) -> None:
 async def test_groups_bulk_verdict_learning_and_undo(bench: Bench) -> None:
     copies = [f"/img/1.jpg?copy={i}" for i in range(4)]
     ids = await bench.cases(*copies, "/img/2.jpg", "/img/3.jpg")
-    assert all(bench.state(i) == "awaiting_assessment" for i in ids)
+    [near] = await bench.cases("/img/1-q40.jpg")
+    assert all(bench.state(i) == "awaiting_assessment" for i in [*ids, near])
+    r = await bench.client.get("/api/queue?group=pdq", headers=bench.auth("alice"))
+    assert r.json()["total_groups"] == 3 and r.json()["groups"][0]["count"] == 5
+    assert r.json()["groups"][0]["key"].startswith("pdq:")
     r = await bench.client.get("/api/queue?group=sha256", headers=bench.auth("alice"))
     body = r.json()
-    assert body["total_cases"] == 6 and body["total_groups"] == 3
+    assert body["total_cases"] == 7 and body["total_groups"] == 4
     big = body["groups"][0]
     assert big["kind"] == "sha256" and big["count"] == 4 and set(big["cases"]) == set(ids[:4])
     assert big["key"] == "sha256:" + hash_media(jpeg_bytes(make_image(1, (1024, 768))))["sha256"]
@@ -251,10 +257,12 @@ async def test_groups_bulk_verdict_learning_and_undo(bench: Bench) -> None:
     case = bench.rt.store.get_case(ids[0])
     assert case["assessment"]["classification"] == CLASSIFICATION
     assert [e["action"] for e in case["events"]][-1] == "verdict"
-    # Learning re-matched the rest of the queue; a new copy never reaches it.
-    assert bench.state(ids[4]) == "fetched"
+    # Learning checked the rest of the queue: the near copy goes to be matched again (and is
+    # confirmed by what was learned), the others stay; a new copy never reaches the queue.
+    assert r.json()["rematched"] == 1
+    assert bench.state(near) == "fetched" and bench.state(ids[4]) == "awaiting_assessment"
     [late] = await bench.cases("/img/1.jpg?copy=late")
-    assert bench.state(late) == "confirmed" and bench.state(ids[4]) == "awaiting_assessment"
+    assert bench.state(late) == "confirmed" and bench.state(near) == "confirmed"
     # Skipped: not waiting any more.
     r = await bench.client.post("/api/verdicts", headers=bench.auth("alice"), json={
         "cases": [ids[0], ids[4]], "verdict": "not_illegal"})

@@ -63,7 +63,7 @@ class SQLWorkbenchMixin:
             "  AND v.key = 'pending_verdict') AS pending,"
             " (SELECT v.value FROM case_data v WHERE v.case_id = c.id"
             "  AND v.key = 'disputed') AS disputed"
-            " FROM cases c JOIN items i ON i.case_id = c.id WHERE c.state = ?"
+            " FROM cases c LEFT JOIN items i ON i.case_id = c.id WHERE c.state = ?"
             " ORDER BY c.created_at, c.id, i.id", (WAITING,))
         out: list[dict[str, Any]] = []
         index = 0
@@ -71,7 +71,7 @@ class SQLWorkbenchMixin:
         for r in rows:
             index = index + 1 if r["case_id"] == last else 0
             last = r["case_id"]
-            matches = r["matches"]
+            matches = r["matches"]  # (None for a case without items: LEFT JOIN)
             out.append({
                 "case": r["case_id"], "created_at": r["created_at"],
                 "updated_at": r["updated_at"], "item": index, "kind": r["kind"],
@@ -124,14 +124,18 @@ class SQLWorkbenchMixin:
                 raise InputError("another open case now holds this URL") from exc
             raise
 
-    def rematch_waiting(self, *, now: str, actor: str, reason: str) -> int:
-        """Every waiting case without a verdict under second opinion goes back to the match
-        stage (state ``fetched``, an event each): a running ``ntd run`` re-matches them at
-        once against the lists as they are now, otherwise the next run does."""
+    def rematch_waiting(self, *, now: str, actor: str, reason: str,
+                        only: Sequence[str] | None = None) -> int:
+        """Waiting cases (all, or those in ``only``) without a verdict under second opinion go
+        back to the match stage (state ``fetched``, an event each): a running ``ntd run``
+        re-matches them at once against the lists as they are now, otherwise the next run."""
         ids = [r["id"] for r in self._read(
             "SELECT id FROM cases c WHERE state = ? AND NOT EXISTS (SELECT 1 FROM case_data v"
             " WHERE v.case_id = c.id AND v.key IN ('pending_verdict', 'disputed')"
             " AND v.value <> 'null')", (WAITING,))]
+        if only is not None:
+            wanted = set(only)
+            ids = [i for i in ids if i in wanted]
         if not ids:
             return 0
         detail = dumps({"reason": reason})

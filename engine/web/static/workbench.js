@@ -75,8 +75,10 @@
     var els = targets();
     if (!els.length || busy) { return; }
     var ids = casesOf(els);
+    var first = tiles().indexOf(els[0]);
+    var learn = document.getElementById("learn");
     var fields = { verdict: verdict, cases: ids.join(","),
-                   learn: document.getElementById("learn") && document.getElementById("learn").checked ? "1" : "0" };
+                   learn: verdict !== "ignore" && learn && learn.checked ? "1" : "0" };
     if (classification) {
       Object.keys(classification).forEach(function (k) { fields[k] = classification[k]; });
       document.querySelectorAll(".question").forEach(function (q) { if (q.value) { fields[q.name] = q.value; } });
@@ -93,8 +95,13 @@
           (res.body.skipped.length ? "; skipped " + res.body.skipped.length : "") +
           (res.body.pending.length ? "; " + res.body.pending.length + " await a second opinion" : "") +
           ". Press u to undo.");
-      if (!tiles().length) { window.location.search = window.location.search.replace(/([?&])page=\d+/, "$1page=1"); return; }
-      setFocus(Math.min(focus, tiles().length - 1));
+      if (!tiles().length) {
+        var next = new URL(window.location.href);
+        next.searchParams.delete("done"); next.searchParams.delete("page");
+        window.location.href = next.toString();
+        return;
+      }
+      setFocus(Math.min(first, tiles().length - 1));
     }, function () { busy = false; say("Not recorded: the server did not answer."); });
   }
 
@@ -163,6 +170,7 @@
     var el = tiles()[focus];
     if (!el) { return; }
     var img = el.querySelector("img");
+    if (!img) { return; }
     if (on && !revealed) {
       revealed = { img: img, src: img.getAttribute("src") };
       img.setAttribute("src", revealed.src + "&blur=0&grey=0");
