@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -16,8 +17,11 @@ import httpx
 import numpy as np
 import pytest
 from argon2 import PasswordHasher
+from click.testing import CliRunner
 from PIL import Image
 
+import engine.cli.web  # noqa: F401  (registers the web commands)
+from engine.cli import cli
 from engine.intake import submit_files
 from engine.lab.images import jpeg_bytes, jpeg_q40, make_image
 from engine.lab.webserver import LabWebServer
@@ -318,3 +322,49 @@ async def test_undo_window_and_four_eyes(tmp_path: Path) -> None:
         await bench.client.aclose()
         bench.rt.close()
         await server.close()
+
+
+def _csrf(html: str) -> str:
+    found = re.search(r'name="csrf" value="([^"]+)"', html)
+    assert found, html
+    return found.group(1)
+
+
+async def test_case_page_actions_and_ntd_case_text(bench: Bench) -> None:
+    """The case page: resolution, notices, route by hand from unresolved, fetch again; the
+    text of ``ntd case`` shows items, hashes and routes."""
+    [waiting, failed] = await bench.cases("/img/5.jpg", "/img/missing.jpg")
+    login = await bench.client.get("/console/login", headers={"accept": "text/html"})
+    r = await bench.client.post("/console/login", data={
+        "name": "alice", "password": "pw-pw-pw-pw", "csrf": _csrf(login.text)})
+    assert r.status_code == 303
+    bench.rt.store.transition(failed, state="unresolved", stage="test", actor="test",
+                              action="setup", now=bench.rt.clock.now_text(),
+                              data={"resolution": {"host": HOST, "ips": ["192.0.2.7"],
+                                                   "asn": 64500, "org": "Lab hoster",
+                                                   "country": "NL", "contacts": [
+                                                       {"scope": "hosting", "channel": "email",
+                                                        "address": "abuse@lab.example",
+                                                        "source": "rdap", "confidence": 0.8}]}})
+    page = await bench.client.get(f"/console/cases/{failed}")
+    assert "Lab hoster" in page.text and "abuse@lab.example" in page.text
+    assert "Route by hand" in page.text and "No notices for this case." in page.text
+    r = await bench.client.post(f"/console/cases/{failed}/route", data={
+        "csrf": _csrf(page.text), "to": "hosting:abuse@lab.example:email", "reason": "test"})
+    assert r.status_code == 303 and bench.state(failed) == "routed"
+    page = await bench.client.get(f"/console/cases/{waiting}")
+    assert "Fetch again now" in page.text
+    r = await bench.client.post(f"/console/cases/{waiting}/refetch",
+                                data={"csrf": _csrf(page.text)})
+    assert r.status_code == 303 and bench.state(waiting) == "new"
+    audit = {(a["action"], a["object"]) for a in bench.rt.store.audit_log()}
+    assert {("route_by_hand", f"case:{failed}"), ("fetch_again", f"case:{waiting}")} <= audit
+    out = CliRunner().invoke(cli, ["--db", str(bench.db), "case", failed],
+                             env={"COLUMNS": "200"})
+    assert out.exit_code == 0, out.output
+    assert "routes" in out.output and "abuse@lab.example" in out.output
+    assert "resolution: " in out.output and "AS64500" in out.output
+    out = CliRunner().invoke(cli, ["--db", str(bench.db), "case", waiting],
+                             env={"COLUMNS": "250"})
+    sha = bench.rt.store.get_case(waiting, events=False)["items"][0]["hashes"]["sha256"]
+    assert "items" in out.output and f"sha256 {sha}" in out.output

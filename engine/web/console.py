@@ -28,6 +28,7 @@ import engine.web.intake_web as intake_web
 import engine.web.services as services
 from engine import stats as engine_stats
 from engine.errors import InputError, StorageError
+from engine.manual_routing import MANUAL_FROM, REROUTABLE
 from engine.models import STATES
 from engine.store.roles import NOTICE_STATES
 from engine.web.auth import (
@@ -249,10 +250,16 @@ async def cases_page(request: Request, user: User) -> Response:
 @page()
 async def case_page(request: Request, user: User) -> Response:
     """GET /console/cases/{case_id}: detail with trail and routes (audited)."""
-    found = await run_sync(services.view_case, state(request).rt, user,
-                           request.path_params["case_id"])
+    st = state(request)
+    found = await run_sync(services.view_case, st.rt, user, request.path_params["case_id"])
+    notices = [] if user.role == "partner" else [
+        n for n in await run_sync(st.store.list_notices, limit=5000)
+        if found["id"] in n.get("case_ids", [])]
+    details = [await run_sync(st.store.get_notice, n["id"]) for n in notices[:20]]
     return render(request, "case.html", user, case=found, categories=CATEGORIES,
-                  done=request.query_params.get("done"))
+                  notices=[d for d in details if d], done=request.query_params.get("done"),
+                  manual_from=MANUAL_FROM, reroutable=REROUTABLE,
+                  refetch_from=("awaiting_assessment", "unreachable", "failed", "fetched"))
 
 
 @page("analyst", "admin")

@@ -13,12 +13,15 @@ from __future__ import annotations
 
 import math
 from typing import Any
+from urllib.parse import quote
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 import engine.web.services as services
+from engine.errors import InputError
+from engine.manual_routing import route_by_hand, set_origin
 from engine.viewer import PreviewError
 from engine.web.api import api_user, enum_param, int_param, json_object
 from engine.web.auth import User
@@ -260,6 +263,72 @@ async def console_settings(request: Request, user: User) -> Response:
     return render(request, "settings.html", user, settings=settings, saved=saved)
 
 
+# -- the case page's actions ---------------------------------------------------------------------
+REFETCH_FROM = ("awaiting_assessment", "unreachable", "failed", "fetched")
+
+
+def _lines(text: str) -> list[str]:
+    return [line.strip() for line in text.splitlines() if line.strip()]
+
+
+async def _case_action(request: Request, user: User, action: str, fn: Any) -> Response:
+    """Run one case action (blocking ``fn(rt, case_id, fields)``), audit it, go back."""
+    st = state(request)
+    fields = await form_fields(request, request.state.nonce)
+    case_id = request.path_params["case_id"]
+    try:
+        await run_sync(fn, st.rt, case_id, fields, user.actor)
+    except InputError as exc:
+        raise Problem("conflict", exc.message) from exc
+    await run_sync(st.store.audit, actor=user.actor, action=action, obj=f"case:{case_id}",
+                   now=st.now())
+    return RedirectResponse(f"{PREFIX}/cases/{quote(case_id)}?done={action}", status_code=303)
+
+
+def _route(rt: Any, case_id: str, fields: dict[str, str], actor: str) -> None:
+    specs = _lines(fields.get("to", ""))
+    if not specs:
+        raise InputError("name at least one route: KIND:TARGET[:CHANNEL], one a line")
+    deadline = fields.get("deadline", "").strip()
+    route_by_hand(rt, case_id, specs, country=fields.get("country") or None,
+                  deadline=int(deadline) if deadline.isdigit() else None, actor=actor,
+                  reason=fields.get("reason") or None)
+
+
+def _origin(rt: Any, case_id: str, fields: dict[str, str], actor: str) -> None:
+    set_origin(rt, case_id, country=fields.get("country", ""),
+               contacts=_lines(fields.get("contacts", "")), ips=_lines(fields.get("ips", "")),
+               note=fields.get("note") or None, actor=actor)
+
+
+def _refetch(rt: Any, case_id: str, fields: dict[str, str], actor: str) -> None:
+    [why] = rt.store.move_cases([{
+        "case_id": case_id, "state": "new", "stage": "fetch", "actor": actor,
+        "action": "fetch_again", "expect": list(REFETCH_FROM), "detail": {}}],
+        rt.clock.now_text())
+    if why is not None:
+        raise InputError(f"case {case_id} cannot be fetched again from here ({why}); "
+                         f"possible from {', '.join(REFETCH_FROM)}")
+
+
+@page("analyst", "admin")
+async def console_route(request: Request, user: User) -> Response:
+    """POST /console/cases/{case_id}/route: routes by hand (also unresolved/failed)."""
+    return await _case_action(request, user, "route_by_hand", _route)
+
+
+@page("analyst", "admin")
+async def console_origin(request: Request, user: User) -> Response:
+    """POST /console/cases/{case_id}/origin: the origin host behind a CDN."""
+    return await _case_action(request, user, "set_origin", _origin)
+
+
+@page("analyst", "admin")
+async def console_refetch(request: Request, user: User) -> Response:
+    """POST /console/cases/{case_id}/refetch: fetch the case again now."""
+    return await _case_action(request, user, "fetch_again", _refetch)
+
+
 def routes() -> list[Route]:
     """The workbench's routes (registered before the API's and console's own)."""
     return [
@@ -275,4 +344,7 @@ def routes() -> list[Route]:
         Route(f"{PREFIX}/verdicts", console_verdicts, methods=["POST"]),
         Route(f"{PREFIX}/cases/{{case_id}}/undo", console_undo, methods=["POST"]),
         Route(f"{PREFIX}/settings", console_settings, methods=["GET", "POST"]),
+        Route(f"{PREFIX}/cases/{{case_id}}/route", console_route, methods=["POST"]),
+        Route(f"{PREFIX}/cases/{{case_id}}/origin", console_origin, methods=["POST"]),
+        Route(f"{PREFIX}/cases/{{case_id}}/refetch", console_refetch, methods=["POST"]),
     ]
