@@ -201,6 +201,7 @@ class QueueGroups:
         self._lock = threading.Lock()
         self._cached: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
         self._nearest: _Nearest | None = None
+        self._views: dict[tuple[Any, ...], tuple[Any, list[Any], int]] = {}
 
     def _groups(self, kind: str) -> list[dict[str, Any]]:
         store = self.rt.store
@@ -210,11 +211,36 @@ class QueueGroups:
             found = self._cached.get(key)
         if found is not None:
             return found
-        groups = build_groups(_cases(store.waiting_signals()), kind, radius)
+        groups = self._pruned(key) or build_groups(_cases(store.waiting_signals()), kind,
+                                                   radius)
         with self._lock:
-            self._cached = {k: v for k, v in self._cached.items() if k[0] == key[0]}
+            # keep the previous grouping of each kind for pruning; drop the rest
+            self._cached = {k: v for k, v in self._cached.items()
+                            if k[0] == key[0] or k[1:] == key[1:]}
+            for k in [k for k in self._cached if k[1:] == key[1:] and k != key]:
+                del self._cached[k]
             self._cached[key] = groups
         return groups
+
+    def _pruned(self, key: tuple[Any, ...]) -> list[dict[str, Any]] | None:
+        """When cases only left the queue since the cached grouping (fewer cases, the same
+        newest change: verdicts, not arrivals), the cached groups without them — one read of
+        the waiting ids instead of the whole grouping."""
+        (count, newest), kind, radius = key
+        with self._lock:
+            older = [(k, v) for k, v in self._cached.items()
+                     if k[1:] == (kind, radius) and k[0][1] == newest and k[0][0] > count]
+        if not older:
+            return None
+        waiting = set(self.rt.store.waiting_ids())
+        if len(waiting) != count:
+            return None
+        pruned = []
+        for g in older[0][1]:
+            members = [c for c in g["members"] if c.id in waiting]
+            if members:
+                pruned.append({**g, "members": members})
+        return pruned
 
     def _nearest_index(self) -> _Nearest:
         generation = self.rt.store.hashlist_generation()
@@ -252,16 +278,30 @@ class QueueGroups:
                 return False
             return cutoff is None or c.created_at <= cutoff
 
-        shown = []
-        for g in self._groups(group):
-            members = [c for c in g["members"] if keep(c)]
-            if members:
-                shown.append((g, members))
-        if sort == "largest":
-            shown.sort(key=lambda gm: (-len(gm[1]), gm[1][0].created_at, gm[1][0].id))
-        else:
-            shown.sort(key=lambda gm: (gm[1][0].created_at, gm[1][0].id))
-        total_cases = sum(len(m) for _, m in shown)
+        groups = self._groups(group)
+        # The filtered, sorted view is cached too (per state of the queue and filters): a page
+        # is then a slice. Who is viewing matters only while some verdict awaits a second one.
+        pending = any(c.pending_by for g in groups for c in g["members"]) if viewer else False
+        view_key = (id(groups), channel, list_name, cutoff, sort, disputed,
+                    viewer if pending else None)
+        with self._lock:
+            view = self._views.get(view_key)
+        if view is None or view[0] is not groups:
+            shown = []
+            for g in groups:
+                members = [c for c in g["members"] if keep(c)]
+                if members:
+                    shown.append((g, members))
+            if sort == "largest":
+                shown.sort(key=lambda gm: (-len(gm[1]), gm[1][0].created_at, gm[1][0].id))
+            else:
+                shown.sort(key=lambda gm: (gm[1][0].created_at, gm[1][0].id))
+            view = (groups, shown, sum(len(m) for _, m in shown))
+            with self._lock:
+                if len(self._views) > 64:
+                    self._views.clear()
+                self._views[view_key] = view
+        _, shown, total_cases = view
         nearest = self._nearest_index() if shown[offset:offset + limit] else None
         out = []
         for g, members in shown[offset:offset + limit]:

@@ -47,6 +47,10 @@ class SQLWorkbenchMixin:
                           " WHERE state = ?", (WAITING,))
         return int(rows[0]["n"] or 0), str(rows[0]["at"] or "")
 
+    def waiting_ids(self) -> list[str]:
+        """Ids of the cases waiting for assessment."""
+        return [r["id"] for r in self._read("SELECT id FROM cases WHERE state = ?", (WAITING,))]
+
     def waiting_signals(self) -> list[dict[str, Any]]:
         """One row per item of every waiting case, oldest case first: the case's times and
         first report's channel, the item's index in the case, kind, type, SHA-256, PDQ, pHash,
@@ -56,15 +60,19 @@ class SQLWorkbenchMixin:
             "SELECT c.id AS case_id, c.created_at, c.updated_at, i.kind, i.content_type,"
             f" {d.json_text('i.hashes', 'sha256')} AS sha256,"
             f" {d.json_text('i.hashes', 'pdq')} AS pdq,"
-            f" {d.json_text('i.hashes', 'phash')} AS phash, i.matches,"
-            " (SELECT r.channel FROM reports r WHERE r.case_id = c.id ORDER BY r.id LIMIT 1)"
-            " AS channel,"
-            " (SELECT v.value FROM case_data v WHERE v.case_id = c.id"
-            "  AND v.key = 'pending_verdict') AS pending,"
-            " (SELECT v.value FROM case_data v WHERE v.case_id = c.id"
-            "  AND v.key = 'disputed') AS disputed"
+            f" {d.json_text('i.hashes', 'phash')} AS phash, i.matches"
             " FROM cases c LEFT JOIN items i ON i.case_id = c.id WHERE c.state = ?"
             " ORDER BY c.created_at, c.id, i.id", (WAITING,))
+        # (separate linear reads: correlated subqueries per row cost more than the rest)
+        channel: dict[str, str] = {}
+        for r in self._read("SELECT r.case_id, r.channel FROM reports r JOIN cases c"
+                            " ON c.id = r.case_id WHERE c.state = ? ORDER BY r.id", (WAITING,)):
+            channel.setdefault(r["case_id"], r["channel"])
+        extra: dict[tuple[str, str], Any] = {
+            (r["case_id"], r["key"]): json.loads(r["value"]) for r in self._read(
+                "SELECT v.case_id, v.key, v.value FROM case_data v JOIN cases c"
+                " ON c.id = v.case_id WHERE c.state = ? AND v.key IN ('pending_verdict',"
+                " 'disputed') AND v.value <> 'null'", (WAITING,))}
         out: list[dict[str, Any]] = []
         index = 0
         last = None
@@ -76,10 +84,10 @@ class SQLWorkbenchMixin:
                 "case": r["case_id"], "created_at": r["created_at"],
                 "updated_at": r["updated_at"], "item": index, "kind": r["kind"],
                 "content_type": r["content_type"], "sha256": r["sha256"], "pdq": r["pdq"],
-                "phash": r["phash"], "channel": r["channel"],
+                "phash": r["phash"], "channel": channel.get(r["case_id"]),
                 "matches": json.loads(matches) if matches and matches != "[]" else [],
-                "pending": json.loads(r["pending"]) if r["pending"] else None,
-                "disputed": json.loads(r["disputed"]) if r["disputed"] else None})
+                "pending": extra.get((r["case_id"], "pending_verdict")),
+                "disputed": extra.get((r["case_id"], "disputed"))})
         return out
 
     # -- verdict moves -------------------------------------------------------------------------
