@@ -251,7 +251,7 @@ def record_verdicts(rt: Any, case_ids: list[str], *, verdict: str, actor: str,
     pending_ids: list[str] = []
     disputed_ids: list[str] = []
     for move, why in zip(moves, outcome, strict=True):
-        case_id = move["case_id"]
+        case_id = str(move["case_id"])
         if why is not None:
             skipped.append({"case": case_id, "reason": why})
             continue

@@ -23,7 +23,7 @@ from PIL import Image
 import engine.cli.web  # noqa: F401  (registers the web commands)
 from engine.cli import cli
 from engine.intake import submit_files
-from engine.lab.images import jpeg_bytes, jpeg_q40, make_image
+from engine.lab.images import jpeg_bytes, jpeg_q40, make_image, png_bytes
 from engine.lab.webserver import LabWebServer
 from engine.media.hashing import hash_media
 from engine.media.preview import render_preview
@@ -31,6 +31,7 @@ from engine.runtime import Runtime
 from engine.web import WebSettings, create_app
 from engine.web.accounts import accounts
 from engine.web.auth import new_token
+from tests.pg import pg_url  # noqa: F401  (fixture)
 
 HOST = "img.workbench.test"
 FAST = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
@@ -53,12 +54,13 @@ class Bench:
     """The lab web server, a runtime with waiting cases, the app, accounts with tokens."""
 
     def __init__(self, tmp_path: Path, server: LabWebServer, *, log: Path | None = None,
-                 **assessment: Any) -> None:
+                 db: str | None = None, **assessment: Any) -> None:
         tmp_path.mkdir(exist_ok=True)
         self.tmp_path = tmp_path
         self.server = server
         self.db = tmp_path / "ntd.db"
-        self.rt = Runtime.open(db=str(self.db), overrides={
+        self.url = db or str(self.db)
+        self.rt = Runtime.open(db=self.url, overrides={
             "lab": {"allow_private_networks": True},
             "resolve.hosts": {HOST: "127.0.0.1"},
             "fetch": {"allowed_ports": [server.port]},
@@ -98,15 +100,16 @@ class Bench:
         return str(self.rt.store.get_case(case_id, events=False)["state"])
 
 
-@pytest.fixture
-async def bench(tmp_path: Path) -> AsyncIterator[Bench]:
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+async def bench(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Bench]:
     server = LabWebServer({})
     for i in range(1, 6):
         server.set(HOST, f"/img/{i}.jpg", (jpeg_bytes(make_image(i, (1024, 768))), "image/jpeg"))
     # a near-identical copy of image 1: other bytes, the same picture
     server.set(HOST, "/img/1-q40.jpg", (jpeg_q40(make_image(1, (1024, 768))), "image/jpeg"))
     await server.start()
-    b = Bench(tmp_path, server)
+    b = Bench(tmp_path, server, db=None if request.param == "sqlite"
+              else str(request.getfixturevalue("pg_url")))
     yield b
     await b.client.aclose()
     b.rt.close()
@@ -359,12 +362,43 @@ async def test_case_page_actions_and_ntd_case_text(bench: Bench) -> None:
     assert r.status_code == 303 and bench.state(waiting) == "new"
     audit = {(a["action"], a["object"]) for a in bench.rt.store.audit_log()}
     assert {("route_by_hand", f"case:{failed}"), ("fetch_again", f"case:{waiting}")} <= audit
-    out = CliRunner().invoke(cli, ["--db", str(bench.db), "case", failed],
+    out = CliRunner().invoke(cli, ["--db", bench.url, "case", failed],
                              env={"COLUMNS": "200"})
     assert out.exit_code == 0, out.output
     assert "routes" in out.output and "abuse@lab.example" in out.output
     assert "resolution: " in out.output and "AS64500" in out.output
-    out = CliRunner().invoke(cli, ["--db", str(bench.db), "case", waiting],
+    out = CliRunner().invoke(cli, ["--db", bench.url, "case", waiting],
                              env={"COLUMNS": "250"})
     sha = bench.rt.store.get_case(waiting, events=False)["items"][0]["hashes"]["sha256"]
     assert "items" in out.output and f"sha256 {sha}" in out.output
+
+
+async def test_console_grid_pages_of_50_groups_with_true_totals(tmp_path: Path) -> None:
+    server = LabWebServer({(HOST, f"/s/{i}.png"): (png_bytes(make_image(300 + i, (96, 96))),
+                                                   "image/png") for i in range(53)})
+    server.set(HOST, "/s/dup.png", (png_bytes(make_image(300, (96, 96))), "image/png"))
+    await server.start()
+    bench = Bench(tmp_path, server)
+    try:
+        await bench.cases(*[f"/s/{i}.png" for i in range(53)], "/s/dup.png")
+        login = await bench.client.get("/console/login", headers={"accept": "text/html"})
+        await bench.client.post("/console/login", data={
+            "name": "alice", "password": "pw-pw-pw-pw", "csrf": _csrf(login.text)})
+        first = await bench.client.get("/console/queue?sort=largest")
+        assert first.status_code == 200
+        assert "54 cases · 53 groups" in first.text and first.text.count('class="tile"') == 50
+        assert "×2" in first.text.split('class="tile"')[1]  # the largest group first
+        assert "page 1 of 2" in first.text and "sort=largest&amp;page=2" in first.text
+        second = await bench.client.get("/console/queue?sort=largest&page=2")
+        assert second.text.count('class="tile"') == 3
+        assert "script-src 'self'" in first.headers["content-security-policy"]
+        settings = await bench.client.get("/console/settings")
+        r = await bench.client.post("/console/settings", data={
+            "csrf": _csrf(settings.text), "blur": "80", "break_minutes": "30"})
+        assert r.status_code == 200
+        me = (await bench.client.get("/api/settings", headers=bench.auth("alice"))).json()
+        assert me == {"blur": 80, "grey": False, "break_minutes": 30}
+    finally:
+        await bench.client.aclose()
+        bench.rt.close()
+        await server.close()

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
@@ -207,9 +207,14 @@ async def console_queue(request: Request, user: User) -> Response:
     questions = st.rt.config.section("assessment.questions")
     filters = {k: request.query_params.get(k, "") for k in ("channel", "list", "age", "sort")}
     pages = max(1, math.ceil(result["total_groups"] / PAGE_SIZE))
+    # the pager keeps the group, filters and sort
+    keep = {"group": group, **{k: v for k, v in filters.items() if v}}
+    if disputed:
+        keep["disputed"] = "1"
+    base_query = urlencode(keep)
     return render(request, "queue.html", user, q=result, group=group, page_no=page_no,
-                  pages=pages, filters=filters, settings=settings, questions=questions,
-                  disputed=disputed, ages=tuple(AGES), sorts=SORTS,
+                  pages=pages, filters=filters, base_query=base_query, settings=settings,
+                  questions=questions, disputed=disputed, ages=tuple(AGES), sorts=SORTS,
                   done=request.query_params.get("done"))
 
 
