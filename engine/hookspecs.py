@@ -283,6 +283,23 @@ def ntd_notice_channels(ctx: StageContext) -> list[NoticeChannel] | None:
 
 
 @hookspec
+def ntd_notice_text(notice: dict[str, Any], config: Any) -> dict[str, str] | None:
+    """The text a notice says, rendered as it is (or was) sent, for the analyst's case page.
+
+    Called by the console's case page for each notice of the case; all implementations are
+    called and the first answer that is not ``None`` is shown. ``notice`` is the store's notice
+    (``get_notice``: recipient, channel, language, ``actions`` with their ``case_id``). The
+    built-in notify stage renders its templates exactly as its sender does. Must be synchronous
+    and must not send anything.
+
+    :param notice: the notice with its actions.
+    :param config: the run's configuration (``engine.config.Config``).
+    :returns: ``{"subject": ..., "text": ...}``, or ``None`` when this plugin does not render
+        notices of this kind.
+    """
+
+
+@hookspec
 def ntd_jurisdiction_actions(
         case: Case, resolution: Resolution,
         ctx: StageContext) -> MaybeAwaitable[list[JurisdictionProposal] | None]:

@@ -10,6 +10,7 @@ import os
 import re
 import tempfile
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 import engine.cli.web  # noqa: F401  (registers the web commands)
+from engine import clock
 from engine.cli import cli
 from engine.intake import submit_files
 from engine.lab.images import jpeg_bytes, jpeg_q40, make_image, png_bytes
@@ -402,3 +404,43 @@ async def test_console_grid_pages_of_50_groups_with_true_totals(tmp_path: Path) 
         await bench.client.aclose()
         bench.rt.close()
         await server.close()
+
+
+async def test_case_page_shows_the_rendered_notice(tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """The case page's notices come with their text as the notify stage renders it
+    (``ntd_notice_text``)."""
+    monkeypatch.setenv("NTD_DISABLE_PLUGINS", "resolve,route_inhope,recheck")
+    server = LabWebServer({(HOST, "/n.jpg"): (jpeg_bytes(make_image(7)), "image/jpeg")})
+    await server.start()
+    bench = Bench(tmp_path, server)
+    try:
+        [case_id] = await bench.cases("/n.jpg")
+        now = bench.rt.clock.now_text()
+        bench.rt.store.queue_notice_actions([{
+            "kind": "notice", "case_id": case_id, "reference": "R1", "action": "notice",
+            "recipient_kind": "hosting", "recipient": "abuse@hoster.test", "channel": "email",
+            "country": "DE", "language": "en", "deadline_hours": None, "url_count": 1,
+            "entries": [{"url": "http://s.test/1", "classification": "baseline",
+                         "detection_method": "hash_match", "first_seen": now,
+                         "host": "s.test", "ip": None, "hashes": {}}]}], now=now)
+        later = clock_after(now, 3600)
+        assert bench.rt.store.aggregate_notices(now=later, window_seconds=900, max_urls=50,
+                                                sendable=["email"])
+        login = await bench.client.get("/console/login", headers={"accept": "text/html"})
+        await bench.client.post("/console/login", data={
+            "name": "alice", "password": "pw-pw-pw-pw", "csrf": _csrf(login.text)})
+        page = await bench.client.get(f"/console/cases/{case_id}")
+        assert "abuse@hoster.test" in page.text and 'class="notice-text"' in page.text
+        # the rendered notice (subject and text), then the action's fields
+        assert page.text.count('class="notice-text"') == 2
+        rendered = page.text.split('class="notice-text"')[1].split("</pre>")[0]
+        assert "http://s.test/1" in rendered and "entries:" not in rendered
+    finally:
+        await bench.client.aclose()
+        bench.rt.close()
+        await server.close()
+
+
+def clock_after(now: str, seconds: float) -> str:
+    return clock.fmt(clock.parse(now) + timedelta(seconds=seconds))

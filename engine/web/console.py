@@ -30,6 +30,7 @@ from engine import stats as engine_stats
 from engine.errors import InputError, StorageError
 from engine.manual_routing import MANUAL_FROM, REROUTABLE
 from engine.models import STATES
+from engine.plugin_manager import call_all_sync
 from engine.store.roles import NOTICE_STATES
 from engine.web.auth import (
     DEVICE_COOKIE,
@@ -256,10 +257,24 @@ async def case_page(request: Request, user: User) -> Response:
         n for n in await run_sync(st.store.list_notices, limit=5000)
         if found["id"] in n.get("case_ids", [])]
     details = [await run_sync(st.store.get_notice, n["id"]) for n in notices[:20]]
+    texts = {d["id"]: await run_sync(_notice_text, st.rt, d) for d in details if d}
     return render(request, "case.html", user, case=found, categories=CATEGORIES,
-                  notices=[d for d in details if d], done=request.query_params.get("done"),
+                  notices=[d for d in details if d], texts=texts,
+                  done=request.query_params.get("done"),
                   manual_from=MANUAL_FROM, reroutable=REROUTABLE,
                   refetch_from=("awaiting_assessment", "unreachable", "failed", "fetched"))
+
+
+def _notice_text(rt: Any, notice: dict[str, Any]) -> dict[str, str] | None:
+    """The notice's rendered text (the first plugin that renders it), None if none can."""
+    try:
+        for answer, _ in call_all_sync(rt.pm, "ntd_notice_text", notice=notice,
+                                       config=rt.config):
+            if answer:
+                return answer  # type: ignore[no-any-return]
+    except Exception as exc:  # a template error must not hide the case page
+        return {"subject": "(cannot be rendered)", "text": f"{type(exc).__name__}: {exc}"}
+    return None
 
 
 @page("analyst", "admin")
