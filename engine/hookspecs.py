@@ -60,6 +60,7 @@ if TYPE_CHECKING:
 
     from engine.api import (
         Case,
+        Config,
         ConfigSchema,
         ContactCandidate,
         EscalationAnswer,
@@ -68,10 +69,12 @@ if TYPE_CHECKING:
         JurisdictionProposal,
         MaybeAwaitable,
         NoticeChannel,
+        NoticeText,
         ReporterFields,
         Resolution,
         StageContext,
         StageResult,
+        StoredNotice,
         Verdict,
     )
     from engine.store import Store
@@ -283,7 +286,7 @@ def ntd_notice_channels(ctx: StageContext) -> list[NoticeChannel] | None:
 
 
 @hookspec
-def ntd_notice_text(notice: dict[str, Any], config: Any) -> dict[str, str] | None:
+def ntd_notice_text(notice: StoredNotice, config: Config) -> NoticeText | None:
     """The text a notice says, rendered as it is (or was) sent, for the analyst's case page.
 
     Called by the console's case page for each notice of the case; all implementations are

@@ -78,7 +78,7 @@ def ntd_register_commands(cli: Any) -> None:
 
 
 @hookimpl
-def ntd_notice_text(notice: dict[str, Any], config: Any) -> dict[str, str] | None:
+def ntd_notice_text(notice: Any, config: Any) -> dict[str, str] | None:
     # deferred: pulls in jinja2, loaded on first use
     from plugins.notify.message import render_notice
 
