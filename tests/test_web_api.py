@@ -121,7 +121,10 @@ async def test_healthz_and_openapi(world: World) -> None:
     assert spec["openapi"].startswith("3.1")
     assert set(spec["paths"]) == {
         "/healthz", "/api/reports", "/api/batches", "/api/cases", "/api/cases/{case_id}",
-        "/api/cases/{case_id}/verdict", "/api/queue", "/api/notices", "/api/stats"}
+        "/api/cases/{case_id}/verdict", "/api/queue", "/api/notices", "/api/stats",
+        # the workbench (docs/workbench.md)
+        "/api/cases/{case_id}/items/{n}/preview", "/api/verdicts",
+        "/api/cases/{case_id}/verdict/undo", "/api/disputed", "/api/settings"}
 
 
 async def test_post_report_stores_webform_case_without_reporter_data(
