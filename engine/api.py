@@ -97,7 +97,7 @@ ContactChannel: TypeAlias = Literal["email", "form", "api"]
 EscalationStepName: TypeAlias = Literal["deferred", "reminder", "upstream", "authority",
                                         "reappeared", "moved"]
 #: An analyst's verdict (``ntd verdict``).
-Verdict: TypeAlias = Literal["illegal", "not_illegal"]
+Verdict: TypeAlias = Literal["illegal", "not_illegal", "ignore"]
 
 ACTIONS: tuple[str, ...] = get_args(Action)
 RECIPIENT_KINDS: tuple[str, ...] = get_args(RecipientKind)
@@ -447,6 +447,15 @@ class Monitoring(TypedDict, total=False):
     items: dict[str, MonitoredItem]
 
 
+# ICCAM's classification of illegal material (docs/workbench.md); nothing has a default.
+# ("class" is a Python keyword: the functional form keeps the key.)
+Classification = TypedDict("Classification", {
+    "class": Literal["baseline", "national", "doubtful"],
+    "age": Literal["ND", "IN", "PP", "PU"],
+    "gender": Literal["UN", "FE", "MA", "BO"],
+    "virtual": bool, "user_generated": bool, "child_modelling": bool})
+
+
 class Assessment(TypedDict):
     """An analyst's verdict on a case (``case.data["assessment"]``, ``ntd verdict``)."""
 
@@ -454,6 +463,32 @@ class Assessment(TypedDict):
     category: str | None
     by: str  # ``analyst:<name>``
     at: str
+    classification: NotRequired[Classification]  # illegal verdicts from the workbench
+    answers: NotRequired[dict[str, str | bool]]  # the hotline's [assessment.questions]
+    verified_by: NotRequired[str]  # the second analyst ([assessment] verify)
+
+
+class StoredNotice(TypedDict):
+    """A notice as the store keeps it (``Store.get_notice``): its recipient, delivery state and
+    the allow-listed actions it carries (``ntd_notice_text``)."""
+
+    id: str
+    recipient: str
+    channel: str
+    recipient_kind: str
+    country: str | None
+    language: str
+    state: str
+    attempts: int
+    actions: list[NoticeAction]
+    case_ids: list[str]
+
+
+class NoticeText(TypedDict):
+    """A notice's rendered subject and plain text (``ntd_notice_text``)."""
+
+    subject: str
+    text: str
 
 
 class CaseData(TypedDict, total=False):
@@ -512,6 +547,7 @@ __all__ = [
     "ContactCandidate", "Contact", "Registrar", "DnsFacts", "NetworkFacts",
     "IntermediaryFacts", "Origin", "Resolution", "Route", "JurisdictionProposal", "PlanStep",
     "RouteDecision", "NoticeEntry", "EscalationMarker", "NoticeAction", "StepTarget",
+    "Classification", "StoredNotice", "NoticeText",
     "SkippedTarget", "EscalationStep", "EscalationRoute", "EscalationVeto",
     "EscalationAnswer", "MonitoredItem", "MonitoringStep", "Monitoring", "Assessment", "CaseData",
     "ReporterFields", "FeedbackOutcome",

@@ -60,6 +60,7 @@ if TYPE_CHECKING:
 
     from engine.api import (
         Case,
+        Config,
         ConfigSchema,
         ContactCandidate,
         DnsFacts,
@@ -70,13 +71,14 @@ if TYPE_CHECKING:
         JurisdictionProposal,
         MaybeAwaitable,
         NoticeChannel,
+        NoticeText,
         ReporterFields,
         Resolution,
         StageContext,
         StageResult,
+        StoredNotice,
         Verdict,
     )
-    from engine.config import Config
     from engine.hash_sources import HashSource
     from engine.store import Store
 
@@ -343,6 +345,23 @@ def ntd_notice_channels(ctx: StageContext) -> list[NoticeChannel] | None:
 
     :param ctx: the run's context.
     :returns: the channels to add, or ``None``.
+    """
+
+
+@hookspec
+def ntd_notice_text(notice: StoredNotice, config: Config) -> NoticeText | None:
+    """The text a notice says, rendered as it is (or was) sent, for the analyst's case page.
+
+    Called by the console's case page for each notice of the case; all implementations are
+    called and the first answer that is not ``None`` is shown. ``notice`` is the store's notice
+    (``get_notice``: recipient, channel, language, ``actions`` with their ``case_id``). The
+    built-in notify stage renders its templates exactly as its sender does. Must be synchronous
+    and must not send anything.
+
+    :param notice: the notice with its actions.
+    :param config: the run's configuration (``engine.config.Config``).
+    :returns: ``{"subject": ..., "text": ...}``, or ``None`` when this plugin does not render
+        notices of this kind.
     """
 
 

@@ -12,6 +12,7 @@ from typing import Any
 import pluggy
 
 from engine import retention
+from engine.assessment import SCHEMA as ASSESSMENT_SCHEMA
 from engine.clock import Clock
 from engine.config import ENGINE_SCHEMA, Config, Option, find_config_path, read_toml, validate
 from engine.context import StageContext, fetch_policy
@@ -27,7 +28,8 @@ def merged_schema(pm: pluggy.PluginManager) -> dict[str, dict[str, Option]]:
     """The engine's config schema plus every plugin's sections (a section has one owner)."""
 
     schema: dict[str, dict[str, Option]] = {
-        k: dict(v) for k, v in {**ENGINE_SCHEMA, **RETENTION_SCHEMA}.items()}
+        k: dict(v) for k, v in {**ENGINE_SCHEMA, **RETENTION_SCHEMA,
+                                **ASSESSMENT_SCHEMA}.items()}
     owners = {name: "engine" for name in schema}
     for sections, plugin in call_all_sync(pm, "ntd_config_schema"):
         for section, options in sections.items():

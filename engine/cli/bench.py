@@ -244,3 +244,30 @@ def bench_iccam(reports: int, as_json: bool) -> None:
 
     result = run(reports)
     emit_json(result) if as_json else _print_flat(result)
+
+
+@bench.command("workbench")
+@click.option("--requests", type=click.IntRange(min=10), default=200, show_default=True,
+              help="Preview requests timed (each a live fetch, decode, blur, encode).")
+@click.option("--cases", type=click.IntRange(min=100), default=10_000, show_default=True,
+              help="Waiting cases behind the queue page.")
+@click.option("--demo-urls", type=click.IntRange(min=50), default=300, show_default=True,
+              help="Size of the `ntd demo` run whose queue is cleared for the exposure figure.")
+@click.option("--only", type=click.Choice(["preview", "queue", "exposure"]), default=None,
+              help="Run one part only.")
+@JSON_OPT
+def bench_workbench(requests: int, cases: int, demo_urls: int, only: str | None,
+                    as_json: bool) -> None:
+    """The workbench: preview latency (target p50 ≤ 60 ms), queue page time with many waiting
+    cases (target ≤ 50 ms), and exposure (images looked at to clear `ntd demo`'s queue)."""
+    # deferred: keeps `ntd` start-up fast (loaded when the command runs)
+    from engine.bench import workbench as wb
+
+    result: dict[str, Any] = {}
+    if only in (None, "preview"):
+        result["preview"] = wb.bench_preview(requests)
+    if only in (None, "queue"):
+        result["queue"] = wb.bench_queue(cases)
+    if only in (None, "exposure"):
+        result["exposure"] = wb.bench_exposure(demo_urls)
+    emit_json(result) if as_json else _print_nested(result)

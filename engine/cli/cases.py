@@ -249,6 +249,7 @@ def case(obj: Obj, case_id: str, as_json: bool) -> None:
     # deferred: keeps `ntd` start-up fast (loaded when the command runs)
     from rich.table import Table
 
+    _print_case_detail(con, found, Table)
     table = Table(title="trail")
     for col in ("at", "stage", "actor", "action", "detail"):
         table.add_column(col, overflow="fold")
@@ -256,6 +257,49 @@ def case(obj: Obj, case_id: str, as_json: bool) -> None:
         table.add_row(e["at"], e["stage"], e["actor"], e["action"],
                       json.dumps(e["detail"], ensure_ascii=False) if e["detail"] else "")
     con.print(table)
+
+
+def _print_case_detail(con: Any, found: dict[str, Any], table_type: Any) -> None:
+    """``ntd case``'s text: assessment, items with hashes and matches, resolution, routes."""
+    assessment = found.get("assessment")
+    if assessment:
+        klass = assessment.get("classification") or {}
+        con.print(f"verdict:   {assessment.get('verdict')}"
+                  + (f" · {assessment['category']}" if assessment.get("category") else "")
+                  + (" · " + " ".join(f"{k}={v}" for k, v in klass.items() if k != "class")
+                     if klass else "")
+                  + f" by {assessment.get('by')} at {assessment.get('at')}")
+    items = table_type(title="items")
+    for col in ("#", "kind", "url", "type / size", "hashes", "matches"):
+        items.add_column(col, overflow="fold")
+    for n, item in enumerate(found["items"]):
+        hashes = "\n".join(f"{k} {v}" for k, v in (item.get("hashes") or {}).items())
+        matches = ", ".join(f"{m.get('list')}:{m.get('hash_type')}@{m.get('distance')}"
+                            for m in item.get("matches") or [])
+        items.add_row(str(n), item["kind"], item["url"],
+                      f"{item.get('content_type') or '-'} / {item.get('size') or '-'}"
+                      + (f" ({item['error']})" if item.get("error") else ""),
+                      hashes or "-", matches or "-")
+    con.print(items)
+    res = found.get("resolution")
+    if res:
+        con.print(f"resolution: {res.get('host')} → {', '.join(res.get('ips') or []) or '-'}"
+                  f"  AS{res.get('asn') or '?'} {res.get('org') or ''}"
+                  f"  country {res.get('country') or '?'}"
+                  + (f"  CDN {res['cdn']}" if res.get("cdn") else ""))
+        for c in res.get("contacts") or []:
+            con.print(f"  contact {c.get('scope')}: {c.get('address')} ({c.get('channel')},"
+                      f" from {c.get('source')}, confidence {c.get('confidence')})")
+    routes = found.get("routes")
+    if routes:
+        table = table_type(title="routes")
+        for col in ("action", "to", "target", "channel", "country", "decided by"):
+            table.add_column(col, overflow="fold")
+        for r in routes:
+            table.add_row(str(r.get("action")), str(r.get("recipient_kind")),
+                          str(r.get("target")), str(r.get("channel")), str(r.get("country")),
+                          str(r.get("decided_by")))
+        con.print(table)
 
 
 @cli.command()
@@ -283,8 +327,20 @@ def queue(obj: Obj, limit: int | None, as_json: bool) -> None:
 
 @cli.command()
 @click.argument("case_id")
-@click.argument("decision", type=click.Choice(["illegal", "not_illegal"]))
-@click.option("--category", default=None, help="Classification, e.g. baseline or national.")
+@click.argument("decision", type=click.Choice(["illegal", "not_illegal", "ignore"]))
+@click.option("--category", default=None, help="Classification, e.g. baseline or national "
+              "(older form; --class with age, gender and the flags is ICCAM's).")
+@click.option("--class", "klass", type=click.Choice(["baseline", "national", "doubtful"]),
+              default=None, help="ICCAM classification (with --age, --gender and the flags).")
+@click.option("--age", type=click.Choice(["ND", "IN", "PP", "PU"]), default=None,
+              help="Not determined, infant, pre-pubescent, pubescent.")
+@click.option("--gender", type=click.Choice(["UN", "FE", "MA", "BO"]), default=None,
+              help="Unknown, female, male, both.")
+@click.option("--virtual/--not-virtual", default=None, help="Virtual (drawn, generated).")
+@click.option("--user-generated/--not-user-generated", default=None)
+@click.option("--child-modelling/--no-child-modelling", default=None)
+@click.option("--answer", "answers", multiple=True, metavar="KEY=VALUE",
+              help="Answer to one of [assessment.questions] (repeatable).")
 @click.option("--note", default=None, help="Free-text note for the trail.")
 @click.option("--learn", is_flag=True,
               help="Remember the items' hashes so the next copy needs no human review.")
@@ -292,18 +348,34 @@ def queue(obj: Obj, limit: int | None, as_json: bool) -> None:
               help="Who decides (default: $NTD_ANALYST or the OS user).")
 @JSON_OPT
 @click.pass_obj
-def verdict(obj: Obj, case_id: str, decision: str, category: str | None, note: str | None,
-            learn: bool, analyst: str | None, as_json: bool) -> None:
-    """Record an analyst's decision on a case awaiting assessment."""
+def verdict(obj: Obj, case_id: str, decision: str, category: str | None, klass: str | None,
+            age: str | None, gender: str | None, virtual: bool | None,
+            user_generated: bool | None, child_modelling: bool | None,
+            answers: tuple[str, ...], note: str | None, learn: bool, analyst: str | None,
+            as_json: bool) -> None:
+    """Record an analyst's decision on a case awaiting assessment.
+
+    An illegal verdict takes the ICCAM classification (--class, --age, --gender and the three
+    flags, nothing has a default) or the older --category."""
     # deferred: keeps `ntd` start-up fast (loaded when the command runs)
     from engine.assessment import record_verdict
 
     # deferred: keeps `ntd` start-up fast (loaded when the command runs)
     from engine.retention import actor_name
 
+    given = {"class": klass, "age": age, "gender": gender, "virtual": virtual,
+             "user_generated": user_generated, "child_modelling": child_modelling}
+    classification = given if any(v is not None for v in given.values()) else None
+    replies = {}
+    for spec in answers:
+        key, sep, value = spec.partition("=")
+        if not sep:
+            raise InputError(f"--answer {spec!r}: expected KEY=VALUE")
+        replies[key] = value
     rt = obj.runtime()
     result = record_verdict(rt, case_id, verdict=decision, actor=actor_name(analyst),
-                            category=category, note=note, learn=learn)
+                            category=category, note=note, learn=learn,
+                            classification=classification, answers=replies or None)
     if as_json:
         emit_json(result)
     else:

@@ -47,6 +47,7 @@ TABLES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("audit", ("id",)),
     ("users", ("id",)),
     ("api_tokens", ("token_hash",)),
+    ("user_settings", ("user_id",)),
     ("iccam_items", ("id",)),
     ("iccam_outbox", ("id",)),
     ("iccam_errors", ("key",)),

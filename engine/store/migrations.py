@@ -582,4 +582,22 @@ MIGRATIONS: dict[int, dict[str, list[str]]] = {
         "sqlite": _hash_source_tables("TEXT", "INTEGER"),
         "postgresql": _hash_source_tables(_T, "BIGINT"),
     },
+    14: {
+        # The analyst's workbench (engine.workbench): each account's wellbeing settings (blur
+        # level, greyscale, break reminder) as JSON, and an index for the queue's grouping.
+        "sqlite": [
+            """CREATE TABLE user_settings (
+                user_id TEXT PRIMARY KEY REFERENCES users(id) ON DELETE CASCADE,
+                settings TEXT NOT NULL,
+                updated_at TEXT NOT NULL)""",
+            "CREATE INDEX hashlist_entries_label ON hashlist_entries(label)",
+        ],
+        "postgresql": [
+            f"""CREATE TABLE user_settings (
+                user_id {_T} PRIMARY KEY REFERENCES users(id) ON DELETE CASCADE,
+                settings {_T} NOT NULL,
+                updated_at {_T} NOT NULL)""",
+            "CREATE INDEX hashlist_entries_label ON hashlist_entries(label)",
+        ],
+    },
 }

@@ -41,6 +41,7 @@ from engine.store.sql_notices import SQLNoticeMixin
 from engine.store.sql_stats import SQLStatsMixin
 from engine.store.sql_users import SQLUsersMixin
 from engine.store.sql_util import ROWS_PER_STATEMENT, chunks, dumps, insert_rows
+from engine.store.sql_workbench import SQLWorkbenchMixin
 
 T = TypeVar("T")
 
@@ -101,7 +102,7 @@ def _data_dict(rows: Iterable[Any]) -> dict[str, Any]:
 
 
 class SQLStore(SQLNoticeMixin, SQLStatsMixin, SQLUsersMixin, SQLIccamMixin, SQLHashSourceMixin,
-               SQLIntakeMixin,
+               SQLIntakeMixin, SQLWorkbenchMixin,
                Store):
     """Everything both SQL backends share; subclasses add connections and their dialect."""
 

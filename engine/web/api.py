@@ -202,7 +202,11 @@ async def post_batch(request: Request) -> Response:
                                 channel=channel, source=f"api:{user.name}", clock=st.rt.clock)
     except StorageError as exc:
         raise _storage(exc) from exc
-    return _json(result.to_dict(), 201)
+    summary = result.to_dict()
+    await run_sync(st.store.audit, actor=user.actor, action="upload",
+                   obj=f"batch:{summary.get('batch', '')}", now=st.now(),
+                   detail={k: summary[k] for k in ("accepted", "duplicates") if k in summary})
+    return _json(summary, 201)
 
 
 async def get_cases(request: Request) -> Response:
@@ -224,20 +228,11 @@ async def get_case(request: Request) -> Response:
     return _json(found)
 
 
-async def get_queue(request: Request) -> Response:
-    """GET /api/queue: awaiting assessment, oldest first."""
-    await api_user(request, partner_ok=False)
-    limit = int_param(request, "limit", 100, 1, 1000)
-    rows = await run_sync(state(request).store.list_cases, state="awaiting_assessment",
-                          limit=limit)
-    return _json({"cases": rows, "limit": limit})
-
-
 async def post_verdict(request: Request) -> Response:
     """POST /api/cases/{case_id}/verdict."""
     user = await api_user(request, assess=True)
     data = await json_object(request, 16_384)
-    unknown = set(data) - {"verdict", "category", "note", "learn"}
+    unknown = set(data) - {"verdict", "category", "note", "learn", "classification", "answers"}
     if unknown:
         raise Problem("invalid-input", f"unknown field(s): {', '.join(sorted(unknown))}")
     services.check_verdict_fields(data.get("verdict"), data.get("category"), data.get("note"),
@@ -245,7 +240,9 @@ async def post_verdict(request: Request) -> Response:
     result = await run_sync(services.record_verdict, state(request).rt, user,
                             request.path_params["case_id"], verdict=data["verdict"],
                             category=data.get("category"), note=data.get("note"),
-                            learn=data.get("learn", False))
+                            learn=data.get("learn", False),
+                            classification=data.get("classification"),
+                            answers=data.get("answers"))
     return _json(result)
 
 
@@ -280,7 +277,6 @@ def routes() -> list[Route]:
         Route("/api/cases", get_cases, methods=["GET"]),
         Route("/api/cases/{case_id}", get_case, methods=["GET"]),
         Route("/api/cases/{case_id}/verdict", post_verdict, methods=["POST"]),
-        Route("/api/queue", get_queue, methods=["GET"]),
         Route("/api/notices", get_notices, methods=["GET"]),
         Route("/api/stats", get_stats, methods=["GET"]),
     ]

@@ -18,6 +18,7 @@ import engine.web.approvals as approvals
 import engine.web.console as console
 import engine.web.form as form
 import engine.web.police as police
+import engine.web.workbench_web as workbench_web
 from engine.intake_sources import IntakeDesk
 from engine.plugin_manager import call_all_sync, implementations
 from engine.web.deps import (
@@ -87,8 +88,8 @@ def intake_routes(runtime: Any) -> list[Any]:
 def create_app(runtime: Any, settings: WebSettings | None = None) -> Starlette:
     """The ASGI app on an opened ``Runtime`` (its store must have migration 7)."""
     settings = settings or WebSettings()
-    routes = [*form.routes(), *api.routes(), *console.routes(), *police.routes(),
-              *approvals.routes(), *intake_routes(runtime),
+    routes = [*form.routes(), *workbench_web.routes(), *api.routes(), *console.routes(),
+              *police.routes(), *approvals.routes(), *intake_routes(runtime),
               Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")]
     app = Starlette(
         routes=routes,

@@ -1,9 +1,10 @@
-"""The analyst console (``/console``): server-rendered pages, no JavaScript.
+"""The analyst console (``/console``): server-rendered pages.
 
-Pages: sign-in, assessment queue (verdict buttons), cases, case detail (trail, routes, items),
-notices (failures, retry), statistics (PNG charts), batch upload, audit log (admins). Media is
-never displayed and URLs are never links: analysts see hashes, matches and metadata only, and
-view material in their secured tooling. Every state-changing form carries a CSRF token.
+Pages: sign-in, cases, case detail (resolution, routes, monitoring, notices, items, trail and
+actions), notices (failures, retry), statistics (PNG charts), batch upload, audit log (admins).
+The assessment queue (a grid of blurred previews with keyboard triage, the console's only
+script) is in ``engine.web.workbench_web``. Media is shown only through the safe viewer and
+URLs are never links. Every state-changing form carries a CSRF token.
 """
 
 from __future__ import annotations
@@ -27,7 +28,9 @@ import engine.web.intake_web as intake_web
 import engine.web.services as services
 from engine import stats as engine_stats
 from engine.errors import InputError, StorageError
+from engine.manual_routing import MANUAL_FROM, REROUTABLE
 from engine.models import STATES
+from engine.plugin_manager import call_all_sync
 from engine.store.roles import NOTICE_STATES
 from engine.web.auth import (
     DEVICE_COOKIE,
@@ -239,15 +242,6 @@ async def home(request: Request, user: User) -> Response:
 
 
 # -- cases ---------------------------------------------------------------------------------------
-@page("analyst", "admin")
-async def queue_page(request: Request, user: User) -> Response:
-    """GET /console/queue: cases awaiting assessment with verdict buttons."""
-    rows = await run_sync(state(request).store.list_cases, state="awaiting_assessment",
-                          limit=200)
-    return render(request, "queue.html", user, cases=rows, categories=CATEGORIES,
-                  done=request.query_params.get("done"))
-
-
 @page()
 async def cases_page(request: Request, user: User) -> Response:
     """GET /console/cases?state=."""
@@ -265,10 +259,30 @@ async def cases_page(request: Request, user: User) -> Response:
 @page()
 async def case_page(request: Request, user: User) -> Response:
     """GET /console/cases/{case_id}: detail with trail and routes (audited)."""
-    found = await run_sync(services.view_case, state(request).rt, user,
-                           request.path_params["case_id"])
+    st = state(request)
+    found = await run_sync(services.view_case, st.rt, user, request.path_params["case_id"])
+    notices = [] if user.role == "partner" else [
+        n for n in await run_sync(st.store.list_notices, limit=5000)
+        if found["id"] in n.get("case_ids", [])]
+    details = [await run_sync(st.store.get_notice, n["id"]) for n in notices[:20]]
+    texts = {d["id"]: await run_sync(_notice_text, st.rt, d) for d in details if d}
     return render(request, "case.html", user, case=found, categories=CATEGORIES,
-                  done=request.query_params.get("done"))
+                  notices=[d for d in details if d], texts=texts,
+                  done=request.query_params.get("done"),
+                  manual_from=MANUAL_FROM, reroutable=REROUTABLE,
+                  refetch_from=("awaiting_assessment", "unreachable", "failed", "fetched"))
+
+
+def _notice_text(rt: Any, notice: dict[str, Any]) -> dict[str, str] | None:
+    """The notice's rendered text (the first plugin that renders it), None if none can."""
+    try:
+        for answer, _ in call_all_sync(rt.pm, "ntd_notice_text", notice=notice,
+                                       config=rt.config):
+            if answer:
+                return answer  # type: ignore[no-any-return]
+    except Exception as exc:  # a template error must not hide the case page
+        return {"subject": "(cannot be rendered)", "text": f"{type(exc).__name__}: {exc}"}
+    return None
 
 
 @page("analyst", "admin")
@@ -278,7 +292,8 @@ async def verdict_submit(request: Request, user: User) -> Response:
     case_id = request.path_params["case_id"]
     await run_sync(services.record_verdict, state(request).rt, user, case_id,
                    verdict=fields.get("verdict"), category=fields.get("category") or None,
-                   note=fields.get("note") or None, learn=fields.get("learn") == "on")
+                   note=fields.get("note") or None, learn=fields.get("learn") == "on",
+                   classification=services.classification_from_form(fields))
     back = fields.get("back", "")
     if back == "queue":
         return _redirect(f"{PREFIX}/queue?done={quote(case_id)}")
@@ -381,7 +396,11 @@ async def batch_submit(request: Request, user: User) -> Response:
                                 clock=st.rt.clock)
     except StorageError as exc:
         raise Problem("storage-unavailable", "the store could not save the batch") from exc
-    return render(request, "batch.html", user, result=result.to_dict(), text="")
+    summary = result.to_dict()
+    await run_sync(st.store.audit, actor=user.actor, action="upload",
+                   obj=f"batch:{summary.get('batch', '')}", now=st.now(),
+                   detail={k: summary[k] for k in ("accepted", "duplicates") if k in summary})
+    return render(request, "batch.html", user, result=summary, text="")
 
 
 @page("admin")
@@ -398,7 +417,6 @@ def routes() -> list[Route]:
         Route(f"{PREFIX}/login", login_page, methods=["GET"]),
         Route(f"{PREFIX}/login", login_submit, methods=["POST"]),
         Route(f"{PREFIX}/logout", logout, methods=["POST"]),
-        Route(f"{PREFIX}/queue", queue_page, methods=["GET"]),
         Route(f"{PREFIX}/cases", cases_page, methods=["GET"]),
         Route(f"{PREFIX}/cases/{{case_id}}", case_page, methods=["GET"]),
         Route(f"{PREFIX}/cases/{{case_id}}/verdict", verdict_submit, methods=["POST"]),

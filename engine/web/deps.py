@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
+import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,13 +20,15 @@ from starlette.requests import Request
 from starlette.templating import Jinja2Templates
 
 from engine.errors import ConfigError
+from engine.viewer import Viewer
 from engine.web.auth import Signer
 from engine.web.problems import (
     Problem,
 )
-from engine.web.ratelimit import AnonymousLimits
+from engine.web.ratelimit import AnonymousLimits, TokenBucket
 from engine.web.sessions import Sessions
 from engine.web.signin import SignInThrottle, WorkGate
+from engine.workbench import QueueGroups
 
 HERE = Path(__file__).resolve().parent
 SECRET_ENV = "NTD_WEB_SECRET"
@@ -103,6 +106,21 @@ class WebState:
         self.templates = Jinja2Templates(directory=str(HERE / "templates"))
         self.templates.env.globals["static_version"] = "1"
         self.charts: dict[str, tuple[float, dict[str, bytes]]] = {}
+        # The workbench: the safe viewer, the grouped queue, previews per account and minute.
+        self.viewer = Viewer(runtime)
+        self.queue = QueueGroups(runtime)
+        self._preview_limits: dict[str, TokenBucket] = {}
+        self._limits_lock = threading.Lock()
+
+    def preview_wait(self, account: str) -> float:
+        """0 when the account may open another preview now, else seconds to wait."""
+        per_minute = self.rt.config.get("assessment", "preview_per_minute", 240)
+        with self._limits_lock:
+            bucket = self._preview_limits.get(account)
+            if bucket is None:
+                bucket = self._preview_limits[account] = TokenBucket(per_minute / 60.0,
+                                                                     float(per_minute))
+        return bucket.take()
 
     @property
     def store(self) -> Any:

@@ -29,6 +29,9 @@ KINDS: dict[str, tuple[int, str]] = {
     "method-not-allowed": (405, "Method not allowed"),
     "not-acceptable": (406, "Not acceptable"),
     "conflict": (409, "The case is not in a state that allows this"),
+    "content-changed": (409, "The content changed since it was hashed"),
+    "content-offline": (410, "The content is no longer online"),
+    "not-an-image": (422, "The item is not an image that can be shown safely"),
     "too-large": (413, "The request body is too large"),
     "unsupported-media-type": (415, "Unsupported content type"),
     "rate-limited": (429, "Too many requests"),
@@ -36,7 +39,7 @@ KINDS: dict[str, tuple[int, str]] = {
     "server-error": (500, "Internal server error"),
 }
 _BY_STATUS = {status: slug for slug, (status, _) in KINDS.items()
-              if slug not in ("invalid-url", "invalid-input")}
+              if slug not in ("invalid-url", "invalid-input", "content-changed", "not-an-image")}
 
 
 class Problem(Exception):

@@ -16,6 +16,7 @@ from typing import Any
 
 import click
 
+from engine.assessment import rematch_waiting
 from engine.errors import HashlistError, InputError
 from engine.media.hashlist_format import FIELDS, parse_hashlist
 from engine.media.items import HASH_KEYS
@@ -184,11 +185,16 @@ def register(cli: click.Group) -> None:
                 thresholds=limits, entries=entries, now=rt.clock.now_text())
         except HashlistError as exc:
             raise InputError(str(exc)) from exc
+        # What waits for an analyst is matched again against the new list (at once in a
+        # running `ntd run`, otherwise at the next run): known copies leave the queue.
+        rematched = rematch_waiting(rt, actor="hashlist", reason=f"hashlist import {name}")
         if as_json:
-            _emit({"name": name, "entries": count, "trust": trust, "negative": negative})
+            _emit({"name": name, "entries": count, "trust": trust, "negative": negative,
+                   "rematched": rematched})
         else:
             click.echo(f"imported {count} entries into list {name!r} "
-                       f"(trust={trust}{', negative' if negative else ''})")
+                       f"(trust={trust}{', negative' if negative else ''}); "
+                       f"{rematched} waiting cases sent to be matched again")
 
     @hashlist.command("ls")
     @click.option("--json", "as_json", is_flag=True, help="Print JSON.")

@@ -18,7 +18,7 @@ from plugins.notify.notifier import (
     _STATE_KEY,
     notify_case,
 )
-from plugins.notify.settings import SCHEMA, notice_settings
+from plugins.notify.settings import SCHEMA, notice_settings, smtp_settings
 
 
 @hookimpl
@@ -75,6 +75,18 @@ async def ntd_deliver(ctx: StageContext) -> int:
 @hookimpl
 def ntd_register_commands(cli: Any) -> None:
     register(cli)
+
+
+@hookimpl
+def ntd_notice_text(notice: Any, config: Any) -> dict[str, str] | None:
+    # deferred: pulls in jinja2, loaded on first use
+    from plugins.notify.message import render_notice
+
+    if notice.get("channel") not in ("email", "api") or not notice.get("actions"):
+        return None
+    prepared = render_notice(notice, notice_settings(config), smtp_settings(config), None,
+                             False)
+    return {"subject": prepared.rendered.subject, "text": prepared.rendered.text}
 
 
 @hookimpl
