@@ -339,3 +339,29 @@ async def test_a_moved_item_found_by_the_hosting_recheck(tmp_path: Path, pki: PK
             assert result["actions_sent"] == 2
             assert _order(fake, ids[0]) == ["hosting", "assign"]
             assert fake.contents[ids[0]]["url"]["hostingIpAddress"] == "203.0.113.50"
+
+
+def test_the_workbench_classification_goes_to_iccam_as_it_was_given() -> None:
+    from types import SimpleNamespace
+
+    from plugins.iccam.exporter import our_classification
+    from plugins.iccam.mapping import assessment
+
+    given = {"class": "baseline", "age": "PP", "gender": "FE", "virtual": False,
+             "user_generated": True, "child_modelling": False}
+    case = SimpleNamespace(data={"assessment": {"verdict": "illegal", "category": "baseline",
+                                                "classification": given}})
+    sent = assessment("baseline", analyst="ntd-api", classification=our_classification(case))
+    assert sent == {"assessingAnalystName": "ntd-api", "classification": v3.BASELINE,
+                    "ageCategorization": v3.AGE_PREPUBESCENT,
+                    "genderCategorization": v3.GENDER_FEMALE,
+                    "virtualContentCategorization": 0,
+                    "userGeneratedContentCategorization": 1, "childModelingCategorization": 0}
+    # ICCAM v3 has no Doubtful: it goes as National, which the hosting hotline may overrule.
+    doubtful = assessment(None, analyst="a", classification={**given, "class": "doubtful"})
+    assert doubtful["classification"] == v3.NATIONAL
+    # A hash-list confirmation (no analyst) keeps the category's mapping; not illegal: Ignore.
+    assert assessment("national", analyst="a")["classification"] == v3.NATIONAL
+    assert assessment(None, analyst="a", illegal=False,
+                      classification=given)["classification"] == v3.IGNORE
+    assert our_classification(SimpleNamespace(data={})) is None

@@ -109,6 +109,13 @@ def our_verdict(case: Any) -> tuple[bool, str | None, str | None] | None:
     return None
 
 
+def our_classification(case: Any) -> dict[str, Any] | None:
+    """The analyst's workbench classification of the case (class, age, gender, flags)."""
+    verdict = case.data.get("assessment")
+    found = verdict.get("classification") if isinstance(verdict, dict) else None
+    return found if isinstance(found, dict) else None
+
+
 def hosting_now(case: Any) -> tuple[str | None, str | None]:
     """``(country, ip)`` of the case's hosting as ntd knows it (the origin behind a CDN)."""
     location = location_for(case, {"recipient_kind": "hosting"})
@@ -165,7 +172,8 @@ def plan_item(item: dict[str, Any], case: Any, notices: dict[str, str], *, count
             steps.append({**base, "step": "assessment", "seq": SEQ["assessment"],
                           "fact_at": verdict[2] or now,
                           "payload": assessment(verdict[1], analyst=analyst,
-                                                illegal=verdict[0])})
+                                                illegal=verdict[0],
+                                                classification=our_classification(case))})
     for kinds, action in ((LEA_KINDS, "ReportedToLEA"), (ISP_KINDS, "ReportedToISP")):
         sent = sorted(at for kind, at in notices.items() if kind in kinds)
         if sent:
@@ -204,6 +212,7 @@ def report_body(case: Any, *, settings: IccamSettings, received_at: str,
     asn = location.get("asn")
     verdict = our_verdict(case)
     illegal = verdict[0] if verdict else True
+    classification = our_classification(case)
     urls: list[dict[str, Any]] = []
     sent: list[dict[str, Any]] = []
     for n, entry in enumerate(case_entries(case, location)):
@@ -218,7 +227,8 @@ def report_body(case: Any, *, settings: IccamSettings, received_at: str,
             "isContentDeliveryNetwork": bool(location.get("cdn")),
             "isSourceUrl": n == 0, "memo": None,
             "contentType": v3.CONTENT_WEBSITE if n == 0 else v3.CONTENT_MEDIA,
-            "assessment": assessment(category, analyst=settings.analyst, illegal=illegal),
+            "assessment": assessment(category, analyst=settings.analyst, illegal=illegal,
+                                     classification=classification),
             "actions": []})
         sent.append({"url": entry["url"], "is_source": n == 0, "hosting_country": country,
                      "hosting_ip": ip})

@@ -39,13 +39,38 @@ def age_for(category: str | None) -> int:
     return v3.AGE_NOT_CATEGORISED
 
 
-def assessment(category: str | None, *, analyst: str, illegal: bool = True) -> dict[str, Any]:
-    """The assessment object ICCAM takes (``PUT .../assessment``, ``urls[].assessment``)."""
-    return {"assessingAnalystName": analyst,
-            "classification": classification_for(category, illegal=illegal),
-            "ageCategorization": age_for(category) if illegal else v3.AGE_NOT_CATEGORISED,
-            "genderCategorization": v3.GENDER_NOT_DETERMINED,
-            **{flag: 0 for flag in v3.FLAGS}}
+# The workbench's classification (engine.assessment) in ICCAM's codes.
+_AGES = {"ND": v3.AGE_NOT_CATEGORISED, "IN": v3.AGE_INFANT, "PP": v3.AGE_PREPUBESCENT,
+         "PU": v3.AGE_PUBESCENT}
+_GENDERS = {"UN": v3.GENDER_NOT_DETERMINED, "FE": v3.GENDER_FEMALE, "MA": v3.GENDER_MALE,
+            "BO": v3.GENDER_BOTH}
+_FLAG_KEYS = dict(zip(("virtual", "user_generated", "child_modelling"), v3.FLAGS, strict=True))
+
+
+def assessment(category: str | None, *, analyst: str, illegal: bool = True,
+               classification: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The assessment object ICCAM takes (``PUT .../assessment``, ``urls[].assessment``).
+
+    ``classification``: the analyst's workbench classification of an illegal case (class,
+    age, gender and the three flags) — sent as it is. ``doubtful`` goes as National: ICCAM v3
+    has no Doubtful, and a National assessment is one the hosting country's hotline may
+    overrule (SCART sends Baseline, which nobody may). Without one (a hash-list confirmation)
+    the category decides the class and, for INTERPOL letters, the age."""
+    out = {"assessingAnalystName": analyst,
+           "classification": classification_for(category, illegal=illegal),
+           "ageCategorization": age_for(category) if illegal else v3.AGE_NOT_CATEGORISED,
+           "genderCategorization": v3.GENDER_NOT_DETERMINED,
+           **{flag: 0 for flag in v3.FLAGS}}
+    if illegal and isinstance(classification, dict) and classification.get("class"):
+        out["classification"] = (v3.BASELINE if classification["class"] == "baseline"
+                                 else v3.NATIONAL)
+        out["ageCategorization"] = _AGES.get(str(classification.get("age")),
+                                         v3.AGE_NOT_CATEGORISED)
+        out["genderCategorization"] = _GENDERS.get(str(classification.get("gender")),
+                                                   v3.GENDER_NOT_DETERMINED)
+        out.update({flag: 1 if classification.get(key) else 0
+                    for key, flag in _FLAG_KEYS.items()})
+    return out
 
 
 def category_of(classification: Any) -> str | None:
