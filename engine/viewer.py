@@ -28,12 +28,14 @@ from engine import clock as clocks
 from engine.context import fetch_policy
 from engine.errors import FetchError, NtdError
 from engine.media.hashing import MediaError
+from engine.media.decode_budget import VideoLimits
 from engine.media.items import IMAGE_TYPES
 from engine.media.preview import PREVIEW_SIDES, render_preview
-from engine.safe_fetch import SafeFetcher
+from engine.safe_fetch import VIDEO_TYPES, SafeFetcher
 
 GONE_STATUSES = frozenset({404, 410, 451})
 WAITING = "awaiting_assessment"
+PREVIEWABLE = IMAGE_TYPES | VIDEO_TYPES  # a video is shown as a blurred contact sheet of frames
 
 
 class PreviewError(NtdError):
@@ -112,8 +114,8 @@ class Viewer:
             raise PreviewError(f"case {case_id!r} has no item {n}", reason="not-found")
         item = case["items"][n]
         sha256 = (item.get("hashes") or {}).get("sha256")
-        if item.get("content_type") not in IMAGE_TYPES or not sha256:
-            raise PreviewError(f"item {n} of {case_id} is not a recorded image",
+        if item.get("content_type") not in PREVIEWABLE or not sha256:
+            raise PreviewError(f"item {n} of {case_id} is not a recorded image or video",
                                reason="not-an-image")
         revealed = blur == 0
         key = (case_id, n, sha256, max_side, blur, grey)
@@ -158,6 +160,8 @@ class Viewer:
                 raise PreviewError("the item's content changed since it was hashed; the case "
                                    "is fetched again", reason="content-changed")
             try:
+                if item.get("content_type") in VIDEO_TYPES:
+                    body = await asyncio.to_thread(self._contact_sheet, body)
                 return await asyncio.to_thread(render_preview, body, max_side=max_side,
                                                blur=blur, grey=grey, max_bytes=self.max_decode)
             except MediaError as exc:
@@ -165,6 +169,19 @@ class Viewer:
                                    reason="not-an-image") from exc
         finally:
             del body  # the original's bytes are not kept a moment longer
+
+    def _contact_sheet(self, data: bytes) -> bytes:
+        """A video's frames as one sheet (in memory), under the fetch stage's video limits;
+        it is then blurred and greyed like an image."""
+        # deferred: PyAV is loaded only when a video is previewed
+        from engine.media.video import contact_sheet
+
+        get = self.rt.config.get
+        return contact_sheet(data, limits=VideoLimits(
+            max_seconds=get("fetch", "max_video_seconds", 3600.0),
+            max_frames=get("fetch", "max_video_frames", 216_000),
+            max_pixels=get("fetch", "max_video_pixels", 4096 * 2304),
+            max_bytes=self.max_decode))
 
     async def _changed(self, case: dict[str, Any], actor: str) -> None:
         if case["state"] != WAITING:

@@ -444,3 +444,30 @@ async def test_case_page_shows_the_rendered_notice(tmp_path: Path,
 
 def clock_after(now: str, seconds: float) -> str:
     return clock.fmt(clock.parse(now) + timedelta(seconds=seconds))
+
+
+async def test_a_video_item_is_previewed_as_a_blurred_contact_sheet(tmp_path: Path) -> None:
+    from engine.lab.videos import make_video
+
+    server = LabWebServer({(HOST, "/v/1.mp4"): (make_video(3, seconds=4), "video/mp4")})
+    await server.start()
+    bench = Bench(tmp_path, server)
+    try:
+        [case_id] = await bench.cases("/v/1.mp4")
+        assert bench.state(case_id) == "awaiting_assessment"
+        item = bench.rt.store.get_case(case_id, events=False)["items"][0]
+        assert item["content_type"] == "video/mp4" and item["hashes"].get("vpdq")
+        url = f"/api/cases/{case_id}/items/0/preview"
+        r = await bench.client.get(url, headers=bench.auth("alice"))
+        assert r.status_code == 200 and r.headers["content-type"] == "image/jpeg"
+        assert r.headers["cache-control"] == "no-store, private"
+        sheet = Image.open(io.BytesIO(r.content))
+        assert sheet.mode == "L" and max(sheet.size) == 256  # greyscale by default
+        sharp = await bench.client.get(url + "?blur=0&grey=0", headers=bench.auth("alice"))
+        assert laplacian_variance(r.content) < laplacian_variance(sharp.content)
+        audit = [a for a in bench.rt.store.audit_log() if a["action"] == "view_media"]
+        assert [a["object"] for a in audit] == [f"case:{case_id} item:0"] * 2
+    finally:
+        await bench.client.aclose()
+        bench.rt.close()
+        await server.close()
