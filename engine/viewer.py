@@ -27,8 +27,8 @@ from typing import Any
 from engine import clock as clocks
 from engine.context import fetch_policy
 from engine.errors import FetchError, NtdError
-from engine.media.hashing import MediaError
 from engine.media.decode_budget import VideoLimits
+from engine.media.hashing import MediaError
 from engine.media.items import IMAGE_TYPES
 from engine.media.preview import PREVIEW_SIDES, render_preview
 from engine.safe_fetch import VIDEO_TYPES, SafeFetcher
