@@ -443,6 +443,7 @@ class Monitoring(TypedDict, total=False):
     misses: list[str]  # checks that found every confirmed item gone (removal confirmation)
     moves: int  # how often the host moved to another network while monitored
     last_move_at: str | None
+    move_unrouted: str  # why routing could not decide for the host's new location
     steps: list[MonitoringStep]
     items: dict[str, MonitoredItem]
 
