@@ -56,6 +56,9 @@ class _Store:
     def hashlist_generation(self) -> int:
         return 1
 
+    def held_entry_ids(self) -> set[int]:
+        return set()  # no entry held by the flood guard
+
     def hashlists(self) -> list[dict[str, Any]]:
         return [{"name": n, "trust": "auto", "negative": False, "thresholds": {}}
                 for n in sorted({e[0] for e in self.entries})]
