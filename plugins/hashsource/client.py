@@ -17,8 +17,10 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
+from engine.config import Config
 from engine.context import fetch_policy
 from engine.errors import HashlistError
+from engine.hash_sources import HashSource
 from engine.safe_fetch import SafeFetcher
 
 log = logging.getLogger("ntd.hashsource")
@@ -78,3 +80,41 @@ class SourceClient:
     async def aclose(self) -> None:
         """Close the connections."""
         await self._fetcher.aclose()
+
+
+class ApiSource(HashSource):
+    """A hash source behind an HTTP API: its ``[hashsource.NAME]`` section and one client a
+    run, built on first use (its credentials read from the environment then, by
+    :meth:`auth_headers`), counted and closed here."""
+
+    section = ""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.settings = config.section(self.section)
+        self._client: SourceClient | None = None
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.settings.get("base_url"))
+
+    def auth_headers(self) -> dict[str, str]:
+        """The headers that carry the credentials (never logged)."""
+        return {}
+
+    def client(self) -> SourceClient:
+        """The run's client."""
+        if self._client is None:
+            s = self.settings
+            self._client = SourceClient(self.config, source=self.name, base_url=s["base_url"],
+                                        headers=self.auth_headers(), timeout=s["timeout"],
+                                        ports=s["allowed_ports"])
+        return self._client
+
+    def request_count(self) -> int:
+        return self._client.requests if self._client is not None else 0
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None

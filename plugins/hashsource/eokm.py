@@ -21,9 +21,9 @@ from datetime import timedelta
 from typing import Any
 
 from engine import clock
-from engine.config import Config, Option, non_negative, one_of, positive, secret_from_env
-from engine.hash_sources import HashSource, RemoteMatch
-from plugins.hashsource.client import SourceClient
+from engine.config import Option, non_negative, one_of, positive, secret_from_env
+from engine.hash_sources import RemoteMatch
+from plugins.hashsource.client import ApiSource
 from plugins.hashsource.hma import _url, ports
 
 SECTION = "hashsource.eokm"
@@ -53,33 +53,21 @@ SCHEMA: dict[str, Option] = {
 }
 
 
-class EOKMSource(HashSource):
+class EOKMSource(ApiSource):
     """``[hashsource.eokm]``: is this MD5 known?"""
 
     name = "eokm"
 
-    def __init__(self, config: Config) -> None:
-        self.config = config
-        self.settings = config.section(SECTION)
-        self._client: SourceClient | None = None
-
-    @property
-    def enabled(self) -> bool:
-        return bool(self.settings.get("base_url"))
+    section = SECTION
 
     @property
     def can_lookup(self) -> bool:
         return self.enabled
 
-    def client(self) -> SourceClient:
-        """The run's client (the key read from the environment on first use)."""
-        if self._client is None:
-            s = self.settings
-            key = secret_from_env(SECTION, "api_key_env", s["api_key_env"])
-            self._client = SourceClient(self.config, source="eokm", base_url=s["base_url"],
-                                        headers={s["api_key_header"]: str(key)},
-                                        timeout=s["timeout"], ports=s["allowed_ports"])
-        return self._client
+    def auth_headers(self) -> dict[str, str]:
+        s = self.settings
+        return {s["api_key_header"]: str(secret_from_env(SECTION, "api_key_env",
+                                                         s["api_key_env"]))}
 
     async def lookup(self, ctx: Any, hashes: Mapping[str, Any]) -> list[RemoteMatch]:
         md5 = str(hashes.get("md5") or "").lower()
@@ -107,10 +95,3 @@ class EOKMSource(HashSource):
                             category=answer.get("category") or s["category"],
                             trust=s["trust"])]
 
-    def request_count(self) -> int:
-        return self._client.requests if self._client is not None else 0
-
-    async def aclose(self) -> None:
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None

@@ -24,10 +24,10 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from engine.config import Config, Option, one_of, port_list, positive, secret_from_env
+from engine.config import Option, one_of, port_list, positive, secret_from_env
 from engine.errors import HashlistError
-from engine.hash_sources import HashSource, ListChanges, RemoteMatch, SourceEntry
-from plugins.hashsource.client import SourceClient
+from engine.hash_sources import ListChanges, RemoteMatch, SourceEntry
+from plugins.hashsource.client import ApiSource
 
 SECTION = "hashsource.hma"
 # HMA signal type name -> ntd hash type (anything else is skipped with a note)
@@ -84,19 +84,12 @@ SCHEMA: dict[str, Option] = {
 }
 
 
-class HMASource(HashSource):
+class HMASource(ApiSource):
     """``[hashsource.hma]``: pull banks, and optionally look hashes up in HMA."""
 
     name = "hma"
 
-    def __init__(self, config: Config) -> None:
-        self.config = config
-        self.settings = config.section(SECTION)
-        self._client: SourceClient | None = None
-
-    @property
-    def enabled(self) -> bool:
-        return bool(self.settings.get("base_url"))
+    section = SECTION
 
     @property
     def can_sync(self) -> bool:
@@ -110,19 +103,13 @@ class HMASource(HashSource):
     def sync_minutes(self) -> float:
         return float(self.settings.get("sync_minutes") or 0.0)
 
-    def client(self) -> SourceClient:
-        """The run's HMA client (the token read from the environment on first use)."""
-        if self._client is None:
-            s = self.settings
-            headers = {}
-            if s["token_env"]:
-                token = secret_from_env(SECTION, "token_env", s["token_env"])
-                headers[s["auth_header"]] = (f"{s['auth_scheme']} {token}"
-                                             if s["auth_scheme"] else str(token))
-            self._client = SourceClient(self.config, source="hma", base_url=s["base_url"],
-                                        headers=headers, timeout=s["timeout"],
-                                        ports=s["allowed_ports"])
-        return self._client
+    def auth_headers(self) -> dict[str, str]:
+        s = self.settings
+        if not s["token_env"]:
+            return {}
+        token = secret_from_env(SECTION, "token_env", s["token_env"])
+        return {s["auth_header"]: f"{s['auth_scheme']} {token}" if s["auth_scheme"]
+                else str(token)}
 
     def list_name(self, bank: str) -> str:
         """The local list a bank syncs into."""
@@ -214,13 +201,6 @@ class HMASource(HashSource):
                                        category=s["category"], trust=s["trust"]))
         return out
 
-    def request_count(self) -> int:
-        return self._client.requests if self._client is not None else 0
-
-    async def aclose(self) -> None:
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
 
 
 def _distance(match: dict[str, Any]) -> int:
