@@ -162,6 +162,24 @@ def decode_cost(width: int, height: int, mode: str, fmt: str, scale: int = 1, *,
     return int(max(frame + rgba + luma, hashing) * 1.05) + 4 * 2**20
 
 
+def open_image(data: bytes) -> Image.Image:
+    """Read the header of ``data`` (no pixel is decoded yet) in one of ``ALLOWED_FORMATS``.
+
+    Raises :class:`MediaError`: ``not_image`` for other formats, ``bomb`` when Pillow's own
+    pixel limit trips, ``decode_error`` for an unreadable header. Every decode of fetched
+    bytes (hashing, the workbench preview) starts here, then checks size and budget."""
+    try:
+        return Image.open(io.BytesIO(data), formats=list(ALLOWED_FORMATS))
+    except UnidentifiedImageError as exc:
+        raise MediaError("not a supported image format", reason="not_image") from exc
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise MediaError("image dimensions exceed the pixel limit", reason="bomb") from exc
+    except _DECODE_ERRORS as exc:
+        raise MediaError(
+            f"image header unreadable: {type(exc).__name__}", reason="decode_error"
+        ) from exc
+
+
 def decode_luma(
     data: bytes, *, min_side: int | None = PDQ_MIN_SIDE, max_pixels: int = MAX_PIXELS,
     max_bytes: int | None = None,
@@ -187,17 +205,7 @@ def decode_image(
     budget and corrupt files.
     """
     budget = max_decode_bytes() if max_bytes is None else max_bytes
-    try:
-        img = Image.open(io.BytesIO(data), formats=list(ALLOWED_FORMATS))
-    except UnidentifiedImageError as exc:
-        raise MediaError("not a supported image format", reason="not_image") from exc
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise MediaError("image dimensions exceed the pixel limit", reason="bomb") from exc
-    except _DECODE_ERRORS as exc:
-        raise MediaError(
-            f"image header unreadable: {type(exc).__name__}", reason="decode_error"
-        ) from exc
-    with img:
+    with open_image(data) as img:
         width, height = img.size
         fmt = img.format or "unknown"
         if width <= 0 or height <= 0 or width * height > max_pixels:

@@ -13,17 +13,17 @@ from __future__ import annotations
 
 import io
 
-from PIL import Image, ImageFilter, UnidentifiedImageError
+from PIL import Image, ImageFilter
 
 from engine.media.decode_budget import max_decode_bytes
 from engine.media.hashing import (
     _DECODE_ERRORS,
-    ALLOWED_FORMATS,
     INFLATION_FLOOR,
     MAX_INFLATION,
     MAX_PIXELS,
     MediaError,
     decode_cost,
+    open_image,
 )
 
 PREVIEW_SIDES = (256, 512)
@@ -42,16 +42,7 @@ def render_preview(data: bytes, *, max_side: int = 256, blur: int = 60, grey: bo
     greyscale when ``grey``. Raises :class:`MediaError` (not_image, bomb, over_budget,
     decode_error) like the hashing decode."""
     budget = max_decode_bytes() if max_bytes is None else max_bytes
-    try:
-        img = Image.open(io.BytesIO(data), formats=list(ALLOWED_FORMATS))
-    except UnidentifiedImageError as exc:
-        raise MediaError("not a supported image format", reason="not_image") from exc
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise MediaError("image dimensions exceed the pixel limit", reason="bomb") from exc
-    except _DECODE_ERRORS as exc:
-        raise MediaError(f"image header unreadable: {type(exc).__name__}",
-                         reason="decode_error") from exc
-    with img:
+    with open_image(data) as img:
         width, height = img.size
         fmt = img.format or "unknown"
         if width <= 0 or height <= 0 or width * height > MAX_PIXELS:
