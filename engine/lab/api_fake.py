@@ -14,7 +14,7 @@ from typing import Any
 
 from aiohttp import web
 
-from engine.lab.threaded import LoopThread
+from engine.lab.threaded import LoopThread, serve_on_loopback
 
 
 @dataclass(frozen=True)
@@ -73,13 +73,7 @@ class JSONAPIFake:
         """Listen on 127.0.0.1 (a free port)."""
         app = web.Application(middlewares=[self._log])
         self.routes(app)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        server = site._server  # noqa: SLF001 - aiohttp exposes the port only here
-        assert server is not None
-        self.port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
+        self._runner, self.port = await serve_on_loopback(app)
         return self
 
     async def close(self) -> None:

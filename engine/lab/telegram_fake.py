@@ -27,7 +27,7 @@ from typing import Any
 
 from aiohttp import web
 
-from engine.lab.threaded import LoopThread
+from engine.lab.threaded import LoopThread, serve_on_loopback
 
 __all__ = ["TelegramFake"]
 
@@ -116,13 +116,7 @@ class TelegramFake:
         app = web.Application()
         app.router.add_route("*", "/bot{token}/{method}", self._method)
         app.router.add_get("/file/bot{token}/{path:.+}", self._file)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        server = site._server
-        assert server is not None
-        self.port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
+        self._runner, self.port = await serve_on_loopback(app)
         return self
 
     async def aclose(self) -> None:

@@ -10,6 +10,8 @@ import asyncio
 import threading
 from collections.abc import Awaitable, Callable
 
+from aiohttp import web
+
 
 class LoopThread:
     """A daemon thread whose loop runs ``start()`` then serves until ``stop()``."""
@@ -57,3 +59,15 @@ class LoopThread:
         loop.call_soon_threadsafe(loop.stop)
         thread.join(timeout)
         self.loop = self._thread = None
+
+
+async def serve_on_loopback(app: web.Application) -> tuple[web.AppRunner, int]:
+    """Start ``app`` on 127.0.0.1 at a free port; returns its runner (``cleanup()`` stops it)
+    and the port. For the lab's plain-HTTP fakes."""
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    server = site._server  # noqa: SLF001 - aiohttp exposes the port only here
+    assert server is not None
+    return runner, server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
