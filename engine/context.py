@@ -22,7 +22,8 @@ import pluggy
 from engine.clock import Clock
 from engine.config import Config
 from engine.cpu_pool import CpuPool, Setup
-from engine.errors import ConfigError, StorageError
+from engine.errors import ConfigError, InputError, StorageError
+from engine.models import Case
 from engine.store import Store
 
 if TYPE_CHECKING:
@@ -35,9 +36,9 @@ log = logging.getLogger("ntd")
 # Methods that only read: they run on reader threads with their own connections, so a busy
 # writer thread (commits, claims) never delays loading a case.
 READ_METHODS = frozenset({
-    "load_case", "get_case", "list_cases", "count_by_state", "events", "hashlist_generation",
-    "hashlists", "cache_get", "cache_items", "contacts_list", "contact_failures",
-    "lease_owners", "list_notices", "get_notice", "notice_counts",
+    "load_case", "load_cases", "get_case", "list_cases", "count_by_state", "events",
+    "hashlist_generation", "hashlists", "cache_get", "cache_items", "contacts_list",
+    "contact_failures", "lease_owners", "list_notices", "get_notice", "notice_counts",
 })
 # Point reads by primary key that an embedded store (SQLite: a local file, ~40 µs for a whole
 # case) answers faster than a hop to a reader thread costs the loop. Stores that say
@@ -57,6 +58,9 @@ class AsyncStore:
         self._clones: list[Store] = []
         self._clone_lock = threading.Lock()
         self._inline = bool(getattr(store, "inline_reads", False))
+        self._reader_count = readers
+        self._wanted: dict[str, list[asyncio.Future[Case]]] = {}  # load_case: next batch
+        self._loaders = 0  # batches of load_case being read
         # What the store raises when another process holds a lock ("database is locked").
         self._busy: tuple[type[Exception], ...] = (*getattr(store, "busy_errors", ()),
                                                    StorageError)
@@ -87,6 +91,41 @@ class AsyncStore:
                                               partial(self._read, method, args, kwargs))
         fn = getattr(self.sync, method)
         return await loop.run_in_executor(self._executor, partial(fn, *args, **kwargs))
+
+    async def load_case(self, case_id: str) -> Case:
+        """A case for a stage. An embedded store reads it inline; a database server's reads
+        are batched: the cases asked for while the readers are busy go out together in the
+        next ``load_cases`` (one round trip for all of them: on PostgreSQL one per case kept
+        the stages' workers waiting on the readers)."""
+        if self._inline:
+            return await self.call("load_case", case_id)  # type: ignore[no-any-return]
+        fut: asyncio.Future[Case] = asyncio.get_running_loop().create_future()
+        self._wanted.setdefault(case_id, []).append(fut)
+        if self._loaders < self._reader_count:
+            self._loaders += 1
+            asyncio.get_running_loop().create_task(self._load_batches())
+        return await fut
+
+    async def _load_batches(self) -> None:
+        try:
+            while self._wanted:
+                batch, self._wanted = self._wanted, {}
+                failure: Exception | None = None
+                try:
+                    cases = await self.call("load_cases", list(batch))
+                except Exception as exc:  # every waiter of the batch learns it
+                    cases, failure = {}, exc
+                for case_id, futures in batch.items():
+                    case = cases.get(case_id)
+                    for fut in futures:
+                        if fut.done():
+                            continue
+                        if case is not None:
+                            fut.set_result(case)
+                        else:
+                            fut.set_exception(failure or InputError(f"no case {case_id!r}"))
+        finally:
+            self._loaders -= 1
 
     async def call_fn(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
         """Await ``fn(store, *args, **kwargs)`` run on the database thread."""

@@ -44,7 +44,7 @@ MAX_ATTEMPTS = 5
 COMMIT_BATCH = 256  # commits per database transaction (group commit)
 EMPTY_CLAIM_GAP = 0.02  # seconds between claims of a stage that found nothing due
 # Stages that mostly wait on the network get more workers unless configured otherwise.
-DEFAULT_STAGE_WORKERS = {"fetch": 128, "recheck": 64, "resolve": 32}
+DEFAULT_STAGE_WORKERS = {"fetch": 128, "match": 64, "recheck": 64, "resolve": 32}
 
 
 @dataclass(frozen=True)

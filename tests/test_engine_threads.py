@@ -89,3 +89,40 @@ async def test_a_locked_database_sends_point_reads_to_a_reader_thread(db_path: P
         rt.close()
     assert case.id == case_id
     assert threads[0] == loop_thread and threads[1] != loop_thread
+
+
+async def test_a_server_stores_case_loads_are_batched(db_path: Path, tmp_path: Path) -> None:
+    """Where reads are not inline (PostgreSQL), the cases stages ask for while the readers
+    are busy go out together in one ``load_cases``; a missing case fails only its caller."""
+    import asyncio
+
+    import pytest
+
+    from engine.errors import InputError
+
+    rt = Runtime.open(db=str(db_path))
+    src = tmp_path / "urls.txt"
+    src.write_text("".join(f"http://h.example/{n}.png\n" for n in range(40)))
+    submit_files(rt.store, [str(src)])
+    ids = [c["id"] for c in rt.store.list_cases(limit=100)]
+    ctx = rt.context()
+    ctx.store._inline = False  # as a server's store says (no inline_reads)
+    batches: list[int] = []
+    original = type(rt.store).load_cases
+
+    def spy(self, case_ids):  # type: ignore[no-untyped-def]
+        batches.append(len(case_ids))
+        return original(self, case_ids)
+
+    type(rt.store).load_cases = spy  # type: ignore[method-assign]
+    try:
+        cases = await asyncio.gather(*(ctx.store.load_case(i) for i in ids))
+        with pytest.raises(InputError, match="no case"):
+            await ctx.store.load_case("C-missing")
+    finally:
+        type(rt.store).load_cases = original  # type: ignore[method-assign]
+        await ctx.aclose()
+        rt.close()
+    assert [c.id for c in cases] == ids
+    assert sum(batches[:-1]) == len(ids) and len(batches) - 1 < len(ids) // 4
+    assert batches[-1] == 1

@@ -227,3 +227,37 @@ async def test_phash_alone_does_not_look_up_the_mirror_image(db_path, tmp_path) 
         await rt.run_pipeline(until_idle=True, install_signal_handlers=False)
     assert rt.store.get_case(case_id)["state"] == "awaiting_assessment"
     rt.close()
+
+
+async def test_generation_checks_are_shared_yet_never_older_than_the_caller() -> None:
+    """Cases matched at once share the hash-list generation read (one in flight, one waiting)
+    instead of one round trip each; a case that arrives while a read is in flight waits for
+    the next, so a list imported before it arrived is always seen."""
+    import asyncio
+    from types import SimpleNamespace
+
+    from plugins.match.matcher import fresh_generation
+
+    gate = asyncio.Event()
+    reads: list[int] = []
+    value = {"generation": 1}
+
+    async def hashlist_generation() -> int:
+        reads.append(value["generation"])
+        seen = value["generation"]
+        await gate.wait()
+        return seen
+
+    ctx = SimpleNamespace(state={}, store=SimpleNamespace(
+        hashlist_generation=hashlist_generation))
+    first = [asyncio.ensure_future(fresh_generation(ctx)) for _ in range(20)]
+    deadline = asyncio.get_running_loop().time() + 5
+    while not reads:  # the first read is in flight
+        assert asyncio.get_running_loop().time() < deadline
+        await asyncio.sleep(0)
+    value["generation"] = 2  # a list import commits while it is
+    late = [asyncio.ensure_future(fresh_generation(ctx)) for _ in range(20)]
+    gate.set()
+    assert await asyncio.gather(*first) == [1] * 20
+    assert await asyncio.gather(*late) == [2] * 20
+    assert reads == [1, 2]

@@ -166,6 +166,22 @@ def test_claim_apply_and_lost_lease(store: Store) -> None:
     assert store.due_count(["new"], at(65)) == 4
 
 
+def test_load_cases_reads_many_cases_as_load_case_reads_each(store: Store) -> None:
+    ids = intake(store, rows(130))  # more than one statement's worth of ids
+    [case] = store.claim(["new"], limit=1, owner="w1", lease_seconds=60, now=at(1))
+    fetched = StageResult(state="fetched", action="fetched", data={"k": {"v": 2}},
+                          items=[Item(url=f"http://h.example/{n}", status=200, size=n,
+                                      hashes={"md5": str(n)}) for n in (2, 1)])
+    assert store.apply([commit(case, "w1", fetched)], at(2)) == []
+    wanted = [*ids, case, "C-missing"]
+    loaded = store.load_cases(wanted)
+    assert sorted(loaded) == sorted(set(ids))  # the unknown id is left out, the repeat once
+    for case_id in (case, ids[0], ids[-1]):
+        assert loaded[case_id] == store.load_case(case_id)
+    assert [i.size for i in loaded[case].items] == [2, 1]  # in item order, as load_case
+    assert store.load_cases([]) == {}
+
+
 def test_an_analyst_transition_wins_over_a_worker_holding_the_case(store: Store) -> None:
     [case] = intake(store, rows(1))
     assert store.claim(["new"], limit=1, owner="w1", lease_seconds=60, now=at(1)) == [case]

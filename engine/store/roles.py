@@ -72,6 +72,10 @@ class CaseStore(ABC):
         """The ``Case`` record handed to stage hooks."""
 
     @abstractmethod
+    def load_cases(self, case_ids: Sequence[str]) -> dict[str, Case]:
+        """``load_case`` of many cases in one go, by id (unknown ids are left out)."""
+
+    @abstractmethod
     def events(self, case_id: str) -> list[Event]:
         """A case's trail, oldest first."""
 

@@ -341,6 +341,10 @@ class _State:
         self.lock = asyncio.Lock()
         self.checked_at = 0.0
         self.build_lock = threading.Lock()
+        # The generation read in flight, and the one that will be sent after it (shared by
+        # every case that arrived meanwhile).
+        self.reading: asyncio.Future[int] | None = None
+        self.next_read: asyncio.Future[int] | None = None
 
 
 def _state(ctx: Any) -> _State:
@@ -354,33 +358,53 @@ def _settings(ctx: Any) -> dict[str, Any]:
     return ctx.config.section("match")
 
 
+async def _read_generation(ctx: Any, state: _State, previous: asyncio.Future[int] | None
+                           ) -> int:
+    if previous is not None:  # it was sent before this read's callers arrived: wait it out
+        await asyncio.wait([previous])
+    state.reading, state.next_read = state.next_read, None
+    return int(await ctx.store.hashlist_generation())
+
+
+async def fresh_generation(ctx: Any) -> int:
+    """The store's hash-list generation, read after this call began (so a list import that
+    committed before it is seen). Callers that arrive while a read is in flight share the next
+    read: one in flight and one waiting, however many cases ask (one round trip per case
+    serialised the match stage on PostgreSQL)."""
+    state = _state(ctx)
+    if state.next_read is None:
+        state.next_read = asyncio.ensure_future(_read_generation(ctx, state, state.reading))
+    return await asyncio.shield(state.next_read)
+
+
 async def current_matcher(ctx: Any) -> Matcher:
     """The up-to-date matcher of this run (reloads after a list import, without a restart)."""
     state = _state(ctx)
     settings = _settings(ctx)
+    seen = state.matcher
+    if seen is not None:
+        if time.monotonic() - state.checked_at < settings.get("reload_check_seconds", 0.0):
+            return seen
+        generation = await fresh_generation(ctx)
+        state.checked_at = time.monotonic()
+        if generation == seen.generation:
+            return seen
     async with state.lock:
-        now = time.monotonic()
-        stale = state.matcher is None
-        if (state.matcher is not None
-                and now - state.checked_at >= settings.get("reload_check_seconds", 0.0)):
-            generation = await ctx.store.hashlist_generation()
-            stale = generation != state.matcher.generation
-            state.checked_at = now
-        if stale:
-            radius = {t.name: settings.get(f"{t.name}_radius", t.default_radius)
-                      for t in PERCEPTUAL_TYPES}
-            quality = {t.name: settings.get(f"min_{t.name}_quality", t.default_min_quality)
-                       for t in PERCEPTUAL_TYPES if t.quality_key}
-            radius[VPDQ.name] = settings.get("vpdq_radius", VPDQ.default_radius)
-            quality[VPDQ.name] = settings.get("min_vpdq_quality", VPDQ.default_min_quality)
-            vpdq_match = (settings.get("vpdq_query_match", VPDQ_QUERY_MATCH),
-                          settings.get("vpdq_index_match", VPDQ_INDEX_MATCH))
-            # Built on the database thread: it reads the store, and the loop stays free.
-            state.matcher = await ctx.store.call_fn(
-                Matcher.build, default_radius=radius, min_quality=quality,
-                vpdq_match=vpdq_match)
-            state.checked_at = time.monotonic()
-        assert state.matcher is not None
+        if state.matcher is not seen and state.matcher is not None:
+            return state.matcher  # rebuilt by another case meanwhile, from a later read
+        radius = {t.name: settings.get(f"{t.name}_radius", t.default_radius)
+                  for t in PERCEPTUAL_TYPES}
+        quality = {t.name: settings.get(f"min_{t.name}_quality", t.default_min_quality)
+                   for t in PERCEPTUAL_TYPES if t.quality_key}
+        radius[VPDQ.name] = settings.get("vpdq_radius", VPDQ.default_radius)
+        quality[VPDQ.name] = settings.get("min_vpdq_quality", VPDQ.default_min_quality)
+        vpdq_match = (settings.get("vpdq_query_match", VPDQ_QUERY_MATCH),
+                      settings.get("vpdq_index_match", VPDQ_INDEX_MATCH))
+        # Built on the database thread: it reads the store, and the loop stays free.
+        state.matcher = await ctx.store.call_fn(
+            Matcher.build, default_radius=radius, min_quality=quality,
+            vpdq_match=vpdq_match)
+        state.checked_at = time.monotonic()
         return state.matcher
 
 
