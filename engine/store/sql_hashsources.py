@@ -21,16 +21,17 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from engine.store.sql_util import chunks, dumps
+from engine.store.sql_util import chunks, dumps, insert_rows
 
 if TYPE_CHECKING:
     from contextlib import AbstractContextManager
 
     from engine.store.dialect import Dialect
 
+T = TypeVar("T")
 _COLUMNS = ("list", "hash_type", "hash", "category", "label", "source", "external_id")
 
 
@@ -46,6 +47,7 @@ class SQLHashSourceMixin:
 
     if TYPE_CHECKING:
         def _write(self) -> AbstractContextManager[Any]: ...
+        def _transact(self, fn: Callable[[Any], T], *, pipeline: bool = False) -> T: ...
         def _read(self, sql: str, params: Sequence[Any] = ()) -> list[Any]: ...
         def _bulk_insert(self, conn: Any, table: str, columns: Sequence[str],
                          rows: Iterable[Sequence[Any]]) -> int: ...
@@ -160,21 +162,23 @@ class SQLHashSourceMixin:
         if not ids:
             return {}
         key = url_key(url)
-        over: dict[int, int] = {}
-        with self._write() as conn:
-            where, params = self.dialect.in_list("entry_id", ids)
-            conn.execute(f"DELETE FROM hashlist_hits WHERE {where} AND at < ?", [*params, since])
-            conn.executemany(
-                "INSERT INTO hashlist_hits(entry_id, url_key, at) VALUES (?,?,?)"
-                " ON CONFLICT(entry_id, url_key) DO UPDATE SET at = excluded.at",
-                [(i, key, now) for i in ids])
-            for r in conn.execute(
-                    f"SELECT h.entry_id, COUNT(*) AS n FROM hashlist_hits h WHERE {where}"
-                    " AND NOT EXISTS (SELECT 1 FROM hashlist_holds d"
-                    " WHERE d.entry_id = h.entry_id) GROUP BY h.entry_id", params):
-                if r["n"] > limit:
-                    over[int(r["entry_id"])] = int(r["n"])
-        return over
+        where, params = self.dialect.in_list("entry_id", ids)
+
+        def run(conn: Any) -> dict[int, int]:
+            # Pipelined on PostgreSQL: the delete and the insert go out with the count, one
+            # round trip (the flood guard runs for every confirmed case).
+            conn.execute(f"DELETE FROM hashlist_hits WHERE {where} AND at < ?",
+                         [*params, since])
+            insert_rows(conn, "INSERT INTO hashlist_hits(entry_id, url_key, at) VALUES {}"
+                        " ON CONFLICT(entry_id, url_key) DO UPDATE SET at = excluded.at",
+                        [(i, key, now) for i in ids])
+            counts = conn.execute(
+                f"SELECT h.entry_id, COUNT(*) AS n FROM hashlist_hits h WHERE {where}"
+                " AND NOT EXISTS (SELECT 1 FROM hashlist_holds d"
+                " WHERE d.entry_id = h.entry_id) GROUP BY h.entry_id", params).fetchall()
+            return {int(r["entry_id"]): int(r["n"]) for r in counts if r["n"] > limit}
+
+        return self._transact(run, pipeline=True)
 
     def hold_entries(self, counts: dict[int, int], *, now: str) -> int:
         """Hold entries for review (``{entry id: distinct URLs}``); returns how many new."""
