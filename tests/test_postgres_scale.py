@@ -83,15 +83,20 @@ def test_two_workers_race_for_one_case_10000_times(pg_url: str) -> None:  # noqa
     assert won[0] and won[1]
 
 
-def test_two_senders_never_claim_the_same_notice(pg_url: str) -> None:  # noqa: F811
-    store = open_store(pg_url)
+def queue_notices(url: str, n: int) -> None:
+    """``n`` e-mail notices of one URL each, aggregated and ready to be claimed."""
+    store = open_store(url)
     actions = [{"kind": "notice", "channel": "email", "recipient": f"r{i}@x.example",
                 "recipient_kind": "hoster", "language": "en", "url_count": 1}
-               for i in range(500)]
+               for i in range(n)]
     store.queue_notice_actions(actions, now=NOW)
     assert len(store.aggregate_notices(now=NOW, window_seconds=0, max_urls=1,
-                                       sendable=["email"])) == 500
+                                       sendable=["email"])) == n
     store.close()
+
+
+def test_two_senders_never_claim_the_same_notice(pg_url: str) -> None:  # noqa: F811
+    queue_notices(pg_url, 500)
     senders = [PostgresStore(pg_url, max_connections=1) for _ in range(4)]
     claimed: list[list[str]] = [[] for _ in senders]
 
@@ -128,41 +133,48 @@ def _scalar(url: str, sql: str) -> Any:
     return row[0] if row else None
 
 
-def _start_worker(url: str, config: Path, worker_id: str) -> subprocess.Popen[str]:
+def _start_worker(url: str, config: Path, worker_id: str, prefix: tuple[str, ...] = ()
+                  ) -> subprocess.Popen[str]:
+    """``ntd run`` with the stub fetch and match stages; ``prefix`` runs it under another
+    command (``ip netns exec NS``)."""
     env = ntd_env(PLUGIN_PKG, NTD_TEST_STAGE_DELAY="0.01", NTD_DISABLE_PLUGINS=BUILTINS)
     return subprocess.Popen(
-        [sys.executable, "-m", "engine.cli", "--db", url, "--config", str(config), "run",
+        [*prefix, sys.executable, "-m", "engine.cli", "--db", url, "--config", str(config), "run",
          "--worker-id", worker_id, "--workers", "4"],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-@pytest.mark.slow
-def test_four_workers_kill_9_one_restart_every_case_once_per_stage(
-        pg_url: str, tmp_path: Path) -> None:  # noqa: F811
-    n = 2_000
+def kill_9_run(db_url: str, tmp_path: Path, *, workers_url: str | None = None,
+               prefixes: dict[str, tuple[str, ...]] | None = None, n: int = 2_000) -> int:
+    """Submit ``n`` cases, run workers w1-w4 (``prefixes``: the command each runs under) on
+    ``workers_url`` (default ``db_url``), SIGKILL w2 halfway and restart it under the same id;
+    every case must reach its final state with each stage's event exactly once and no lease
+    left. Returns how many leases w2 held when killed."""
+    url = workers_url or db_url
+    prefixes = prefixes or {f"w{k}": () for k in range(1, 5)}
     config = tmp_path / "ntd.toml"
     # Short leases: a killed worker's cases are taken over after 2 s.
     config.write_text("[pipeline]\nlease_seconds = 2\npoll_seconds = 0.05\nqueue_size = 16\n")
     src = tmp_path / "urls.txt"
     src.write_text("".join(f"http://h{i % 13}.example/{i}.png\n" for i in range(n)))
     submit = subprocess.run(
-        [sys.executable, "-m", "engine.cli", "--db", pg_url, "submit", str(src)],
+        [sys.executable, "-m", "engine.cli", "--db", db_url, "submit", str(src)],
         env=ntd_env(PLUGIN_PKG, NTD_DISABLE_PLUGINS=BUILTINS), capture_output=True, text=True,
         check=False, timeout=60)
     assert submit.returncode == 0, submit.stderr
-    procs = {f"w{k}": _start_worker(pg_url, config, f"w{k}") for k in range(1, 5)}
+    procs = {w: _start_worker(url, config, w, prefix) for w, prefix in prefixes.items()}
     try:
-        wait_for(lambda: sum(_events(pg_url).values()) >= n // 2, timeout=60)
+        wait_for(lambda: sum(_events(db_url).values()) >= n // 2, timeout=90)
         victim = procs["w2"]
         assert victim.poll() is None, "w2 ended before it could be killed"
         os.kill(victim.pid, signal.SIGKILL)
         victim.communicate(timeout=10)
-        held = _scalar(pg_url, "SELECT count(*) FROM cases WHERE lease_owner = 'w2'")
-        procs["w2"] = _start_worker(pg_url, config, "w2")  # same id, fresh process
-        wait_for(lambda: _scalar(pg_url, "SELECT count(*) FROM cases"
+        held = _scalar(db_url, "SELECT count(*) FROM cases WHERE lease_owner = 'w2'")
+        procs["w2"] = _start_worker(url, config, "w2", prefixes["w2"])  # same id, new process
+        wait_for(lambda: _scalar(db_url, "SELECT count(*) FROM cases"
                                          " WHERE state = 'awaiting_assessment'") == n,
-                 timeout=90, interval=0.2)
-        wait_for(lambda: _scalar(pg_url, "SELECT count(*) FROM cases"
+                 timeout=120, interval=0.2)
+        wait_for(lambda: _scalar(db_url, "SELECT count(*) FROM cases"
                                          " WHERE lease_owner IS NOT NULL") == 0, timeout=30)
     finally:
         for proc in procs.values():
@@ -171,12 +183,18 @@ def test_four_workers_kill_9_one_restart_every_case_once_per_stage(
         outputs = {k: p.communicate(timeout=60) for k, p in procs.items()}
     for k, proc in procs.items():
         assert proc.returncode == 0, (k, outputs[k][1][-2000:])
-    events = _events(pg_url)
     per_case: dict[str, Counter[str]] = {}
-    for (case_id, action), count in events.items():
+    for (case_id, action), count in _events(db_url).items():
         per_case.setdefault(case_id, Counter())[action] += count
     assert len(per_case) == n
     assert all(c == Counter({"fetched": 1, "no_match": 1}) for c in per_case.values())
+    return int(held)
+
+
+@pytest.mark.slow
+def test_four_workers_kill_9_one_restart_every_case_once_per_stage(
+        pg_url: str, tmp_path: Path) -> None:  # noqa: F811
+    held = kill_9_run(pg_url, tmp_path)
     print(f"w2 held {held} leases when killed")
 
 
