@@ -403,10 +403,18 @@ def test_an_image_over_the_budget_is_refused_before_decoding() -> None:
     assert info.value.reason == "bomb" and "256:1" in str(info.value)
 
 
-def test_images_up_to_4_mpx_hash_at_full_resolution_as_before() -> None:
+def test_a_large_png_hashes_box_reduced_as_a_jpeg_decodes_reduced() -> None:
+    """Below 4 Mpx a PNG is no longer hashed at full size: it is box-reduced by the largest
+    factor that keeps its long side at PDQ's 512 px (2000 px: by 3), and its PDQ stays within
+    a few bits of the full-size one."""
     data = png_bytes(make_image(11, (2000, 1500)))
     full, *_ = decode_luma(data, min_side=None)
-    assert hash_media(data)["pdq"] == pdq_hex(full)[0]  # type: ignore[index]
+    got = hash_media(data)["pdq"]
+    assert got == pdq_hex(full.reduce(3))[0]  # type: ignore[index]
+    distance = bin(int(got, 16) ^ int(pdq_hex(full)[0], 16)).count("1")  # type: ignore[index]
+    assert distance <= 16
+    small = png_bytes(make_image(11, (1000, 750)))  # long side under 1,024: full size
+    assert hash_media(small)["pdq"] == pdq_hex(decode_luma(small, min_side=None)[0])[0]  # type: ignore[index]
 
 
 def test_max_decode_mb_is_validated() -> None:
