@@ -261,3 +261,46 @@ async def test_generation_checks_are_shared_yet_never_older_than_the_caller() ->
     assert await asyncio.gather(*first) == [1] * 20
     assert await asyncio.gather(*late) == [2] * 20
     assert reads == [1, 2]
+
+
+async def test_a_matcher_rebuilt_meanwhile_from_an_older_list_is_not_taken() -> None:
+    """Case A starts rebuilding for generation 1; a list import makes it 2; case B reads 2
+    and waits for A's rebuild. B must not take A's generation-1 matcher: it builds again."""
+    import asyncio
+    from types import SimpleNamespace
+
+    from plugins.match.matcher import _state, current_matcher
+
+    value = {"generation": 1}
+    gate = asyncio.Event()
+    builds: list[int] = []
+
+    async def hashlist_generation() -> int:
+        return value["generation"]
+
+    async def call_fn(fn, **kwargs):  # type: ignore[no-untyped-def]
+        built = value["generation"]  # what Matcher.build reads when it starts
+        builds.append(built)
+        if len(builds) == 1:
+            await gate.wait()
+        return SimpleNamespace(generation=built)
+
+    ctx = SimpleNamespace(
+        state={}, config=SimpleNamespace(section=lambda name: {}),
+        store=SimpleNamespace(hashlist_generation=hashlist_generation, call_fn=call_fn))
+    _state(ctx).matcher = SimpleNamespace(generation=0)  # type: ignore[assignment]
+    a = asyncio.ensure_future(current_matcher(ctx))
+    deadline = asyncio.get_running_loop().time() + 5
+    while not builds:  # A is building from generation 1
+        assert asyncio.get_running_loop().time() < deadline
+        await asyncio.sleep(0)
+    value["generation"] = 2
+    first_read = _state(ctx).reading
+    b = asyncio.ensure_future(current_matcher(ctx))
+    while _state(ctx).reading is first_read or not _state(ctx).reading.done():  # B read 2
+        assert asyncio.get_running_loop().time() < deadline
+        await asyncio.sleep(0)
+    gate.set()
+    assert (await a).generation == 1
+    assert (await b).generation == 2
+    assert builds == [1, 2]

@@ -382,6 +382,7 @@ async def current_matcher(ctx: Any) -> Matcher:
     state = _state(ctx)
     settings = _settings(ctx)
     seen = state.matcher
+    generation = -1  # no matcher yet: any will do
     if seen is not None:
         if time.monotonic() - state.checked_at < settings.get("reload_check_seconds", 0.0):
             return seen
@@ -390,8 +391,10 @@ async def current_matcher(ctx: Any) -> Matcher:
         if generation == seen.generation:
             return seen
     async with state.lock:
-        if state.matcher is not seen and state.matcher is not None:
-            return state.matcher  # rebuilt by another case meanwhile, from a later read
+        # Rebuilt by another case meanwhile: good enough if it reflects the generation this
+        # case read (generations only grow), else build again.
+        if state.matcher is not None and state.matcher.generation >= generation:
+            return state.matcher
         radius = {t.name: settings.get(f"{t.name}_radius", t.default_radius)
                   for t in PERCEPTUAL_TYPES}
         quality = {t.name: settings.get(f"min_{t.name}_quality", t.default_min_quality)
